@@ -1,0 +1,3 @@
+from spiral.cli import app
+
+app()

@@ -1,0 +1,297 @@
+"""One tree of frozen, validated configuration models — the single source of truth.
+
+The CLI (``spiral train``/``serve``), the local launcher and the Kubernetes operator all build these
+same objects (the operator from a SpiralJob spec, through :func:`load_config_dict`). Models are
+grouped by concern (env, agent, discriminator, reward, learner, data, replay, services) so each
+service reads only its part. Every model forbids unknown keys and is frozen: derived values come
+from functions returning new objects, never from mutation.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key, the value and what is valid."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False, validate_default=True)
+
+
+# --------------------------------------------------------------------------------------- env ---
+
+
+class Renderer(str, enum.Enum):
+    FAST = "fast"
+    LIBMYPAINT = "libmypaint"
+    MUJOCO = "mujoco"
+
+
+class ColorMode(str, enum.Enum):
+    GRAYSCALE = "grayscale"
+    RGB = "rgb"
+
+
+class InkStyle(str, enum.Enum):
+    """White strokes on black (MNIST style) or black strokes on white paper."""
+
+    WHITE_ON_BLACK = "white_on_black"
+    BLACK_ON_WHITE = "black_on_white"
+
+
+class MujocoSceneConfig(_Frozen):
+    """MuJoCo Scenes action space (SPIRAL-NOTES §5, our decisions)."""
+
+    max_objects: int = Field(5, ge=1, le=16, description="Objects per scene at most (paper: 5).")
+    position_grid: int = Field(8, ge=2, le=32, description="Positions form a grid×grid lattice over the platform.")
+    size_levels: int = Field(3, ge=1, le=16, description="Discrete object sizes.")
+    color_levels: int = Field(4, ge=2, le=32, description="Levels per RGB channel.")
+    rotation_levels: int = Field(4, ge=1, le=32, description="Discrete yaw angles over [0, π/2).")
+    shadows: bool = Field(False, description="Shadow maps cost ~25× render time on the CPU; off by default.")
+
+
+class EnvConfig(_Frozen):
+    """The graphics program the agent drives (SPIRAL-NOTES §1)."""
+
+    renderer: Renderer = Field(Renderer.FAST, description="`fast` (batched torch), `libmypaint` (the real library) or `mujoco`.")
+    canvas_size: int = Field(64, ge=16, le=256, description="Canvas side in pixels; the paper uses 64.")
+    grid_size: int = Field(32, ge=2, le=64, description="`end`/`control` positions form a grid×grid lattice (paper: 32).")
+    episode_length: int = Field(20, ge=2, le=1000, description="Steps per episode, counting the reset (20 → 19 actions).")
+    color: ColorMode = Field(ColorMode.GRAYSCALE, description="Grayscale drops the red/green/blue components.")
+    ink: InkStyle = Field(InkStyle.WHITE_ON_BLACK, description="MNIST is white on black.")
+    brush: str = Field("classic/dry_brush", description="libmypaint brush, relative to the brushes folder, without `.myb`.")
+    brush_sizes: tuple[float, ...] = Field((1.0, 2.0, 4.0, 8.0, 12.0, 24.0), min_length=1, description="Brush radii in pixels; one size drops the `size` component.")
+    use_pressure: bool = Field(True, description="False drops the `pressure` component (full pressure).")
+    pressure_levels: int = Field(10, ge=2, le=64, description="Pressure values linspace(0.1, 1).")
+    color_levels: int = Field(20, ge=2, le=256, description="Levels per colour channel, linspace(0, 1).")
+    device: str = Field("cpu", description="Torch device for the fast renderer (`cpu`, `cuda`, `auto`).")
+    mujoco: MujocoSceneConfig = Field(default_factory=MujocoSceneConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "EnvConfig":
+        if self.renderer != Renderer.MUJOCO and self.grid_size > self.canvas_size:
+            raise ValueError(f"env.grid_size ({self.grid_size}) must be ≤ env.canvas_size ({self.canvas_size})")
+        if any(r <= 0 for r in self.brush_sizes):
+            raise ValueError(f"env.brush_sizes must all be > 0, got {list(self.brush_sizes)}")
+        return self
+
+
+# ------------------------------------------------------------------------------------- agent ---
+
+
+class AgentPreset(str, enum.Enum):
+    PAPER = "paper"  # the published sizes (SPIRAL-NOTES §2): ~1.5M params, heavy on a CPU
+    SMALL = "small"  # ~10× cheaper; learns within 30 CPU-minutes on 2 cores
+
+
+class AgentConfig(_Frozen):
+    """Policy network sizes. ``preset`` fills every size left unset (see ``spiral.agents.presets``)."""
+
+    preset: AgentPreset = Field(AgentPreset.SMALL, description="Size preset.")
+    conv_channels: int | None = Field(None, ge=4, le=256, description="Encoder width (paper: 32).")
+    num_residual_blocks: int | None = Field(None, ge=0, le=16, description="Residual blocks at 8×8 (paper: 8).")
+    hidden_size: int | None = Field(None, ge=16, le=1024, description="Linear and LSTM width (paper: 256).")
+    embed_size: int | None = Field(None, ge=4, le=128, description="Per-component action embedding (paper: 16).")
+    noise_size: int = Field(10, ge=1, le=128, description="Unconditional generation's N(0,1) noise vector (paper: 10).")
+
+
+# ----------------------------------------------------------------------------- discriminator ---
+
+
+class DiscriminatorLoss(str, enum.Enum):
+    WGAN_GP = "wgan_gp"  # SPIRAL
+    SN_NONSATURATING = "sn_nonsaturating"  # SPIRAL++
+
+
+class ConditioningMode(str, enum.Enum):
+    NONE = "none"  # unconditional: D(canvas)
+    PAIR = "pair"  # real (target, target), fake (target, canvas)
+    COMPLEMENT = "complement"  # SPIRAL++ random half-mask
+
+
+class DiscriminatorConfig(_Frozen):
+    loss: DiscriminatorLoss = Field(DiscriminatorLoss.WGAN_GP)
+    conditioning: ConditioningMode = Field(ConditioningMode.PAIR, description="Ignored (forced `none`) for unconditional jobs.")
+    gp_weight: float = Field(10.0, ge=0.0, description="WGAN-GP λ (Gulrajani et al. default 10).")
+    gp_target_norm: float = Field(1.0, gt=0.0, description="Gradient-norm target of the penalty.")
+    channels: int = Field(32, ge=4, le=512, description="First conv width; doubles per stride-2 layer.")
+    learning_rate: float = Field(1e-4, gt=0.0, le=1.0, description="Adam lr (SPIRAL-NOTES §3).")
+    batch_size: int = Field(64, ge=1, le=4096)
+    adam_beta1: float = Field(0.5, ge=0.0, lt=1.0)
+    adam_beta2: float = Field(0.999, ge=0.0, lt=1.0)
+
+
+# ------------------------------------------------------------------------------------ reward ---
+
+
+class RewardKind(str, enum.Enum):
+    DISCRIMINATOR = "discriminator"
+    L2 = "l2"
+
+
+class RewardConfig(_Frozen):
+    kind: RewardKind = Field(RewardKind.L2, description="D(final canvas) or −L2(final canvas, target).")
+    temporal_credit: bool = Field(False, description="SPIRAL++: r_t = f(c_t) − f(c_{t−1}) instead of a final-step reward.")
+    stroke_penalty: float = Field(0.0, ge=0.0, description="Subtracted for each new continuous stroke (paper's MNIST setting).")
+    scale: float = Field(1.0, gt=0.0, description="Multiplies the reward before learning.")
+
+
+# ----------------------------------------------------------------------------------- learner ---
+
+
+class LearnerConfig(_Frozen):
+    """Advantage actor-critic with V-trace (IMPALA)."""
+
+    learning_rate: float = Field(3e-4, gt=0.0, le=1.0)
+    adam_beta1: float = Field(0.5, ge=0.0, lt=1.0, description="SPIRAL uses β1 = 0.5.")
+    adam_beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    entropy_coef: float = Field(0.01, ge=0.0, description="Entropy bonus weight (paper: 2e-3..1e-1).")
+    baseline_coef: float = Field(0.5, ge=0.0)
+    discount: float = Field(1.0, ge=0.0, le=1.0, description="1.0 for short episodes.")
+    max_grad_norm: float = Field(40.0, gt=0.0)
+    batch_size: int = Field(32, ge=1, le=4096, description="Trajectories per update.")
+    clip_rho_threshold: float = Field(1.0, gt=0.0)
+    clip_pg_rho_threshold: float = Field(1.0, gt=0.0)
+
+
+# -------------------------------------------------------------------------------------- data ---
+
+
+class DatasetName(str, enum.Enum):
+    SHAPES = "shapes"  # built-in procedural default: no files, no download
+    MNIST = "mnist"
+    OMNIGLOT = "omniglot"
+    CELEBA = "celeba"
+    FOLDER = "folder"
+    MUJOCO_SCENES = "mujoco-scenes"
+
+
+class DataConfig(_Frozen):
+    name: DatasetName = Field(DatasetName.SHAPES)
+    path: Path | None = Field(None, description="Folder or archive; required for every dataset but `shapes`.")
+    held_out_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="Deterministic held-out split, never trained on.")
+    seed: int = Field(0, description="Seed of the split and the procedural generator.")
+    subset: str | None = Field(None, description="Dataset-specific subset (e.g. Omniglot archive name).")
+
+
+# ------------------------------------------------------------------------------------ replay ---
+
+
+class SamplerKind(str, enum.Enum):
+    UNIFORM = "uniform"
+    FIFO = "fifo"
+
+
+class ReplayConfig(_Frozen):
+    max_size: int = Field(10_000, ge=1, description="Items kept; the oldest is removed beyond it.")
+    sampler: SamplerKind = Field(SamplerKind.UNIFORM)
+    max_times_sampled: int = Field(0, ge=0, description="0 = unlimited.")
+    min_size_to_sample: int = Field(64, ge=1)
+    samples_per_insert: float | None = Field(None, gt=0.0, description="None disables the ratio limiter.")
+    error_buffer: float = Field(1000.0, gt=0.0, description="Slack of the samples-per-insert limiter.")
+
+
+# ----------------------------------------------------------------------------------- top ---
+
+
+class Mode(str, enum.Enum):
+    CONDITIONAL = "conditional"  # reconstruct a target image
+    UNCONDITIONAL = "unconditional"  # generate from noise
+
+
+class TrainConfig(_Frozen):
+    """Everything one training run needs, in one YAML file."""
+
+    mode: Mode = Field(Mode.CONDITIONAL)
+    env: EnvConfig = Field(default_factory=EnvConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    replay: ReplayConfig = Field(default_factory=ReplayConfig)
+    num_envs: int = Field(32, ge=1, le=4096, description="Environments stepped in lockstep per actor/process.")
+    num_actors: int = Field(2, ge=1, le=1024, description="Actor processes (`spiral train`) or pods.")
+    total_frames: int | None = Field(None, gt=0, description="Budget in environment steps; one of frames/updates.")
+    total_updates: int | None = Field(None, gt=0, description="Budget in policy updates.")
+    seed: int = Field(0)
+    output_dir: Path = Field(Path("runs/spiral"), description="Checkpoints, PNG grids, logs.")
+    checkpoint_every: int = Field(200, ge=1, description="Policy updates between checkpoints.")
+    image_every: int = Field(100, ge=1, description="Policy updates between PNG grids.")
+    log_every: int = Field(10, ge=1, description="Policy updates between log lines.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TrainConfig":
+        if self.total_frames is None and self.total_updates is None:
+            raise ValueError("set a budget: total_frames or total_updates (both must be > 0)")
+        if self.reward.kind == RewardKind.L2 and self.mode == Mode.UNCONDITIONAL:
+            raise ValueError("reward.kind 'l2' needs a target: use mode 'conditional' or reward.kind 'discriminator'")
+        if (self.env.renderer == Renderer.MUJOCO) != (self.data.name == DatasetName.MUJOCO_SCENES) and self.mode == Mode.CONDITIONAL:
+            raise ValueError(
+                f"env.renderer {self.env.renderer.value!r} cannot reconstruct dataset {self.data.name.value!r}: "
+                "renderer 'mujoco' goes with dataset 'mujoco-scenes' and the painting renderers with the others"
+            )
+        return self
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - {where}: unknown key (check the spelling; see `spiral train --help-config`)")
+        else:
+            got = e.get("input")
+            lines.append(f"  - {where}: {e['msg']} (got {got!r})")
+    return "\n".join(lines)
+
+
+def load_config_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
+    """Build a :class:`TrainConfig` from plain data (YAML, a CR spec, CLI overrides).
+
+    Raises:
+        ConfigError: names every wrong key/value and the valid options.
+    """
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML file and apply dotted overrides (``{"env.grid_size": 16}``).
+
+    Raises:
+        ConfigError: unreadable file, not a mapping, or invalid values.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"cannot read config {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a YAML mapping at the top level, got {type(data).__name__}")
+    return load_config_dict(apply_overrides(data, overrides or {}), source=str(path))
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``data`` with dotted-key overrides applied (``a.b.c = v``)."""
+    import copy
+
+    result = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        node = result
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
+        node[leaf] = value
+    return result

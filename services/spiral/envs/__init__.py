@@ -1,0 +1,1 @@
+"""Environments: the painting program (libmypaint, fast batched renderer) and MuJoCo Scenes."""

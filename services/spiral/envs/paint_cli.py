@@ -1,0 +1,3 @@
+"""Placeholder: `spiral paint` (owned by the environment work)."""
+def paint_command() -> None:
+    raise NotImplementedError("spiral paint")
