@@ -198,6 +198,49 @@ class ReplayConfig(_Frozen):
     error_buffer: float = Field(1000.0, gt=0.0, description="Slack of the samples-per-insert limiter.")
 
 
+
+# ---------------------------------------------------------------------------------- services ---
+
+
+class Role(str, enum.Enum):
+    """The four service kinds; the same names are used by `spiral serve`, the launcher and the operator."""
+
+    ACTOR = "actor"
+    POLICY_LEARNER = "policy-learner"
+    DISCRIMINATOR_LEARNER = "discriminator-learner"
+    REPLAY = "replay"
+
+
+class TLSConfig(_Frozen):
+    """Optional (mutual) TLS between services; plaintext is only allowed on loopback."""
+
+    enabled: bool = Field(False)
+    cert_file: Path | None = Field(None, description="PEM certificate of this service.")
+    key_file: Path | None = Field(None, description="PEM private key of this service.")
+    ca_file: Path | None = Field(None, description="PEM CA bundle; set it to require and verify client certificates (mTLS).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TLSConfig":
+        if self.enabled and (self.cert_file is None or self.key_file is None):
+            raise ValueError("tls.enabled needs tls.cert_file and tls.key_file")
+        return self
+
+
+class ServicesConfig(_Frozen):
+    """Where the services listen and how they talk. Ports are per process; the launcher offsets them."""
+
+    grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port; 0 picks a free one.")
+    metrics_port: int = Field(9400, ge=0, le=65535, description="Prometheus /metrics port; 0 picks a free one.")
+    bind_address: str = Field("127.0.0.1", description="Listen address; non-loopback needs TLS unless allow_insecure.")
+    allow_insecure: bool = Field(False, description="Permit plaintext on non-loopback addresses (inside a NetworkPolicy).")
+    policy_learner_address: str = Field("127.0.0.1:50051")
+    discriminator_learner_address: str = Field("127.0.0.1:50052")
+    replay_address: str = Field("127.0.0.1:50053")
+    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="gRPC send/receive limit per message.")
+    rpc_deadline_seconds: float = Field(30.0, gt=0.0, description="Deadline of unary calls.")
+    weight_chunk_bytes: int = Field(1024 * 1024, ge=1024, description="Weights stream in chunks of this size (below gRPC's 4 MB default).")
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+
 # ----------------------------------------------------------------------------------- top ---
 
 
@@ -217,6 +260,7 @@ class TrainConfig(_Frozen):
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
+    services: ServicesConfig = Field(default_factory=ServicesConfig)
     num_envs: int = Field(32, ge=1, le=4096, description="Environments stepped in lockstep per actor/process.")
     num_actors: int = Field(2, ge=1, le=1024, description="Actor processes (`spiral train`) or pods.")
     total_frames: int | None = Field(None, gt=0, description="Budget in environment steps; one of frames/updates.")
