@@ -18,7 +18,7 @@ _SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 
 @dataclass(frozen=True)
 class SpiralMetrics:
-    """The metric objects of one process. Labels: ``role`` on all, ``method``/``code`` on gRPC."""
+    """The metric objects of one process. Labels: ``spiral_job`` on all (the SpiralJob name; ``local`` for ``spiral train``), plus ``role``/``method``/``code`` on gRPC."""
 
     # actors
     actor_frames: Counter
@@ -57,7 +57,8 @@ class SpiralMetrics:
 
 def create_metrics(registry: CollectorRegistry) -> SpiralMetrics:
     """Register all SPIRAL metrics on ``registry`` and return them."""
-    job = ["job"]
+    # `spiral_job` (the SpiralJob name), not `job`: Prometheus owns `job` for the scrape job.
+    job = ["spiral_job"]
     return SpiralMetrics(
         actor_frames=Counter("spiral_actor_frames_total", "Environment steps taken by actors (one frame = one action on one canvas).", job, registry=registry),
         actor_episodes=Counter("spiral_actor_episodes_total", "Episodes finished by actors.", job, registry=registry),
