@@ -339,3 +339,27 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
                 raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
         node[leaf] = value
     return result
+
+
+#: Named starting points for ``spiral train --preset``; YAML files shipped inside the package.
+PRESETS = ("default", "mnist", "omniglot", "celeba", "mujoco-scenes")
+
+
+def preset_path(name: str) -> Path:
+    """The YAML file of preset ``name``.
+
+    Raises:
+        ConfigError: unknown preset (lists the valid ones).
+    """
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return Path(__file__).parent / "presets" / f"{name}.yaml"
+
+
+def load_preset(name: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A preset with dotted overrides applied (``{"data.path": "/data/mnist"}``).
+
+    Raises:
+        ConfigError: unknown preset or invalid overrides.
+    """
+    return load_config(preset_path(name), overrides)

@@ -1,0 +1,401 @@
+"""Render a SpiralJob's children as plain Kubernetes manifests — pure: no client, clock or env reads.
+
+For job ``NAME``: ConfigMap ``NAME-config`` (the rendered TrainConfig), PVC ``NAME-checkpoints``
+(unless an existing claim is used), StatefulSet + headless Service ``NAME-policy-learner``,
+``NAME-discriminator-learner`` and ``NAME-replay`` (ports ``grpc`` 50051 and ``metrics`` 9400), a
+Deployment ``NAME-actor`` with a metrics-only headless Service of the same name (so a ServiceMonitor
+can reach the actors), NetworkPolicy ``NAME-grpc`` and, when asked, ServiceMonitor ``NAME``.
+
+The handlers add owner references (``kopf.adopt``) afterwards. Two pod-template annotations drive
+roll-outs: ``spiral.dev/config-hash`` (a config change restarts the pods that read it) and
+``spiral.dev/restart-generation`` (bumped by the operator for a coordinated restart of learners and
+replay). Scaling actors changes neither, so it only scales the actor Deployment.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from spiral.config import Role
+from spiral_operator.spec import (
+    CHECKPOINT_DIR,
+    CONFIG_PATH,
+    DATA_DIR,
+    GRPC_PORT,
+    METRICS_PORT,
+    TLS_DIR,
+    AccessMode,
+    RoleSpec,
+    SpiralJobSpec,
+    to_train_config,
+)
+
+JOB_NAME_LABEL = "spiral.dev/job-name"
+ROLE_LABEL = "spiral.dev/role"
+CONFIG_HASH_ANNOTATION = "spiral.dev/config-hash"
+RESTART_GENERATION_ANNOTATION = "spiral.dev/restart-generation"
+MANAGED_BY = "spiral-operator"
+CONFIG_KEY = "config.yaml"
+#: Non-root UID/GID of the image's `spiral` user (see the Dockerfile).
+RUN_AS_USER = 10001
+
+#: Roles run as single-replica StatefulSets; a crash of any of them triggers a coordinated restart.
+STATEFUL_ROLES: tuple[Role, ...] = (Role.POLICY_LEARNER, Role.DISCRIMINATOR_LEARNER, Role.REPLAY)
+#: Roles that read and write checkpoints.
+CHECKPOINTING_ROLES: frozenset[Role] = frozenset({Role.POLICY_LEARNER, Role.DISCRIMINATOR_LEARNER})
+
+
+def child_name(name: str, role: Role) -> str:
+    """Name of the workload and Service of ``role`` in job ``name``."""
+    return f"{name}-{role.value}"
+
+
+def config_map_name(name: str) -> str:
+    return f"{name}-config"
+
+
+def checkpoint_claim_name(name: str, spec: SpiralJobSpec) -> str:
+    return spec.checkpoint.existing_claim or f"{name}-checkpoints"
+
+
+def network_policy_name(name: str) -> str:
+    return f"{name}-grpc"
+
+
+def selector_labels(name: str, role: Role) -> dict[str, str]:
+    """The immutable selector of a role's pods (a subset of :func:`labels`)."""
+    return {JOB_NAME_LABEL: name, ROLE_LABEL: role.value}
+
+
+def actor_selector(name: str) -> str:
+    """``status.actorSelector``: the label selector string the scale subresource reports."""
+    return ",".join(f"{k}={v}" for k, v in selector_labels(name, Role.ACTOR).items())
+
+
+def labels(name: str, component: str) -> dict[str, str]:
+    """The standard labels every child carries; ``component`` is a Role value (or ``job`` for shared objects)."""
+    return {
+        "app.kubernetes.io/name": "spiral",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        JOB_NAME_LABEL: name,
+        ROLE_LABEL: component,
+    }
+
+
+def _meta(name: str, namespace: str, object_name: str, component: str) -> dict[str, Any]:
+    return {"name": object_name, "namespace": namespace, "labels": labels(name, component)}
+
+
+def render_config_yaml(spec: SpiralJobSpec, name: str, namespace: str) -> str:
+    """The YAML of the TrainConfig every pod loads from ``/etc/spiral/config.yaml``.
+
+    Raises:
+        SpecError: the spec does not make a valid TrainConfig.
+    """
+    config = to_train_config(spec, name, namespace)
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=True)
+
+
+def config_hash(config_yaml: str) -> str:
+    return hashlib.sha256(config_yaml.encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------ pod template ---
+
+
+def merge_template(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge a user's pod-template override into ``base`` (returns a new dict).
+
+    Maps merge key by key; lists of named items (``containers``, ``volumes``, ``env``...) merge item
+    by item on ``name`` (new names are appended); any other list, and every scalar, is replaced.
+    """
+    result = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        current = result.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            result[key] = merge_template(current, value)
+        elif (
+            isinstance(current, list)
+            and isinstance(value, list)
+            and all(isinstance(v, Mapping) and "name" in v for v in [*current, *value])
+        ):
+            merged = [copy.deepcopy(item) for item in current]
+            index = {item["name"]: i for i, item in enumerate(merged)}
+            for item in value:
+                if item["name"] in index:
+                    merged[index[item["name"]]] = merge_template(merged[index[item["name"]]], item)
+                else:
+                    merged.append(copy.deepcopy(dict(item)))
+            result[key] = merged
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def _container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _grpc_probe(period: int, failures: int) -> dict[str, Any]:
+    return {"grpc": {"port": GRPC_PORT}, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 5}
+
+
+def _pod_template(
+    spec: SpiralJobSpec, name: str, role: Role, role_spec: RoleSpec, config_digest: str, restart_generation: int
+) -> dict[str, Any]:
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_PATH, "subPath": CONFIG_KEY, "readOnly": True},
+        # The root filesystem is read-only; torch, matplotlib and libmypaint need a scratch /tmp.
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": config_map_name(name), "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+    if role in CHECKPOINTING_ROLES:
+        mounts.append({"name": "checkpoints", "mountPath": CHECKPOINT_DIR})
+        volumes.append({"name": "checkpoints", "persistentVolumeClaim": {"claimName": checkpoint_claim_name(name, spec)}})
+    if spec.dataset.volume is not None:
+        mounts.append({"name": "data", "mountPath": DATA_DIR, "readOnly": True})
+        volumes.append({**copy.deepcopy(spec.dataset.volume), "name": "data"})
+    if spec.tls is not None:
+        mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
+        volumes.append({"name": "tls", "secret": {"secretName": spec.tls.secret_name, "defaultMode": 0o440}})
+
+    container: dict[str, Any] = {
+        "name": role.value,
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy.value,
+        "command": ["spiral", "serve", role.value, "--config", CONFIG_PATH],
+        "env": [
+            {"name": "SPIRAL_JOB_NAME", "value": name},
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+        ],
+        "ports": [
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
+        # Loading torch and the dataset takes a while on a CPU; the startup probe allows 5 minutes
+        # before liveness starts counting, so a slow start is not mistaken for a hang.
+        "startupProbe": _grpc_probe(period=10, failures=30),
+        "readinessProbe": _grpc_probe(period=10, failures=3),
+        "livenessProbe": _grpc_probe(period=20, failures=3),
+        "resources": role_spec.resources.model_dump(mode="json", exclude_defaults=False),
+        "securityContext": _container_security_context(),
+        "volumeMounts": mounts,
+    }
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        # Learners write a final checkpoint on SIGTERM; give them time before SIGKILL.
+        "terminationGracePeriodSeconds": 60,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if spec.service_account_name:
+        pod_spec["serviceAccountName"] = spec.service_account_name
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s} for s in spec.image_pull_secrets]
+    if role_spec.node_selector:
+        pod_spec["nodeSelector"] = dict(role_spec.node_selector)
+    if role_spec.tolerations:
+        pod_spec["tolerations"] = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in role_spec.tolerations]
+    if role == Role.DISCRIMINATOR_LEARNER and spec.checkpoint.access_mode == AccessMode.READ_WRITE_ONCE:
+        # A ReadWriteOnce claim attaches to one node: both learners must land on the policy learner's node.
+        pod_spec["affinity"] = {
+            "podAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": selector_labels(name, Role.POLICY_LEARNER)}, "topologyKey": "kubernetes.io/hostname"}
+                ]
+            }
+        }
+    template = {
+        "metadata": {
+            "labels": labels(name, role.value),
+            "annotations": {CONFIG_HASH_ANNOTATION: config_digest, RESTART_GENERATION_ANNOTATION: str(restart_generation)},
+        },
+        "spec": pod_spec,
+    }
+    if role_spec.template:
+        template = merge_template(template, role_spec.template)
+    return template
+
+
+# ---------------------------------------------------------------------------------- children ---
+
+
+def _service(name: str, namespace: str, role: Role, ports: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, namespace, child_name(name, role), role.value),
+        "spec": {
+            # Headless: the single pod's address is resolved directly, so gRPC's long-lived HTTP/2
+            # connections are not pinned through kube-proxy, and StatefulSets need one anyway.
+            "clusterIP": "None",
+            "selector": selector_labels(name, role),
+            "ports": ports,
+            # Peers start dialling before the learner is ready; they retry on their own.
+            "publishNotReadyAddresses": True,
+        },
+    }
+
+
+_GRPC_SERVICE_PORT = {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"}
+_METRICS_SERVICE_PORT = {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP", "appProtocol": "http"}
+
+
+def _role_spec(spec: SpiralJobSpec, role: Role) -> RoleSpec:
+    return {
+        Role.ACTOR: spec.actor,
+        Role.POLICY_LEARNER: spec.policy_learner,
+        Role.DISCRIMINATOR_LEARNER: spec.discriminator_learner,
+        Role.REPLAY: spec.replay,
+    }[role]
+
+
+def render_children(
+    spec: SpiralJobSpec,
+    name: str,
+    namespace: str,
+    *,
+    restart_generation: int = 0,
+    stopped: frozenset[Role] = frozenset(),
+) -> list[dict[str, Any]]:
+    """Every child object of SpiralJob ``namespace/name``, in creation order (config and storage first).
+
+    Args:
+        spec: the parsed spec.
+        restart_generation: coordinated restarts so far; stamped on learner/replay pod templates.
+        stopped: roles scaled to zero although the spec wants them (finished-job cleanup).
+            ``runPolicy.suspend`` scales every role to zero by itself.
+
+    Raises:
+        SpecError: the spec does not make a valid TrainConfig.
+    """
+    config_yaml = render_config_yaml(spec, name, namespace)
+    digest = config_hash(config_yaml)
+    suspended = spec.run_policy.suspend
+
+    def replicas(role: Role, wanted: int) -> int:
+        return 0 if suspended or role in stopped else wanted
+
+    children: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(name, namespace, config_map_name(name), "job"),
+            "data": {CONFIG_KEY: config_yaml},
+        }
+    ]
+    if spec.checkpoint.existing_claim is None:
+        pvc_spec: dict[str, Any] = {
+            "accessModes": [spec.checkpoint.access_mode.value],
+            "resources": {"requests": {"storage": spec.checkpoint.size}},
+        }
+        if spec.checkpoint.storage_class_name:
+            pvc_spec["storageClassName"] = spec.checkpoint.storage_class_name
+        children.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": _meta(name, namespace, f"{name}-checkpoints", "job"),
+                "spec": pvc_spec,
+            }
+        )
+
+    for role in STATEFUL_ROLES:
+        children.append(_service(name, namespace, role, [dict(_GRPC_SERVICE_PORT), dict(_METRICS_SERVICE_PORT)]))
+        children.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": _meta(name, namespace, child_name(name, role), role.value),
+                "spec": {
+                    "replicas": replicas(role, 1),
+                    "serviceName": child_name(name, role),
+                    # Parallel: a crash-looping pod must not block its own replacement during a restart.
+                    "podManagementPolicy": "Parallel",
+                    "updateStrategy": {"type": "RollingUpdate"},
+                    "selector": {"matchLabels": selector_labels(name, role)},
+                    "template": _pod_template(spec, name, role, _role_spec(spec, role), digest, restart_generation),
+                },
+            }
+        )
+
+    children.append(_service(name, namespace, Role.ACTOR, [dict(_METRICS_SERVICE_PORT)]))
+    children.append(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(name, namespace, child_name(name, Role.ACTOR), Role.ACTOR.value),
+            "spec": {
+                "replicas": replicas(Role.ACTOR, spec.actor.replicas),
+                "revisionHistoryLimit": 3,
+                "selector": {"matchLabels": selector_labels(name, Role.ACTOR)},
+                # Actors are stateless: replace them freely, a few at a time.
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+                # Actors keep no restart generation: they reconnect to restarted learners by themselves.
+                "template": _pod_template(spec, name, Role.ACTOR, spec.actor, digest, 0),
+            },
+        }
+    )
+
+    metrics_from: dict[str, Any] = (
+        {"namespaceSelector": {"matchLabels": dict(spec.monitoring.metrics_namespace_selector)}}
+        if spec.monitoring.metrics_namespace_selector is not None
+        else {"namespaceSelector": {}}
+    )
+    children.append(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta(name, namespace, network_policy_name(name), "job"),
+            "spec": {
+                "podSelector": {"matchLabels": {JOB_NAME_LABEL: name}},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    # gRPC (plaintext unless spec.tls) only between this job's own pods.
+                    {"from": [{"podSelector": {"matchLabels": {JOB_NAME_LABEL: name}}}], "ports": [{"protocol": "TCP", "port": GRPC_PORT}]},
+                    # /metrics for Prometheus and the operator's progress reads.
+                    {"from": [metrics_from], "ports": [{"protocol": "TCP", "port": METRICS_PORT}]},
+                ],
+            },
+        }
+    )
+
+    if spec.monitoring.service_monitor:
+        children.append(
+            {
+                "apiVersion": "monitoring.coreos.com/v1",
+                "kind": "ServiceMonitor",
+                "metadata": _meta(name, namespace, name, "job"),
+                "spec": {
+                    "selector": {"matchLabels": {JOB_NAME_LABEL: name, "app.kubernetes.io/managed-by": MANAGED_BY}},
+                    "namespaceSelector": {"matchNames": [namespace]},
+                    "endpoints": [{"port": "metrics", "path": "/metrics", "interval": spec.monitoring.interval}],
+                },
+            }
+        )
+    return children

@@ -1,0 +1,391 @@
+"""The SpiralJob ``spec`` as frozen pydantic models, and its translation into :class:`spiral.config.TrainConfig`.
+
+The algorithm sections (``environment``, ``agent``, ``discriminator``, ``reward``, ``training``,
+``dataset``, ``replay.buffer``) *are* the models of ``spiral.config`` with camelCase aliases
+(:func:`camel_model`), so the CRD (generated from these classes by :mod:`spiral_operator.crd`), the CLI
+and the operator can never drift apart. The Kubernetes sections (per-role pods, run policy,
+checkpoint storage, monitoring, TLS) are defined here.
+
+Callers: the handlers parse every spec through :func:`parse_spec` and :func:`to_train_config`;
+:mod:`spiral_operator.manifests` renders from the parsed objects. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import functools
+from collections.abc import Mapping
+from pathlib import PurePosixPath
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from spiral.config import (
+    AgentConfig,
+    DataConfig,
+    DiscriminatorConfig,
+    EnvConfig,
+    LearnerConfig,
+    Mode,
+    ReplayConfig,
+    RewardConfig,
+    TrainConfig,
+)
+
+#: Where the rendered TrainConfig, the TLS secret, the checkpoints and the dataset volume are mounted.
+CONFIG_PATH = "/etc/spiral/config.yaml"
+TLS_DIR = "/etc/spiral/tls"
+CHECKPOINT_DIR = "/checkpoints"
+DATA_DIR = "/data"
+GRPC_PORT = 50051
+METRICS_PORT = 9400
+
+
+class SpecError(ValueError):
+    """The SpiralJob spec is invalid; the message names each field, the bad value and what is valid."""
+
+
+@functools.cache
+def camel_model(cls: type[BaseModel]) -> type[BaseModel]:
+    """A subclass of config model ``cls`` whose fields are spelled camelCase (``canvas_size`` → ``canvasSize``).
+
+    Validators, bounds, defaults and descriptions are inherited, so the config model stays the one
+    source of truth. Nested config models are converted too.
+    """
+    namespace: dict[str, Any] = {
+        "model_config": ConfigDict(alias_generator=to_camel, populate_by_name=True),
+        "__module__": __name__,
+        "__doc__": cls.__doc__,
+        "__annotations__": {},
+    }
+    for name, field in cls.model_fields.items():
+        nested = field.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            camel = camel_model(nested)
+            namespace["__annotations__"][name] = camel
+            namespace[name] = Field(default_factory=camel, description=field.description)
+    return type(f"{cls.__name__}Spec", (cls,), namespace)
+
+
+def _config_field(name: str) -> Any:
+    """A copy of TrainConfig's field ``name`` (bounds, default, description) for a spec model."""
+    return copy.copy(TrainConfig.model_fields[name])
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True, validate_default=True)
+
+
+# ------------------------------------------------------------------------------ pod settings ---
+
+
+class TolerationOperator(str, enum.Enum):
+    EXISTS = "Exists"
+    EQUAL = "Equal"
+
+
+class TaintEffect(str, enum.Enum):
+    NO_SCHEDULE = "NoSchedule"
+    PREFER_NO_SCHEDULE = "PreferNoSchedule"
+    NO_EXECUTE = "NoExecute"
+
+
+class Toleration(_Spec):
+    """A pod toleration (the Kubernetes core/v1 Toleration fields)."""
+
+    key: str | None = Field(None, description="Taint key; empty with operator Exists matches every taint.")
+    operator: TolerationOperator = Field(TolerationOperator.EQUAL, description="`Exists` or `Equal`.")
+    value: str | None = Field(None, description="Taint value for operator `Equal`.")
+    effect: TaintEffect | None = Field(None, description="Taint effect to match; empty matches all.")
+    toleration_seconds: int | None = Field(None, ge=0, description="For NoExecute: seconds the pod stays bound after the taint appears.")
+
+
+class Resources(_Spec):
+    """CPU/memory requests and limits (Kubernetes quantities, e.g. `500m`, `2Gi`)."""
+
+    requests: dict[str, int | str] = Field(default_factory=dict, description="Minimum resources the scheduler reserves.")
+    limits: dict[str, int | str] = Field(default_factory=dict, description="Hard caps; memory over the limit kills the container.")
+
+
+def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> Resources:
+    return Resources(requests={"cpu": cpu, "memory": memory}, limits={"cpu": cpu_limit, "memory": memory_limit})
+
+
+class RoleSpec(_Spec):
+    """Pod settings of one role."""
+
+    resources: Resources = Field(default_factory=Resources, description="Container resources.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods must match.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Taints the pods tolerate.")
+    template: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "Pod template override, deep-merged over the rendered template (maps merge, `containers`/`volumes` "
+            "merge by name, other lists replace). Escape hatch for anything not modelled here."
+        ),
+    )
+
+
+# Sized for the `small` agent preset on CPUs (SPIRAL-NOTES §2): an actor steps 32 canvases and runs
+# policy inference; the policy learner's forward+backward dominates; replay holds ~10k 64×64 canvases.
+_ACTOR_RESOURCES = _resources("1", "1Gi", "2", "2Gi")
+_POLICY_LEARNER_RESOURCES = _resources("2", "4Gi", "4", "8Gi")
+_DISCRIMINATOR_LEARNER_RESOURCES = _resources("1", "2Gi", "2", "4Gi")
+_REPLAY_RESOURCES = _resources("500m", "1Gi", "1", "2Gi")
+
+
+class ActorAutoscaling(_Spec):
+    """Queue-driven actor autoscaler: grow while the learner starves, shrink while its queue overflows."""
+
+    enabled: bool = Field(False, description="Let the operator move actor.replicas within [minReplicas, maxReplicas].")
+    cooldown_seconds: int = Field(60, ge=0, le=86400, description="Seconds between two scaling steps; lets the queue settle after a step.")
+    scale_down_queue_depth: int | None = Field(
+        None, ge=1, description="Learner queue depth above which one actor is removed; default 2 × training.batchSize (two full batches waiting)."
+    )
+
+
+class ActorSpec(RoleSpec):
+    """The actors: a Deployment whose replica count is the SpiralJob's scale subresource."""
+
+    resources: Resources = Field(default_factory=lambda: _ACTOR_RESOURCES, description="Container resources.")
+    replicas: int = Field(2, ge=0, le=1024, description="Actor pods (the scale subresource: `kubectl scale sj NAME --replicas N`).")
+    min_replicas: int = Field(1, ge=0, le=1024, description="Lower bound for scaling and the autoscaler.")
+    max_replicas: int = Field(8, ge=1, le=1024, description="Upper bound for scaling and the autoscaler; also the config's num_actors.")
+    environments_per_actor: int = _config_field("num_envs")
+    autoscaling: ActorAutoscaling = Field(default_factory=ActorAutoscaling, description="Optional queue-driven autoscaler.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ActorSpec":
+        if not self.min_replicas <= self.replicas <= self.max_replicas:
+            raise ValueError(
+                f"actor.replicas ({self.replicas}) must lie within [actor.minReplicas ({self.min_replicas}), "
+                f"actor.maxReplicas ({self.max_replicas})]"
+            )
+        return self
+
+
+class ReplaySpec(RoleSpec):
+    resources: Resources = Field(default_factory=lambda: _REPLAY_RESOURCES, description="Container resources.")
+    buffer: camel_model(ReplayConfig) = Field(default_factory=camel_model(ReplayConfig), description="Replay table settings.")  # type: ignore[valid-type]
+
+
+class PolicyLearnerSpec(RoleSpec):
+    resources: Resources = Field(default_factory=lambda: _POLICY_LEARNER_RESOURCES, description="Container resources.")
+
+
+class DiscriminatorLearnerSpec(RoleSpec):
+    resources: Resources = Field(default_factory=lambda: _DISCRIMINATOR_LEARNER_RESOURCES, description="Container resources.")
+
+
+# --------------------------------------------------------------------------- algorithm parts ---
+
+
+_DataSpecBase = camel_model(DataConfig)
+
+
+class DatasetSpec(_DataSpecBase):  # type: ignore[valid-type,misc]
+    """A built-in dataset name, and for file datasets a path inside the pods (on ``volume``)."""
+
+    volume: dict[str, Any] | None = Field(
+        None,
+        description=f"A Kubernetes volume source (e.g. `persistentVolumeClaim: {{claimName: data}}`) mounted read-only at {DATA_DIR}; point `path` inside it.",
+    )
+
+    @model_validator(mode="after")
+    def _check_path(self) -> "DatasetSpec":
+        if self.name.value != "shapes" and self.path is None:
+            raise ValueError(f"dataset.path is required for dataset {self.name.value!r} (only 'shapes' needs no files)")
+        return self
+
+
+_TrainingBase = camel_model(LearnerConfig)
+
+
+class TrainingSpec(_TrainingBase):  # type: ignore[valid-type,misc]
+    """Learner hyperparameters (``spiral.config.LearnerConfig``) plus the budget and bookkeeping intervals."""
+
+    total_frames: int | None = _config_field("total_frames")
+    total_updates: int | None = _config_field("total_updates")
+    seed: int = _config_field("seed")
+    checkpoint_every: int = _config_field("checkpoint_every")
+    image_every: int = _config_field("image_every")
+    log_every: int = _config_field("log_every")
+
+    @model_validator(mode="after")
+    def _check_budget(self) -> "TrainingSpec":
+        if self.total_frames is None and self.total_updates is None:
+            raise ValueError("set a budget: training.totalFrames or training.totalUpdates (both must be > 0)")
+        return self
+
+
+#: The training fields that are TrainConfig top-level keys rather than LearnerConfig keys.
+TRAINING_TOP_LEVEL_FIELDS = ("total_frames", "total_updates", "seed", "checkpoint_every", "image_every", "log_every")
+
+
+# ------------------------------------------------------------------------------- run control ---
+
+
+class CleanPodPolicy(str, enum.Enum):
+    """Which pods go away once the job finished (Kubeflow semantics, mapped onto our workloads)."""
+
+    ALL = "All"  # every workload scaled to zero
+    RUNNING = "Running"  # all but the policy learner (its pod keeps the final logs)
+    NONE = "None"  # leave everything running (debugging)
+
+
+class RunPolicy(_Spec):
+    backoff_limit: int = Field(3, ge=0, le=1000, description="Coordinated restarts of the whole job (not per pod) before it fails.")
+    active_deadline_seconds: int | None = Field(None, ge=1, description="Fail the job after running this long (counted from the last start or resume).")
+    ttl_seconds_after_finished: int | None = Field(None, ge=0, description="Delete the SpiralJob (and its children) this long after it finished.")
+    suspend: bool = Field(False, description="Scale every workload to zero; setting it back to false continues from the checkpoint.")
+    clean_pod_policy: CleanPodPolicy = Field(CleanPodPolicy.RUNNING, description="`All`, `Running` (keep the policy learner for its logs) or `None`.")
+
+
+class AccessMode(str, enum.Enum):
+    READ_WRITE_ONCE = "ReadWriteOnce"
+    READ_WRITE_MANY = "ReadWriteMany"
+    READ_WRITE_ONCE_POD = "ReadWriteOncePod"
+
+
+class CheckpointSpec(_Spec):
+    """Checkpoint storage: an existing PVC, or one the operator creates (`NAME-checkpoints`)."""
+
+    existing_claim: str | None = Field(None, min_length=1, max_length=253, description="Use this PVC instead of creating one.")
+    size: str = Field("1Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$", description="Size of the PVC the operator creates.")
+    storage_class_name: str | None = Field(None, description="StorageClass of the created PVC; empty uses the cluster default.")
+    access_mode: AccessMode = Field(
+        AccessMode.READ_WRITE_ONCE,
+        description="Both learners mount the claim; with ReadWriteOnce the discriminator learner is scheduled next to the policy learner.",
+    )
+
+
+class MonitoringSpec(_Spec):
+    service_monitor: bool = Field(False, description="Create a prometheus-operator ServiceMonitor for the job's services.")
+    interval: str = Field("30s", pattern=r"^[0-9]+(ms|s|m|h)$", description="Scrape interval of the ServiceMonitor.")
+    metrics_namespace_selector: dict[str, str] | None = Field(
+        None, description="Labels of the namespaces allowed to scrape port 9400; unset admits every namespace in the cluster."
+    )
+
+
+class TLSSpec(_Spec):
+    """A Secret with `tls.crt`, `tls.key` and `ca.crt` (cert-manager's layout), mounted at /etc/spiral/tls."""
+
+    secret_name: str = Field(..., min_length=1, max_length=253, description="Secret holding the job's certificates.")
+    verify_clients: bool = Field(True, description="Require and verify client certificates against `ca.crt` (mutual TLS).")
+
+
+class PullPolicy(str, enum.Enum):
+    ALWAYS = "Always"
+    IF_NOT_PRESENT = "IfNotPresent"
+    NEVER = "Never"
+
+
+class SpiralJobSpec(_Spec):
+    """A whole SPIRAL training job: the algorithm (as ``spiral.config`` sections) and the pods that run it."""
+
+    image: str = Field(..., min_length=1, description="Container image with the `spiral` CLI (e.g. ghcr.io/spiral-k8s/spiral:0.1.0).")
+    image_pull_policy: PullPolicy = Field(PullPolicy.IF_NOT_PRESENT, description="`Always`, `IfNotPresent` or `Never`.")
+    image_pull_secrets: list[str] = Field(default_factory=list, description="Names of Secrets for pulling the image.")
+    service_account_name: str | None = Field(None, description="ServiceAccount of the job's pods; they need no API access.")
+    mode: Mode = _config_field("mode")
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec, description="Target images (conditional) or real images for the discriminator.")
+    environment: camel_model(EnvConfig) = Field(default_factory=camel_model(EnvConfig), description="The painting (or MuJoCo) environment.")  # type: ignore[valid-type]
+    agent: camel_model(AgentConfig) = Field(default_factory=camel_model(AgentConfig), description="Policy network sizes.")  # type: ignore[valid-type]
+    discriminator: camel_model(DiscriminatorConfig) = Field(default_factory=camel_model(DiscriminatorConfig), description="Discriminator network and optimiser.")  # type: ignore[valid-type]
+    reward: camel_model(RewardConfig) = Field(default_factory=camel_model(RewardConfig), description="`discriminator` (GAN) or `l2` (reconstruction) reward.")  # type: ignore[valid-type]
+    training: TrainingSpec = Field(..., description="Learner hyperparameters and the budget.")
+    actor: ActorSpec = Field(default_factory=ActorSpec, description="Actor pods.")
+    policy_learner: PolicyLearnerSpec = Field(default_factory=PolicyLearnerSpec, description="Policy learner pod.")
+    discriminator_learner: DiscriminatorLearnerSpec = Field(default_factory=DiscriminatorLearnerSpec, description="Discriminator learner pod.")
+    replay: ReplaySpec = Field(default_factory=ReplaySpec, description="Replay pod and table.")
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpoint storage.")
+    run_policy: RunPolicy = Field(default_factory=RunPolicy, description="Restarts, deadline, TTL, suspension, cleanup.")
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Prometheus integration.")
+    tls: TLSSpec | None = Field(None, description="Mutual TLS between the services; without it the NetworkPolicy confines plaintext gRPC to the job's pods.")
+
+
+# ----------------------------------------------------------------------------------- parsing ---
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        where = f"spec.{where}" if where else "spec"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown field (check the spelling against `kubectl explain spiraljob.spec`)")
+        elif e["type"] == "missing":
+            lines.append(f"{where}: required field is missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {msg} (got {e.get('input')!r})" if e["type"] != "value_error" else f"{where}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_spec(spec: Mapping[str, Any]) -> SpiralJobSpec:
+    """Validate a SpiralJob ``spec`` (camelCase, as stored by the API server).
+
+    Raises:
+        SpecError: every wrong field with its value and the rule it broke.
+    """
+    try:
+        return SpiralJobSpec.model_validate(dict(spec))
+    except ValidationError as err:
+        raise SpecError(_format_errors(err)) from None
+
+
+def services_config(name: str, spec: SpiralJobSpec) -> dict[str, Any]:
+    """The ``services`` section for a pod of job ``name``: peers by Service name, TLS from the mounted Secret."""
+    tls: dict[str, Any] = {"enabled": False}
+    if spec.tls is not None:
+        tls = {"enabled": True, "cert_file": f"{TLS_DIR}/tls.crt", "key_file": f"{TLS_DIR}/tls.key"}
+        if spec.tls.verify_clients:
+            tls["ca_file"] = f"{TLS_DIR}/ca.crt"
+    return {
+        "grpc_port": GRPC_PORT,
+        "metrics_port": METRICS_PORT,
+        "bind_address": "0.0.0.0",
+        # Plaintext off loopback is safe only because the job's NetworkPolicy admits gRPC from its own pods alone.
+        "allow_insecure": spec.tls is None,
+        "policy_learner_address": f"{name}-policy-learner:{GRPC_PORT}",
+        "discriminator_learner_address": f"{name}-discriminator-learner:{GRPC_PORT}",
+        "replay_address": f"{name}-replay:{GRPC_PORT}",
+        "tls": tls,
+    }
+
+
+def to_train_config(spec: SpiralJobSpec, name: str, namespace: str) -> TrainConfig:
+    """The :class:`TrainConfig` every pod of the job loads from its ConfigMap.
+
+    ``num_actors`` is ``actor.maxReplicas`` (a bound, not the live count) so scaling actors never
+    changes the config and never restarts learners.
+
+    Raises:
+        SpecError: cross-section rules of TrainConfig (e.g. reward `l2` needs mode `conditional`).
+    """
+    learner_fields = set(LearnerConfig.model_fields)
+    data_fields = set(DataConfig.model_fields)
+    training = spec.training
+    data = {
+        "mode": spec.mode.value,
+        "env": spec.environment.model_dump(mode="json"),
+        "agent": spec.agent.model_dump(mode="json"),
+        "discriminator": spec.discriminator.model_dump(mode="json"),
+        "reward": spec.reward.model_dump(mode="json"),
+        "learner": training.model_dump(mode="json", include=learner_fields),
+        "data": spec.dataset.model_dump(mode="json", include=data_fields),
+        "replay": spec.replay.buffer.model_dump(mode="json"),
+        "services": services_config(name, spec),
+        "num_envs": spec.actor.environments_per_actor,
+        "num_actors": spec.actor.max_replicas,
+        "output_dir": str(PurePosixPath(CHECKPOINT_DIR)),
+        **training.model_dump(mode="json", include=set(TRAINING_TOP_LEVEL_FIELDS)),
+    }
+    try:
+        # TrainConfig.model_validate is what spiral.config.load_config_dict runs; calling it directly
+        # lets the message name spec fields without echoing the whole rendered config back.
+        return TrainConfig.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(_format_errors(err)) from None

@@ -1,0 +1,176 @@
+"""One policy update and one discriminator update, shared by the single-process trainer and the
+learner services (so both train with exactly the same maths).
+
+Each function reads top to bottom in phases: targets (rewards, V-trace), loss, optimise, log.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from spiral.agents import Discriminator, SpiralPolicy
+from spiral.config import ConditioningMode, DiscriminatorConfig, LearnerConfig, Mode, RewardConfig, RewardKind
+from spiral.envs.spec import Component
+from spiral.learning.losses import a2c_vtrace_loss, clip_gradients, discriminator_inputs, discriminator_loss
+from spiral.learning.rewards import compute_rewards, discriminator_scores, l2_scores
+from spiral.learning.rollout import Rollout
+
+
+class PolicyUpdateStats(NamedTuple):
+    """Scalars of one policy update (for logs and metrics)."""
+
+    total_loss: float
+    policy_loss: float
+    baseline_loss: float
+    entropy: float
+    episode_reward: float  # mean undiscounted return per episode
+    final_l2: float | None  # mean per-pixel squared error of final canvases vs targets (conditional)
+    grad_norm: float
+    frames: int
+    policy_lag: float  # mean learner version − behaviour version
+
+
+def conditioning_for(mode: Mode, disc_cfg: DiscriminatorConfig) -> ConditioningMode:
+    """Unconditional runs have nothing to condition on, whatever the config says."""
+    return ConditioningMode.NONE if mode == Mode.UNCONDITIONAL else disc_cfg.conditioning
+
+
+@torch.no_grad()
+def canvas_scores(
+    rollout: Rollout,
+    reward: RewardConfig,
+    mode: Mode,
+    discriminator: Discriminator | None,
+    disc_cfg: DiscriminatorConfig,
+) -> torch.Tensor:
+    """f(c_t) for every canvas of the rollout, ``[T+1, B]``: −L2 to the target or the critic's score.
+
+    Raises:
+        ValueError: an L2 reward without targets, or a discriminator reward without a discriminator.
+    """
+    canvases = rollout.canvases
+    steps, batch = canvases.shape[:2]
+    if reward.kind == RewardKind.L2:
+        if rollout.targets is None:
+            raise ValueError("reward.kind 'l2' needs targets; this rollout has none (unconditional)")
+        return l2_scores(canvases, rollout.targets)
+    if discriminator is None:
+        raise ValueError("reward.kind 'discriminator' needs discriminator weights; none were given")
+    flat = canvases.reshape(steps * batch, *canvases.shape[2:])
+    conditioning = conditioning_for(mode, disc_cfg)
+    if conditioning == ConditioningMode.NONE:
+        inputs = flat
+    else:
+        assert rollout.targets is not None
+        targets = rollout.targets[None].expand(steps, *rollout.targets.shape).reshape_as(flat)
+        inputs = discriminator_inputs(conditioning, targets, flat, real=False)
+    logits = discriminator(inputs)
+    return discriminator_scores(logits, disc_cfg.loss).view(steps, batch)
+
+
+def policy_update(
+    policy: SpiralPolicy,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    learner: LearnerConfig,
+    reward: RewardConfig,
+    mode: Mode,
+    discriminator: Discriminator | None,
+    disc_cfg: DiscriminatorConfig,
+    learner_version: int,
+) -> PolicyUpdateStats:
+    """One A2C + V-trace step on a batch of whole episodes (``rollout`` may concatenate many)."""
+    # Targets: rewards from the *latest* discriminator (or −L2), discounts that stop at episode end.
+    scores = canvas_scores(rollout, reward, mode, discriminator, disc_cfg)
+    spec = policy.action_spec
+    flags = rollout.actions[..., spec.index(Component.FLAG)] if spec.has(Component.FLAG) else None
+    first = rollout.steps == 0
+    rewards = compute_rewards(scores, reward, flags=flags if reward.stroke_penalty > 0 else None, first=first)
+    done = rollout.steps >= rollout.episode_lengths - 2  # the action at step L-2 is the last one
+    discounts = learner.discount * (~done).float()
+    batch = rollout.actions.shape[1]
+
+    # Loss: re-score the behaviour actions with the current policy.
+    obs_seq = rollout.observations()
+    out = policy.unroll(obs_seq, rollout.targets, rollout.noise, policy.initial_state(batch), rollout.actions, first)
+    loss = a2c_vtrace_loss(
+        target_log_prob=out.log_prob,
+        behaviour_log_prob=rollout.behaviour_log_prob,
+        entropy=out.entropy,
+        values=out.baseline,
+        bootstrap_value=torch.zeros(batch),
+        rewards=rewards,
+        discounts=discounts,
+        cfg=learner,
+    )
+
+    # Optimise.
+    optimizer.zero_grad(set_to_none=True)
+    loss.total.backward()
+    grad_norm = clip_gradients(policy.parameters(), learner.max_grad_norm)
+    optimizer.step()
+
+    # Log.
+    final_l2 = None
+    if rollout.targets is not None:
+        final_l2 = float(-l2_scores(rollout.final_canvas, rollout.targets).mean())
+    return PolicyUpdateStats(
+        total_loss=float(loss.total),
+        policy_loss=float(loss.policy),
+        baseline_loss=float(loss.baseline),
+        entropy=float(out.entropy.detach().sum(0).mean()),
+        episode_reward=float(rewards.sum(0).mean()),
+        final_l2=final_l2,
+        grad_norm=float(grad_norm),
+        frames=rollout.num_frames,
+        policy_lag=float(learner_version - rollout.policy_version),
+    )
+
+
+class DiscriminatorUpdateStats(NamedTuple):
+    total_loss: float
+    adversarial: float
+    gradient_penalty: float
+    d_real: float
+    d_fake: float
+
+
+def discriminator_update(
+    discriminator: Discriminator,
+    optimizer: torch.optim.Optimizer,
+    real_images: torch.Tensor,
+    fake_canvases: torch.Tensor,
+    fake_targets: torch.Tensor | None,
+    mode: Mode,
+    cfg: DiscriminatorConfig,
+    generator: torch.Generator | None = None,
+) -> DiscriminatorUpdateStats:
+    """One critic step: real dataset images against generated final canvases.
+
+    Conditional critics see pairs: real (target, target) with targets from the dataset, fake
+    (target, canvas) with the target each canvas was painting.
+
+    Raises:
+        ValueError: conditional mode without ``fake_targets``.
+    """
+    conditioning = conditioning_for(mode, cfg)
+    if conditioning == ConditioningMode.NONE:
+        real, fake = real_images, fake_canvases
+    else:
+        if fake_targets is None:
+            raise ValueError("a conditional discriminator needs the targets of the fake canvases")
+        real = discriminator_inputs(conditioning, real_images, None, real=True, generator=generator)
+        fake = discriminator_inputs(conditioning, fake_targets, fake_canvases, real=False, generator=generator)
+    loss = discriminator_loss(discriminator, real, fake, cfg, generator)
+    optimizer.zero_grad(set_to_none=True)
+    loss.total.backward()
+    optimizer.step()
+    return DiscriminatorUpdateStats(
+        total_loss=float(loss.total),
+        adversarial=float(loss.adversarial),
+        gradient_penalty=float(loss.gradient_penalty),
+        d_real=float(loss.d_real),
+        d_fake=float(loss.d_fake),
+    )

@@ -1,0 +1,1 @@
+"""Named training presets (YAML), read by :func:`spiral.config.load_preset`."""

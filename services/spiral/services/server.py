@@ -1,0 +1,413 @@
+"""``serve(...)``: the one way every SPIRAL service starts a gRPC server.
+
+It binds the port (0 picks a free one), adds the ``grpc.health.v1`` health service, applies the
+message size limit of :class:`~spiral.config.ServicesConfig`, optional TLS/mTLS (plaintext is
+refused on a non-loopback address unless ``allow_insecure``), an interceptor that counts requests
+and latency into ``spiral_grpc_requests_total`` / ``spiral_grpc_request_seconds`` and maps every
+exception a servicer raises to a status code (:func:`spiral.services.errors.status_for`), and a
+Prometheus ``/metrics`` HTTP endpoint on its own registry. Shutdown is graceful: health flips to
+NOT_SERVING, in-flight calls get ``grace_seconds``, then the ``on_stop`` callbacks run (the replay
+buffer checkpoints there). SIGTERM/SIGINT trigger it when ``install_signal_handlers`` is set.
+
+Callers: the replay server (:mod:`spiral.services.replay_service`), the actor and both learners.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent import futures
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry, start_http_server
+
+from spiral.config import ConfigError, Role, ServicesConfig, TLSConfig
+from spiral.metrics import SpiralMetrics, create_metrics
+from spiral.services.errors import status_for
+from spiral.v1 import replay_pb2_grpc, services_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+#: Seconds in-flight calls get to finish on shutdown; below Kubernetes' default 30 s termination
+#: grace so that the on-stop checkpoint still fits before SIGKILL.
+DEFAULT_GRACE_SECONDS = 5.0
+#: Handler threads. Every open stream (a weights subscription, an actor's trajectory stream, a
+#: blocked insert) holds one, so this bounds concurrent streams, not throughput.
+DEFAULT_MAX_WORKERS = 64
+
+
+class ServiceBinding(NamedTuple):
+    """A servicer and the generated function that registers it; ``name`` is its health name."""
+
+    name: str
+    servicer: Any
+    add_to_server: Callable[[Any, grpc.Server], None]
+
+
+def replay_binding(servicer: replay_pb2_grpc.ReplayBufferServicer) -> ServiceBinding:
+    return ServiceBinding("spiral.v1.ReplayBuffer", servicer, replay_pb2_grpc.add_ReplayBufferServicer_to_server)
+
+
+def policy_learner_binding(servicer: services_pb2_grpc.PolicyLearnerServicer) -> ServiceBinding:
+    return ServiceBinding("spiral.v1.PolicyLearner", servicer, services_pb2_grpc.add_PolicyLearnerServicer_to_server)
+
+
+def discriminator_learner_binding(servicer: services_pb2_grpc.DiscriminatorLearnerServicer) -> ServiceBinding:
+    return ServiceBinding("spiral.v1.DiscriminatorLearner", servicer, services_pb2_grpc.add_DiscriminatorLearnerServicer_to_server)
+
+
+# -------------------------------------------------------------------------------- addresses ---
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IPs; other host names count as non-loopback."""
+    bare = host.strip("[]")
+    if bare == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        return False
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port`` with IPv6 literals bracketed."""
+    bare = host.strip("[]")
+    return f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
+
+
+def check_bind_allowed(cfg: ServicesConfig) -> None:
+    """Refuse plaintext on a non-loopback address unless ``allow_insecure``.
+
+    Raises:
+        ConfigError: names services.bind_address, services.tls.enabled and the two ways out.
+    """
+    if not cfg.tls.enabled and not cfg.allow_insecure and not is_loopback(cfg.bind_address):
+        raise ConfigError(
+            f"services.bind_address {cfg.bind_address!r} is not a loopback address and services.tls.enabled is false: "
+            "refusing to serve plaintext; enable services.tls or set services.allow_insecure (inside a NetworkPolicy)"
+        )
+
+
+def read_pem(path: Path | None, field: str) -> bytes | None:
+    """Read a PEM file named by ``services.tls.<field>``.
+
+    Raises:
+        ConfigError: unreadable (names the field and the path).
+    """
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError(f"services.tls.{field}: cannot read {path}: {err.strerror}") from None
+
+
+def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:
+    """TLS credentials; with ``ca_file`` set, clients must present a certificate signed by it (mTLS).
+
+    Raises:
+        ConfigError: a PEM file cannot be read (names the field and the path).
+    """
+    key = read_pem(tls.key_file, "key_file")
+    cert = read_pem(tls.cert_file, "cert_file")
+    ca = read_pem(tls.ca_file, "ca_file")
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
+
+
+# ------------------------------------------------------------------------------ interceptor ---
+
+
+class _ObservingInterceptor(grpc.ServerInterceptor):
+    """Counts calls by status code, times them, and maps servicer exceptions to status codes."""
+
+    def __init__(self, metrics: SpiralMetrics, job: str, role: str) -> None:
+        self._metrics = metrics
+        self._job = job
+        self._role = role
+
+    def intercept_service(self, continuation, handler_call_details):  # noqa: ANN001 - grpc's signature
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method.lstrip("/")
+        kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(self._wrap_unary(handler.unary_unary, method), **kwargs)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(self._wrap_unary(handler.stream_unary, method), **kwargs)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(self._wrap_stream(handler.unary_stream, method), **kwargs)
+        return grpc.stream_stream_rpc_method_handler(self._wrap_stream(handler.stream_stream, method), **kwargs)
+
+    def _record(self, method: str, code: grpc.StatusCode, seconds: float | None) -> None:
+        self._metrics.grpc_requests.labels(self._job, self._role, method, code.name).inc()
+        if seconds is not None:
+            self._metrics.grpc_request_seconds.labels(self._job, self._role, method).observe(seconds)
+
+    @staticmethod
+    def _final_code(context: grpc.ServicerContext, failed: grpc.StatusCode | None) -> grpc.StatusCode:
+        if failed is not None:
+            return failed
+        code = context.code()
+        if isinstance(code, grpc.StatusCode):
+            return code
+        return grpc.StatusCode.OK if context.is_active() else grpc.StatusCode.CANCELLED
+
+    @staticmethod
+    def _status(context: grpc.ServicerContext, exc: Exception) -> tuple[grpc.StatusCode, str | None]:
+        """The status for ``exc``; details None when the handler already aborted with its own."""
+        existing = context.code()
+        if isinstance(existing, grpc.StatusCode) and existing != grpc.StatusCode.OK:
+            return existing, None
+        return status_for(exc)
+
+    def _wrap_unary(self, behavior: Callable, method: str) -> Callable:
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            start = time.perf_counter()
+            failed: grpc.StatusCode | None = None
+            try:
+                return behavior(request, context)
+            except Exception as exc:
+                failed, details = self._status(context, exc)
+                if details is None:
+                    raise
+                context.abort(failed, details)
+            finally:
+                self._record(method, self._final_code(context, failed), time.perf_counter() - start)
+
+        return wrapped
+
+    def _wrap_stream(self, behavior: Callable, method: str) -> Callable:
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            start = time.perf_counter()
+            timed = False
+            failed: grpc.StatusCode | None = None
+            try:
+                for response in behavior(request, context):
+                    if not timed:
+                        # Streams are timed to their first message: their length is the client's choice.
+                        self._metrics.grpc_request_seconds.labels(self._job, self._role, method).observe(time.perf_counter() - start)
+                        timed = True
+                    yield response
+            except Exception as exc:
+                failed, details = self._status(context, exc)
+                if details is None:
+                    raise
+                context.abort(failed, details)
+            finally:
+                self._record(method, self._final_code(context, failed), None if timed else time.perf_counter() - start)
+
+        return wrapped
+
+
+# ----------------------------------------------------------------------------------- server ---
+
+
+class RunningServer:
+    """A started server. ``stop()`` is idempotent and thread-safe; ``wait()`` blocks until stopped."""
+
+    def __init__(
+        self,
+        server: grpc.Server,
+        health_servicer: health.HealthServicer,
+        host: str,
+        port: int,
+        metrics_http: Any | None,
+        registry: CollectorRegistry,
+        metrics: SpiralMetrics,
+        grace_seconds: float,
+        on_stop: Sequence[Callable[[], None]],
+        before_stop: Sequence[Callable[[], None]] = (),
+    ) -> None:
+        self._server = server
+        self.health = health_servicer
+        self.host = host
+        self.port = port
+        self._metrics_http = metrics_http
+        self.metrics_port: int | None = metrics_http.server_port if metrics_http is not None else None
+        self.registry = registry
+        self.metrics = metrics
+        self.grace_seconds = grace_seconds
+        self._on_stop = list(on_stop)
+        self._before_stop = list(before_stop)
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._stopped = threading.Event()
+
+    @property
+    def address(self) -> str:
+        """``host:port`` a client on this machine can dial (wildcard binds map to loopback)."""
+        host = self.host.strip("[]")
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        return format_address(host, self.port)
+
+    def add_stop_callback(self, callback: Callable[[], None], *, before: bool = False) -> None:
+        """Run ``callback`` after the server stopped serving, or with ``before`` as soon as a stop
+        starts (e.g. ``WeightsPublisher.close`` so that open streams end instead of using the grace)."""
+        (self._before_stop if before else self._on_stop).append(callback)
+
+    def _run_callbacks(self, callbacks: Sequence[Callable[[], None]]) -> None:
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # one failing callback must not skip the others (e.g. the checkpoint)
+                logger.exception("stop callback %r failed", callback)
+
+    def stop(self, grace_seconds: float | None = None) -> None:
+        """Stop gracefully: NOT_SERVING, ``grace_seconds`` for in-flight calls, then callbacks."""
+        with self._lock:
+            already, self._stopping = self._stopping, True
+        if already:
+            self._stopped.wait()
+            return
+        grace = self.grace_seconds if grace_seconds is None else grace_seconds
+        logger.info("stopping gRPC server on %s (grace %.1f s)", self.address, grace)
+        self.health.enter_graceful_shutdown()
+        self._run_callbacks(self._before_stop)
+        self._server.stop(grace).wait()
+        self._run_callbacks(self._on_stop)
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
+        self._stopped.set()
+        logger.info("server on %s stopped", self.address)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until stopped (or ``timeout``); returns whether it stopped.
+
+        Polls so that signal handlers keep running in the main thread meanwhile.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stopped.is_set():
+            remaining = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+            if remaining <= 0:
+                return False
+            self._stopped.wait(remaining)
+        return True
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def __enter__(self) -> "RunningServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(
+    bindings: Iterable[ServiceBinding],
+    cfg: ServicesConfig,
+    *,
+    role: Role,
+    job: str = "spiral",
+    registry: CollectorRegistry | None = None,
+    metrics: SpiralMetrics | None = None,
+    grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    max_workers: int = DEFAULT_MAX_WORKERS,
+    metrics_http: bool = True,
+    install_signal_handlers: bool = False,
+    on_stop: Sequence[Callable[[], None]] = (),
+    before_stop: Sequence[Callable[[], None]] = (),
+) -> RunningServer:
+    """Start a gRPC server for ``bindings`` as configured by ``cfg`` and return it running.
+
+    Args:
+        bindings: the servicers (see :func:`replay_binding` and friends).
+        cfg: port (0 = free), bind address, TLS, message size limit, metrics port (0 = free).
+        role: the ``role`` label of the gRPC metrics.
+        job: the ``job`` label of every metric (the SpiralJob's name).
+        registry, metrics: pass both when the servicers already update metrics created on
+            ``registry``; otherwise a fresh registry and metric set are made.
+        grace_seconds: how long in-flight calls may finish after a stop request.
+        metrics_http: serve ``registry`` on ``cfg.metrics_port`` (/metrics).
+        install_signal_handlers: stop on SIGTERM/SIGINT (call from the main thread).
+        on_stop: callbacks run after serving stopped (checkpoints).
+        before_stop: callbacks run when a stop begins, before the grace period (close publishers
+            and tables so that long streams end promptly).
+
+    Raises:
+        ConfigError: plaintext on a non-loopback address without allow_insecure, or unreadable
+            TLS files.
+        ValueError: ``metrics`` given without its ``registry``.
+        OSError: the gRPC or metrics port cannot be bound (names the address).
+    """
+    bindings = list(bindings)
+    check_bind_allowed(cfg)
+    if metrics is not None and registry is None:
+        raise ValueError("serve(): pass the registry the metrics were created on together with metrics")
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = metrics if metrics is not None else create_metrics(registry)
+
+    options = [
+        ("grpc.max_receive_message_length", cfg.max_message_bytes),
+        ("grpc.max_send_message_length", cfg.max_message_bytes),
+        # Without this, a second server could silently share a fixed port on Linux.
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"grpc-{role.value}"),
+        interceptors=[_ObservingInterceptor(metrics, job, role.value)],
+        options=options,
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for binding in bindings:
+        binding.add_to_server(binding.servicer, server)
+
+    address = format_address(cfg.bind_address, cfg.grpc_port)
+    try:
+        if cfg.tls.enabled:
+            port = server.add_secure_port(address, server_credentials(cfg.tls))
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as err:
+        raise OSError(f"cannot bind gRPC port {address} (services.grpc_port / services.bind_address): {err}") from None
+    if port == 0:
+        raise OSError(f"cannot bind gRPC port {address} (services.grpc_port / services.bind_address)")
+
+    httpd = None
+    if metrics_http:
+        try:
+            httpd, _thread = start_http_server(cfg.metrics_port, addr=cfg.bind_address.strip("[]"), registry=registry)
+        except OSError as err:
+            raise OSError(f"cannot bind metrics port {cfg.bind_address}:{cfg.metrics_port} (services.metrics_port): {err}") from None
+
+    server.start()
+    for binding in bindings:
+        health_servicer.set(binding.name, health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    running = RunningServer(server, health_servicer, cfg.bind_address, port, httpd, registry, metrics, grace_seconds, on_stop, before_stop)
+    logger.info(
+        "%s serving %s on %s (%s), metrics on port %s",
+        role.value,
+        ", ".join(b.name for b in bindings) or "health only",
+        running.address,
+        "mTLS" if cfg.tls.enabled and cfg.tls.ca_file else "TLS" if cfg.tls.enabled else "plaintext",
+        running.metrics_port,
+    )
+    if install_signal_handlers:
+        _install_signal_handlers(running)
+    return running
+
+
+def _install_signal_handlers(running: RunningServer) -> None:
+    def handle(signum: int, _frame: object) -> None:
+        logger.info("received %s: shutting down", signal.Signals(signum).name)
+        # Never block inside a signal handler: the main thread may be the one in wait().
+        threading.Thread(target=running.stop, name="spiral-shutdown", daemon=False).start()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handle)
