@@ -30,7 +30,13 @@ def registered_operator_metric_names() -> set[str]:
     registry = CollectorRegistry()
     create_operator_metrics(registry)
     names: set[str] = set()
+    # Labelled metrics have no samples until .labels() is called, so derive the sample names from the type.
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "summary": ("", "_sum", "_count", "_created"),
+    }
     for family in registry.collect():
         names.add(family.name)
-        names.update(sample.name for sample in family.samples)
+        names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
     return names

@@ -100,6 +100,7 @@ class AgentConfig(_Frozen):
     hidden_size: int | None = Field(None, ge=16, le=1024, description="Linear and LSTM width (paper: 256).")
     embed_size: int | None = Field(None, ge=4, le=128, description="Per-component action embedding (paper: 16).")
     noise_size: int = Field(10, ge=1, le=128, description="Unconditional generation's N(0,1) noise vector (paper: 10).")
+    spatial_skip: bool | None = Field(None, description="Image features skip the LSTM into the spatial decoders (small: on, paper: off).")
 
 
 # ----------------------------------------------------------------------------- discriminator ---
@@ -178,7 +179,9 @@ class DataConfig(_Frozen):
     path: Path | None = Field(None, description="Folder or archive; required for every dataset but `shapes`.")
     held_out_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="Deterministic held-out split, never trained on.")
     seed: int = Field(0, description="Seed of the split and the procedural generator.")
-    subset: str | None = Field(None, description="Dataset-specific subset (e.g. Omniglot archive name).")
+    subset: str | None = Field(None, description="Dataset-specific subset (e.g. Omniglot `images_background_small1:images_background_small2` = train:held-out archives).")
+    max_images: int | None = Field(None, ge=2, description="Read at most this many images (seeded choice before decoding); full CelebA is ~200k images / 2.5 GB uint8 at 64×64.")
+    num_shapes: int = Field(11_000, ge=2, description="Images generated for the built-in `shapes` dataset (train + held-out).")
 
 
 # ------------------------------------------------------------------------------------ replay ---
@@ -196,6 +199,8 @@ class ReplayConfig(_Frozen):
     min_size_to_sample: int = Field(64, ge=1)
     samples_per_insert: float | None = Field(None, gt=0.0, description="None disables the ratio limiter.")
     error_buffer: float = Field(1000.0, gt=0.0, description="Slack of the samples-per-insert limiter.")
+    checkpoint_path: Path | None = Field(None, description="Replay checkpoint file; default <output_dir>/replay/replay.ckpt.")
+    checkpoint_every_seconds: float | None = Field(None, gt=0.0, description="Periodic replay checkpoints; None = only on request and on SIGTERM.")
 
 
 
@@ -239,6 +244,8 @@ class ServicesConfig(_Frozen):
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="gRPC send/receive limit per message.")
     rpc_deadline_seconds: float = Field(30.0, gt=0.0, description="Deadline of unary calls.")
     weight_chunk_bytes: int = Field(1024 * 1024, ge=1024, description="Weights stream in chunks of this size (below gRPC's 4 MB default).")
+    shutdown_grace_seconds: float = Field(5.0, ge=0.0, description="In-flight RPCs get this long after SIGTERM (well inside a pod's 30 s grace period).")
+    max_workers: int = Field(64, ge=4, le=4096, description="gRPC server threads; every open stream holds one.")
     tls: TLSConfig = Field(default_factory=TLSConfig)
 
 # ----------------------------------------------------------------------------------- top ---

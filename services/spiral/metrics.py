@@ -99,8 +99,13 @@ def registered_metric_names(registry: CollectorRegistry | None = None) -> set[st
     registry = registry or CollectorRegistry()
     create_metrics(registry)
     names: set[str] = set()
+    # Labelled metrics have no samples until .labels() is called, so derive the sample names from the type.
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "summary": ("", "_sum", "_count", "_created"),
+    }
     for family in registry.collect():
-        for sample in family.samples:
-            names.add(sample.name)
         names.add(family.name)
+        names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
     return names

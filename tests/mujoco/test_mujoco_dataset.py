@@ -18,6 +18,7 @@ from spiral.data.mujoco_scenes import (
     generate_dataset,
     image_path,
     load_mujoco_scenes,
+    load_mujoco_scenes_uint8,
     load_scene_descriptions,
     mujoco_scenes_command,
     scene_path,
@@ -113,6 +114,8 @@ def test_load_reads_images_back(dataset):
     first = torch.from_numpy(np.array(Image.open(image_path(dataset, 0)))).permute(2, 0, 1).float() / 255
     assert torch.equal(images[0], first)
     assert torch.equal(load_mujoco_scenes(dataset / "images", 64), images)
+    raw = load_mujoco_scenes_uint8(dataset, 64)
+    assert raw.dtype == torch.uint8 and torch.equal(raw.float() / 255, images)
     small = load_mujoco_scenes(dataset, 32)
     assert small.shape == (6, 3, 32, 32)
     assert float((small[0] - torch.nn.functional.avg_pool2d(images[:1], 2)[0]).abs().max()) < 2 / 255
@@ -121,3 +124,21 @@ def test_load_reads_images_back(dataset):
 def test_load_reports_missing_dataset(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"holds no MuJoCo Scenes images .*spiral data mujoco-scenes"):
         load_mujoco_scenes(tmp_path, 64)
+
+
+def test_env_rebuilding_a_dataset_scene_scores_perfectly(dataset):
+    from spiral.config import EnvConfig, Renderer
+    from spiral.envs.mujoco_scenes import MujocoScenesEnv, object_to_action, pixel_mse, score_scene
+
+    truth = load_scene_descriptions(dataset)[3]
+    target = load_mujoco_scenes(dataset, 64)[3:4]
+    env = MujocoScenesEnv(EnvConfig(renderer=Renderer.MUJOCO, episode_length=len(truth.objects) + 1))
+    try:
+        env.reset(1)
+        for obj in truth.objects:
+            obs = env.step(torch.tensor([object_to_action(env.action_spec, obj)]))
+        assert float(pixel_mse(obs.canvas, target)[0]) == 0.0
+        assert score_scene(env.scenes[0], truth).f1 == 1.0
+        assert float(pixel_mse(env.render_scene(truth._replace(objects=truth.objects[:-1]))[None], target)[0]) > 0.0
+    finally:
+        env.close()

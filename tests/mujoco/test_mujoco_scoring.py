@@ -132,3 +132,19 @@ def test_pixel_mse_per_image():
 def test_user_gl_backend_is_kept(monkeypatch):
     monkeypatch.setenv("MUJOCO_GL", "osmesa")
     assert select_gl_backend() == "osmesa"
+
+
+def test_gl_probe_rejects_a_backend_that_cannot_open_a_context():
+    from spiral.envs.mujoco_model import _probe_backend
+
+    assert _probe_backend("no-such-backend") is False
+
+
+def test_choosing_a_backend_after_mujoco_was_imported_is_an_error(monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    monkeypatch.setitem(sys.modules, "mujoco", sys.modules.get("mujoco") or types.ModuleType("mujoco"))
+    with pytest.raises(RuntimeError, match=r"set MUJOCO_GL to one of \['egl', 'osmesa'\] before importing mujoco"):
+        select_gl_backend()

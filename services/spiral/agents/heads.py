@@ -51,7 +51,7 @@ def upsampling_plan(grid: int) -> tuple[int, int]:
     """``(start_size, num_doublings)`` with ``start_size · 2**num_doublings == grid``.
 
     Doubles as often as the grid allows while the starting map stays at least 4×4, so grid 32
-    starts at 4×4 with three stride-2 deconvolutions, grid 6 at 3×3 with one, grid 5 at 5×5 with none.
+    starts at 4×4 with three stride-2 deconvolutions, grid 12 at 6×6 with one, grid 6 at 6×6 with none.
     """
     doublings = 0
     while grid % (2 ** (doublings + 1)) == 0 and grid // (2 ** (doublings + 1)) >= 4:
@@ -76,12 +76,15 @@ class SpatialDecoder(nn.Module):
         layers: list[nn.Module] = []
         for _ in range(doublings):
             layers += [nn.ConvTranspose2d(channels, channels, kernel_size=4, stride=2, padding=1), nn.ReLU()]
-        layers.append(nn.Conv2d(channels, 1, kernel_size=3, padding=1))
         self.deconv = nn.Sequential(*layers)
+        self.out = nn.Conv2d(channels, 1, kernel_size=3, padding=1)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.project(z)).view(-1, self.channels, self.start, self.start)
-        return self.deconv(x).flatten(1)
+    def forward(self, z: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        """``skip``: optional ``[B, channels, grid, grid]`` image features added before the last conv."""
+        x = self.deconv(torch.relu(self.project(z)).view(-1, self.channels, self.start, self.start))
+        if skip is not None:
+            x = x + skip
+        return self.out(x).flatten(1)
 
 
 class MLPDecoder(nn.Module):
@@ -93,8 +96,8 @@ class MLPDecoder(nn.Module):
         width = max(hidden_size // 2, 8)
         self.net = nn.Sequential(nn.Linear(hidden_size, width), nn.ReLU(), nn.Linear(width, size))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+    def forward(self, z: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(z)  # non-spatial: image skip features do not apply
 
 
 def make_decoder(spec: ComponentSpec, hidden_size: int, decoder_channels: int) -> nn.Module:

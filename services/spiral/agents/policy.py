@@ -151,6 +151,11 @@ class SpiralPolicy(nn.Module):
         )
         self.folds = nn.ModuleList(FoldBack(s.hidden_size, s.embed_size) for _ in action_spec.components[:-1])
         self.value = nn.Linear(s.hidden_size, 1)
+        # Image features straight to the spatial decoders (see AgentSizes.spatial_skip).
+        self.skip: nn.Module | None = None
+        grids = {c.grid for c in action_spec.components if c.spatial}
+        if s.spatial_skip and grids:
+            self.skip = nn.Conv2d(width, s.decoder_channels, kernel_size=1)
 
     # ------------------------------------------------------------------------------ state ---
 
@@ -176,8 +181,9 @@ class SpiralPolicy(nn.Module):
         noise: torch.Tensor | None,
         prev_action: torch.Tensor,
         action_mask: torch.Tensor,
-    ) -> torch.Tensor:
-        """Everything before the LSTM, for any flat batch ``N``: → ``[N, hidden]``."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Everything before the LSTM, for any flat batch ``N``: → ``[N, hidden]`` and the optional
+        ``[N, decoder_channels, grid, grid]`` skip features for the spatial decoders."""
         n = canvas.shape[0]
         planes = [canvas] + ([target] if target is not None else []) + [self.coords.expand(n, -1, -1, -1)]
         x = self.first_conv(torch.cat(planes, dim=1))
@@ -189,10 +195,14 @@ class SpiralPolicy(nn.Module):
         if self.noise_mlp is not None and noise is not None:
             bias = bias + self.noise_mlp(noise)
         x = torch.relu(x + bias[:, :, None, None])
+        skip = None
+        if self.skip is not None:
+            grid = next(c.grid for c in self.action_spec.components if c.spatial)
+            skip = self.skip(nn.functional.adaptive_avg_pool2d(x, grid))
 
         x = self.downsample(x)
         x = self.residual(self.mid_conv(x))
-        return torch.relu(self.project(torch.relu(x).flatten(1)))
+        return torch.relu(self.project(torch.relu(x).flatten(1))), skip
 
     def _core(
         self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, first: torch.Tensor
@@ -214,20 +224,22 @@ class SpiralPolicy(nn.Module):
         actions: torch.Tensor | None,
         sample: bool,
         generator: torch.Generator | None,
+        skip: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Autoregressive decoding for a flat batch ``z [N, hidden]`` → (actions, log_prob, entropy)."""
         chosen, log_prob, entropy = [], 0.0, 0.0
         last = len(self.decoders) - 1
         for k, decoder in enumerate(self.decoders):
-            log_probs = torch.log_softmax(decoder(z), dim=-1)
+            log_probs = torch.log_softmax(decoder(z, skip), dim=-1)
+            probs = log_probs.exp()
             if actions is not None:
                 a = actions[:, k]
             elif sample:
-                a = torch.multinomial(log_probs.detach().exp(), 1, generator=generator).squeeze(1)
+                a = torch.multinomial(probs.detach(), 1, generator=generator).squeeze(1)
             else:
                 a = log_probs.argmax(dim=-1)
             log_prob = log_prob + log_probs.gather(1, a[:, None]).squeeze(1)
-            entropy = entropy - (log_probs.exp() * log_probs).sum(dim=-1)
+            entropy = entropy - (probs * log_probs).sum(dim=-1)
             chosen.append(a)
             if k < last:
                 z = self.folds[k](z, self.head_embeddings[k](a))
@@ -283,6 +295,8 @@ class SpiralPolicy(nn.Module):
     ) -> tuple[PolicyOutput, AgentState]:
         """One time step for a batch of B episodes.
 
+        Actors call it under ``torch.no_grad()`` (or ``inference_mode``): sampling needs no graph.
+
         Args:
             obs: canvas ``[B, C, H, W]`` in [0, 1] and ``action_mask [B, K]`` of the previous action.
             target: ``[B, C, H, W]`` for a conditional policy, else None.
@@ -315,10 +329,10 @@ class SpiralPolicy(nn.Module):
         first = first.to(torch.bool)
 
         prev_action = state.prev_action * (~first).long()[:, None]
-        x = self._torso(obs.canvas, target, noise, prev_action, obs.action_mask)
+        x, skip = self._torso(obs.canvas, target, noise, prev_action, obs.action_mask)
         core_out, h, c = self._core(x[None], state.h, state.c, first[None])
         z = core_out[0]
-        chosen, log_prob, entropy = self._head(z, actions, sample, generator)
+        chosen, log_prob, entropy = self._head(z, actions, sample, generator, skip)
         baseline = self.value(z).squeeze(-1)
         return PolicyOutput(chosen, log_prob, entropy, baseline), AgentState(h, c, chosen.detach())
 
@@ -377,7 +391,7 @@ class SpiralPolicy(nn.Module):
                 x = x[None].expand(steps, *x.shape)
             return x.reshape(flat, *x.shape[2:])
 
-        x = self._torso(
+        x, skip = self._torso(
             obs_seq.canvas.reshape(flat, *obs_seq.canvas.shape[2:]),
             flatten(target, 4),
             flatten(noise, 2),
@@ -386,7 +400,7 @@ class SpiralPolicy(nn.Module):
         )
         core_out, _, _ = self._core(x.view(steps, batch, -1), state.h, state.c, first)
         z = core_out.reshape(flat, -1)
-        _, log_prob, entropy = self._head(z, actions.reshape(flat, num_components), True, None)
+        _, log_prob, entropy = self._head(z, actions.reshape(flat, num_components), True, None, skip)
         baseline = self.value(z).squeeze(-1)
         return PolicyOutput(
             actions, log_prob.view(steps, batch), entropy.view(steps, batch), baseline.view(steps, batch)

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _PROGRESS_FROM = 5_000  # show a progress bar only for decodes long enough to watch
+_T = TypeVar("_T")
 
 
 def list_image_files(folder: Path) -> list[Path]:
@@ -48,7 +50,7 @@ def list_image_files(folder: Path) -> list[Path]:
     return files
 
 
-def select_subset(names: Sequence[str], max_images: int | None, seed: int) -> list[str]:
+def select_subset(names: Sequence[_T], max_images: int | None, seed: int) -> list[_T]:
     """At most ``max_images`` of ``names``, chosen by a seeded permutation, kept in their original order."""
     if max_images is None or len(names) <= max_images:
         return list(names)

@@ -164,7 +164,7 @@ def load_dataset(
     ink: InkStyle,
     *,
     max_images: int | None = None,
-    num_shapes: int = DEFAULT_NUM_SHAPES,
+    num_shapes: int | None = None,
 ) -> ImageDataset:
     """Load, resize, split and convert the dataset ``cfg`` names.
 
@@ -177,6 +177,7 @@ def load_dataset(
         max_images: read at most this many images (a seeded choice, made before decoding), shared
             between the sides of an official split in the held-out ratio. ``None``: all of them.
         num_shapes: images generated for ``shapes`` (train + held-out).
+        (Both default to ``cfg.max_images`` / ``cfg.num_shapes``.)
 
     Returns:
         An :class:`ImageDataset` whose train and held-out sides never share an image.
@@ -185,6 +186,10 @@ def load_dataset(
         DatasetError: missing or corrupt files (named, with where to get them), a bad ``data.subset``,
             a missing ``data.path``, or bad sizes.
     """
+    if max_images is None:
+        max_images = cfg.max_images
+    if num_shapes is None:
+        num_shapes = cfg.num_shapes
     if canvas_size < _MIN_CANVAS:
         raise DatasetError(f"canvas_size must be ≥ {_MIN_CANVAS}, got {canvas_size}")
     if max_images is not None and max_images < 2:

@@ -4,29 +4,32 @@ Same programme semantics as the libmypaint backend (the geometry comes from
 :mod:`spiral.envs.strokes`), but the brush is a deterministic model of ``classic/dry_brush``'s
 *expected* ink rather than libmypaint's random dabs:
 
-* Each stroke's Bézier is sampled at ``M`` points (``M`` adapts to the longest stroke in the batch
-  relative to its brush width, so thin strokes stay continuous).
 * libmypaint lays ``dabs_per_radius / r`` dabs per pixel of path, each with opacity ``o(p)`` and a
-  soft profile of ink mass ``profile_mass · r²``; a path sample stands for the dabs along its share of
-  arc length, so sample count never changes the ink laid down.
+  soft profile of ink mass ``profile_mass · r²``. Each stroke's Bézier is sampled at ``M`` points
+  (``M`` per stroke: long thin strokes need many, short fat ones few) and a sample stands for the
+  dabs on its share of arc length, so the sample count never changes the ink laid down.
 * dry_brush scatters dabs by a Gaussian of std ``offset_by_random(p) · r``; in expectation a dab is
-  its profile blurred by that Gaussian. The profile is modelled as a Gaussian of matching variance,
-  so each sample is one isotropic Gaussian of std ``s = r · sqrt(σ_profile² + offset(p)²)``.
-* An isotropic Gaussian is *separable*: ``Py(y) · Px(x)`` (sampled at pixel centres, widened by the
-  pixel square's variance 1/12 so thin strokes keep their ink on the grid). The stroke's ink density
-  is then ``Σ_m mass_m · Py_m ⊗ Px_m`` — one batched matrix product ``[B, H, M] @ [B, M, W]``, the
-  only ``O(B·M·H·W)`` work, done by BLAS. Rows are bucketed by the sample count they need.
-* Ink density becomes coverage as overlapping dabs do: ``alpha = 1 − exp(−density)`` (the "over"
-  composite of many faint dabs), then ``canvas ← colour · alpha + canvas · (1 − alpha)``.
+  its profile blurred by that Gaussian. The profile is modelled as a Gaussian of the same variance,
+  so each sample is one isotropic Gaussian of std ``r · sqrt(σ_profile² + offset(p)²)`` (widened by
+  the pixel square's variance 1/12 so thin strokes keep their ink on the pixel grid).
+* An isotropic Gaussian is *separable*: ``Py(y) · Px(x)``. A stroke's ink density is then
+  ``Σ_m Py_m ⊗ Px_m`` — a matrix product ``[H, M] @ [M, W]`` per canvas, done by BLAS as one
+  ``bmm`` per group of strokes with the same ``M``; it is the only ``O(B·M·H·W)`` work.
+* Density becomes coverage as overlapping faint dabs do under "over" compositing:
+  ``alpha = 1 − exp(−density)``, then ``canvas ← canvas − (canvas − colour) · alpha``.
 
-Why this design: see ``tests/benchmarks/bench_renderer.py``. Direct distance fields per dab cost
-``B·M·H·W`` transcendental ops; FFT convolution of a rasterised path was measured at ~70 ms per
-256 canvases here; the separable product takes a few ms. Runs on the CPU or CUDA.
+Why this design (measured on the 2-core CI CPU, one thread, 256 canvases of 64×64): per-dab
+distance fields cost ``B·M·H·W`` transcendental ops (~0.2 s a step); FFT convolution of a
+rasterised path ~70 ms; this separable form ~3 ms, over 20× libmypaint's strokes/s — see
+``tests/benchmarks/bench_renderer.py``. It runs on the CPU or CUDA; the fidelity to libmypaint is
+bounded in ``tests/envs/test_backend_fidelity.py``.
+
+Known differences from libmypaint: no per-dab speckle (the expectation is drawn), and a stroke of
+zero length paints nothing (libmypaint may leave one dab).
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import NamedTuple
 
@@ -46,9 +49,6 @@ from spiral.envs.strokes import (
     start_pressure,
 )
 
-log = logging.getLogger(__name__)
-
-
 class BrushModel(NamedTuple):
     """Parameters of the expected-ink brush model (see the module docstring).
 
@@ -67,8 +67,6 @@ class BrushModel(NamedTuple):
     profile_mass: float = 0.2 * math.pi
     profile_std: float = 0.342
     radius_gain: float = 1.044
-    #: Path samples are spaced at most this many pixels apart, or the stroke's std if wider.
-    max_spacing: float = 0.75
 
     def opacity(self, pressure: torch.Tensor) -> torch.Tensor:
         """Per-dab opacity at ``pressure`` (libmypaint clamps ``opaque`` to [0, 1])."""
@@ -80,13 +78,14 @@ DRY_BRUSH = BrushModel()
 
 #: Upper bound on path samples per stroke (a diagonal with a far control point is < 200 px long).
 MAX_SAMPLES = 512
-#: Smallest bucket of path samples.
-MIN_SAMPLES = 8
-#: Buckets grow by ``2**BUCKET_LOG2_STEP`` (8, 16, 32, ...): every bucket costs ~30 small torch
-#: calls, so fewer, coarser buckets beat tighter sample counts at these sizes (measured).
-BUCKET_LOG2_STEP = 1
-#: Elements of one ``[rows, M, H]`` factor computed at once; bounds memory for big batches (32 MB).
-CHUNK_ELEMENTS = 1 << 23
+#: Rows rendered per pass; larger batches are split so the flat sample factors stay bounded.
+ROW_CHUNK = 512
+#: Sample counts are rounded up to a multiple of this; each distinct count costs one ``bmm`` call.
+SAMPLE_QUANTUM = 4
+#: Path samples are at most ``max(MIN_SPACING, SPACING_STDS · std)`` pixels apart: at 2 std the
+#: ripple of a sum of Gaussians along the stroke is below 1%.
+MIN_SPACING = 1.0
+SPACING_STDS = 2.0
 #: Variance of a uniform pixel square along one axis: a sampled Gaussian at least this wide
 #: keeps its mass on the pixel grid.
 PIXEL_VARIANCE = 1.0 / 12.0
@@ -111,58 +110,53 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+class RenderBuffers:
+    """Reusable scratch memory for :func:`stroke_density`.
+
+    A fresh multi-megabyte tensor every step costs page faults that showed up as ~30% of a step in
+    the benchmark; these buffers grow to the largest size seen and are then reused. Tensors handed
+    out are views, valid until the next request for the same name. Not thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._store: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised tensor of ``shape`` with ``like``'s dtype and device."""
+        numel = math.prod(shape)
+        buffer = self._store.get(name)
+        if buffer is None or buffer.numel() < numel or buffer.dtype != like.dtype or buffer.device != like.device:
+            buffer = torch.empty(numel, dtype=like.dtype, device=like.device)
+            self._store[name] = buffer
+        return buffer[:numel].view(shape)
+
+
 def _stroke_std(radius: torch.Tensor, pressure: torch.Tensor, brush: BrushModel) -> torch.Tensor:
     """Per-axis std (pixels) of one path sample's expected ink: profile ⊕ random offset ⊕ pixel box."""
     spread = brush.profile_std**2 + (brush.offset_per_pressure * pressure) ** 2
     return torch.sqrt(radius**2 * spread + PIXEL_VARIANCE)
 
 
-def _bucket_sizes(start, control, end, p_start, p_end, radius, brush: BrushModel) -> torch.Tensor:
-    """int64 ``[B]``: path samples each row needs (a power of two), so neighbouring samples are at
-    most ``max(1 px, 2 std)`` apart, where the Gaussian ripple along the stroke is below 1%.
+def samples_per_stroke(
+    start: torch.Tensor,
+    control: torch.Tensor,
+    end: torch.Tensor,
+    p_start: torch.Tensor,
+    p_end: torch.Tensor,
+    radius: torch.Tensor,
+    brush: BrushModel = DRY_BRUSH,
+) -> torch.Tensor:
+    """int64 ``[B]``: path samples each stroke needs, a multiple of :data:`SAMPLE_QUANTUM`.
 
-    The Bézier is never longer than its control polygon, which bounds the spacing.
+    Neighbouring samples are at most ``max(MIN_SPACING, SPACING_STDS · std)`` apart; the Bézier is
+    never longer than its control polygon, which bounds the spacing. ``radius`` is the dab radius
+    (``brush.radius_gain`` applied).
     """
     polygon = (control - start).norm(dim=-1) + (end - control).norm(dim=-1)
     std = _stroke_std(radius, torch.minimum(p_start, p_end), brush)
-    needed = (polygon / torch.clamp(2.0 * std, min=1.0)).ceil() + 1
-    exponent = (torch.log2(needed.clamp(MIN_SAMPLES, MAX_SAMPLES)) / BUCKET_LOG2_STEP).ceil() * BUCKET_LOG2_STEP
-    return (2**exponent).round().long().clamp(max=MAX_SAMPLES)
-
-
-def _axis_factor(coords: torch.Tensor, log_weight: torch.Tensor, inv_two_var: torch.Tensor, size: int) -> torch.Tensor:
-    """``[b, M, size]``: ``exp(log_weight − (c − coord)² / (2 var))`` at pixel centres ``c = i + 0.5``.
-
-    Written as one ``[b·M, 3] @ [3, size]`` product over the basis ``(1, c, c²)`` followed by an
-    in-place ``exp``: two passes over the output instead of four elementwise ones.
-    """
-    centres = torch.arange(size, device=coords.device, dtype=coords.dtype) + 0.5
-    basis = torch.stack((torch.ones_like(centres), centres, centres * centres))  # [3, size]
-    coef = torch.stack(
-        (log_weight - inv_two_var * coords * coords, 2.0 * inv_two_var * coords, -inv_two_var), dim=-1
-    )  # [b, M, 3]
-    # Far tails would underflow to denormals, which are ~10x slower in exp and in the matmul that
-    # follows; exp(-40) ≈ 4e-18 keeps products of two factors normal and is invisible in a canvas.
-    return torch.matmul(coef, basis).clamp_(min=-40.0).exp_()
-
-
-def _bucket_density(start, control, end, p_start, p_end, radius, samples: int, size: int, brush: BrushModel) -> torch.Tensor:
-    """``[b, H, W]`` expected ink density of rows that all use ``samples`` path samples."""
-    points = quadratic_bezier(start, control, end, samples)  # [b, M, 2]
-    pressure = interpolate_pressure(p_start, p_end, samples)  # [b, M]
-    # Arc length each sample stands for: half of each neighbouring segment (trapezoid rule).
-    seg = (points[:, 1:] - points[:, :-1]).norm(dim=-1)
-    share = torch.nn.functional.pad(seg, (1, 0)) + torch.nn.functional.pad(seg, (0, 1))
-    r = radius.unsqueeze(1)
-    # dabs laid on the share × opacity × ink mass of one dab; = 0.5·share·(dabs/r)·o·mass·r².
-    mass = (0.5 * brush.dabs_per_radius * brush.profile_mass) * share * r * brush.opacity(pressure)
-    var = _stroke_std(r, pressure, brush) ** 2
-    # A normalised 2-d Gaussian: mass / (2π var) · exp(-d²/2var); the constant rides on the y factor.
-    log_weight = torch.log(mass.clamp_min(1e-30) / (2.0 * math.pi * var))
-    inv_two_var = 0.5 / var
-    py = _axis_factor(points[..., 0], log_weight, inv_two_var, size)
-    px = _axis_factor(points[..., 1], torch.zeros_like(log_weight), inv_two_var, size)
-    return torch.bmm(py.transpose(1, 2), px)
+    needed = (polygon / torch.clamp(SPACING_STDS * std, min=MIN_SPACING)).ceil() + 1
+    quantised = (needed / SAMPLE_QUANTUM).ceil() * SAMPLE_QUANTUM
+    return quantised.clamp(SAMPLE_QUANTUM, MAX_SAMPLES).long()
 
 
 def stroke_density(
@@ -174,27 +168,89 @@ def stroke_density(
     radius: torch.Tensor,
     canvas_size: int,
     brush: BrushModel = DRY_BRUSH,
+    buffers: RenderBuffers | None = None,
 ) -> torch.Tensor:
     """float32 ``[B, H, W]``: the expected ink density of one quadratic-Bézier stroke per row (pure).
 
     start, control, end:  ``[B, 2]`` ``(y, x)`` pixels.
     p_start, p_end:       ``[B]`` pressure at the two ends (linear in between).
     radius:               ``[B]`` brush radius in pixels.
+    buffers:              reusable scratch memory; when given, the result is a view into it,
+                          valid until the next call with the same buffers.
 
-    Coverage is ``1 − exp(−density)``. Rows are grouped by how many path samples they need (thin
-    long strokes need many, fat ones few), so the cost follows the batch's strokes rather than its
-    worst one.
+    Coverage is ``1 − exp(−density)``. Each row gets the samples it needs (thin long strokes many,
+    fat ones few). Rows are sorted by sample count and all samples laid out flat, so every
+    per-sample quantity is computed in one pass for the whole batch; rows with the same count then
+    form a contiguous ``[rows, M, size]`` block, and each block is one ``bmm`` — the only per-group
+    work.
     """
+    if start.shape[0] > ROW_CHUNK:  # bound memory: ≤ ROW_CHUNK · MAX_SAMPLES · 2 · size floats at once
+        parts = zip(*(t.split(ROW_CHUNK) for t in (start, control, end, p_start, p_end, radius)))
+        return torch.cat([stroke_density(*part, canvas_size, brush) for part in parts])
+    device, dtype = start.device, start.dtype
+    size = canvas_size
     radius = radius * brush.radius_gain
-    density = torch.empty(start.shape[0], canvas_size, canvas_size, device=start.device, dtype=start.dtype)
-    buckets = _bucket_sizes(start, control, end, p_start, p_end, radius, brush)
-    for samples in torch.unique(buckets).tolist():
-        bucket_rows = (buckets == samples).nonzero().squeeze(1)
-        chunk = max(1, CHUNK_ELEMENTS // (samples * canvas_size))
-        for rows in bucket_rows.split(chunk):
-            args = (t[rows] for t in (start, control, end, p_start, p_end, radius))
-            density.index_copy_(0, rows, _bucket_density(*args, samples=samples, size=canvas_size, brush=brush))
-    return density
+    counts = samples_per_stroke(start, control, end, p_start, p_end, radius, brush)
+    counts, order = torch.sort(counts, stable=True)
+    # Per-row polynomial coefficients: B(t) = a0 + t·a1 + t²·a2; p(t) = p0 + t·dp.
+    s, c, e = start[order], control[order], end[order]
+    rows = torch.cat(
+        (s, 2.0 * (c - s), s - 2.0 * c + e, p_start[order, None], (p_end - p_start)[order, None], radius[order, None]),
+        dim=1,
+    )  # [B, 9]
+    per_sample = torch.repeat_interleave(rows, counts, dim=0)  # [S, 9]
+    total = per_sample.shape[0]
+    first = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    steps = torch.repeat_interleave(counts - 1, counts).to(dtype)
+    t = ((torch.arange(total, device=device) - first).to(dtype) / steps).unsqueeze(1)  # [S, 1]
+    a0, a1, a2 = per_sample[:, 0:2], per_sample[:, 2:4], per_sample[:, 4:6]
+    points = a0 + t * (a1 + t * a2)  # [S, 2]
+    pressure = per_sample[:, 6] + t[:, 0] * per_sample[:, 7]
+    r = per_sample[:, 8]
+    # Arc length each sample stands for: half of each neighbouring segment within its own row.
+    seg = (points[1:] - points[:-1]).norm(dim=-1) * (first[1:] == first[:-1])
+    share = torch.nn.functional.pad(seg, (1, 0)) + torch.nn.functional.pad(seg, (0, 1))
+    # Dabs on the share, × opacity × one dab's ink mass: 0.5·share·(dabs/r)·o(p)·profile_mass·r².
+    mass = (0.5 * brush.dabs_per_radius * brush.profile_mass) * share * r * brush.opacity(pressure)
+    var = _stroke_std(r, pressure, brush) ** 2
+    # mass · N(point, var·I) = mass/(2π var) · exp(−d²/(2 var)), split into y and x factors, each
+    # exp(coef · (1, c, c²)) at pixel centres c; the normalising constant rides on the y factor.
+    k = 0.5 / var
+    log_weight = torch.log(mass.clamp_min(1e-30) / (2.0 * math.pi * var))
+    # Coordinates relative to the canvas centre halve the magnitudes in the (1, c, c²) expansion,
+    # whose float32 cancellation error grows with c².
+    middle = 0.5 * size
+    y, x = points[:, 0] - middle, points[:, 1] - middle
+    coef = torch.stack(
+        (
+            torch.cat((log_weight - k * y * y, -k * x * x)),
+            torch.cat((2.0 * k * y, 2.0 * k * x)),
+            torch.cat((-k, -k)),
+        ),
+        dim=1,
+    )  # [2S, 3]
+    centres = torch.arange(size, device=device, dtype=dtype) + (0.5 - middle)
+    basis = torch.stack((torch.ones_like(centres), centres, centres * centres))  # [3, size]
+    # Far tails would underflow to denormals, ~10x slower in exp and in the bmm that follows;
+    # exp(-40) ≈ 4e-18 keeps products of two factors normal and is invisible on a canvas.
+    factors = torch.mm(coef, basis, out=_buffer(buffers, "factors", (2 * total, size), coef))
+    factors.clamp_(min=-40.0).exp_()
+    py, px = factors[:total], factors[total:]
+    shape = (start.shape[0], size, size)
+    density = _buffer(buffers, "sorted", shape, start)
+    groups, sizes = torch.unique_consecutive(counts, return_counts=True)
+    row = sample = 0
+    for m, n in zip(groups.tolist(), sizes.tolist()):
+        block = slice(sample, sample + n * m)
+        torch.bmm(py[block].view(n, m, size).transpose(1, 2), px[block].view(n, m, size), out=density[row : row + n])
+        row, sample = row + n, sample + n * m
+    return _buffer(buffers, "density", shape, start).index_copy_(0, order, density)
+
+
+def _buffer(buffers: RenderBuffers | None, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    if buffers is None:
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+    return buffers.get(name, shape, like)
 
 
 def stroke_alpha(
@@ -235,6 +291,7 @@ class FastPaintEnv:
         self._canvas: torch.Tensor | None = None
         self._brush_state: BrushState | None = None
         self._step = 0
+        self._buffers = RenderBuffers()
 
     @property
     def canvas(self) -> torch.Tensor:
@@ -296,18 +353,21 @@ class FastPaintEnv:
             strokes.pressure,
             strokes.radius,
         )
+        batch, size = len(strokes.paint), self.canvas_size
         if bool(strokes.paint.all()):
-            density = stroke_density(*args, self.canvas_size, self.brush)
+            density = stroke_density(*args, size, self.brush, buffers=self._buffers)
         else:
             # Only painting rows are rendered; moves get zero density and leave their canvas as is.
             rows = strokes.paint.nonzero().squeeze(1)
-            density = torch.zeros(len(strokes.paint), self.canvas_size, self.canvas_size, device=self.device)
-            density.index_copy_(0, rows, stroke_density(*(a[rows] for a in args), self.canvas_size, self.brush))
-        # "over": canvas ← colour·alpha + canvas·(1 − alpha) = lerp(colour, canvas, exp(−density)).
-        # lerp returns a new tensor, so canvases handed out in earlier observations never change.
-        transmittance = density.neg_().exp_().unsqueeze(1)
+            painted = stroke_density(*(a[rows] for a in args), size, self.brush, buffers=self._buffers)
+            density = self._buffers.get("all_rows", (batch, size, size), painted).zero_().index_copy_(0, rows, painted)
+        # "over": canvas ← canvas − (canvas − colour)·alpha. Where alpha is 0 (moves, far pixels)
+        # the canvas stays bit-for-bit the same. A new tensor each step, so canvases handed out in
+        # earlier observations never change.
+        alpha = density.neg_().exp_().neg_().add_(1.0).unsqueeze(1)
         color = strokes.color[:, : self.num_channels].reshape(-1, self.num_channels, 1, 1)
-        self._canvas = torch.lerp(color.expand_as(self._canvas), self._canvas, transmittance)
+        painted = self._canvas - color
+        self._canvas = torch.addcmul(self._canvas, painted, alpha, value=-1.0, out=painted)
 
     def _observation(self, mask: torch.Tensor) -> Observation:
         batch = self._canvas.shape[0]

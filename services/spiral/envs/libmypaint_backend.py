@@ -58,6 +58,8 @@ LIBRARY_NAMES = ("libmypaint-1.5.so.1", "libmypaint.so", "libmypaint-1.6.so.1", 
 TILE_SIZE = 64
 #: fix15 fixed point: ``1 << 15`` is 1.0.
 FIX15_ONE = float(1 << 15)
+#: Distinct brush-noise streams a seed selects (libmypaint cannot seed a brush; see MyPaintCanvas).
+WARMUP_STREAMS = 1021
 #: Seconds between successive ``stroke_to`` events (the released environment's value).
 STROKE_DTIME = 0.1
 
@@ -214,8 +216,9 @@ class MyPaintCanvas:
     """One libmypaint surface and brush: the single-episode primitive the batched env loops over.
 
     libmypaint has no public way to seed a brush's random generator (every brush starts from the
-    same fixed seed), so ``seed`` advances it instead: a seed-dependent number of dabs is painted far
-    outside the surface, where writes go to the library's scratch tile and are discarded.
+    same fixed seed), so ``seed`` advances it instead: a seed-dependent number of tiny dabs is
+    painted far outside the surface, where writes go to the library's scratch tile and are
+    discarded. Canvases with equal ``seed % WARMUP_STREAMS`` share their noise.
     """
 
     def __init__(self, api: LibMyPaint, size: int, brush_json: str, seed: int = 0) -> None:
@@ -252,13 +255,19 @@ class MyPaintCanvas:
             pass
 
     def _advance_rng(self, seed: int) -> None:
-        api, brush = self.api, self._brush
+        # Tiny dabs, far off the surface: each costs little, consumes the generator like any dab,
+        # and lands in the scratch tile libmypaint discards. ~3 dabs per call, so the number of
+        # calls picks one of WARMUP_STREAMS different positions in the random stream.
+        api, brush, radius_id = self.api, self._brush, self.api.setting_ids["radius_logarithmic"]
+        radius = api.brush_get_base_value(brush, radius_id)
+        api.brush_set_base_value(brush, radius_id, math.log(0.25))
         api.brush_reset(brush)
         api.surface_begin_atomic(self._surface)
-        far = -10.0 * TILE_SIZE  # lands in the discarded scratch tile
-        for i in range(seed % 61 + 1):
-            api.brush_stroke_to(brush, self._surface, far + i, far, 0.5, 0.0, 0.0, STROKE_DTIME)
+        far = -10.0 * TILE_SIZE
+        for i in range(seed % WARMUP_STREAMS + 1):
+            api.brush_stroke_to(brush, self._surface, far + 0.06 * i, far, 0.5, 0.0, 0.0, STROKE_DTIME)
         api.surface_end_atomic(self._surface, ctypes.byref(self._roi))
+        api.brush_set_base_value(brush, radius_id, radius)
         api.brush_reset(brush)
 
     def _tile(self, tx: int, ty: int, readonly: bool) -> tuple[_TileRequest, np.ndarray]:

@@ -102,6 +102,12 @@ def object_to_action(spec: ActionSpec, obj: SceneObject | None) -> list[int]:
     return [values[name] for name in spec.names]
 
 
+def _to_float(image: np.ndarray) -> np.ndarray:
+    """``uint8 [H, W, 3]`` → ``float32 [3, H, W]`` in [0, 1]."""
+    # A true division, as in the dataset loader, so that a perfect reconstruction has MSE exactly 0.
+    return image.transpose(2, 0, 1).astype(np.float32) / np.float32(255)
+
+
 def _resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -109,10 +115,13 @@ def _resolve_device(name: str) -> torch.device:
 
 
 class MujocoScenesEnv:
-    """``B`` MuJoCo scenes built in lockstep, rendered to 64×64 RGB with one reused renderer.
+    """``B`` MuJoCo scenes built in lockstep, rendered to ``canvas_size``² RGB with one reused renderer.
 
     The batch is rendered one scene after another (one OpenGL context per env); only scenes whose
-    content changed are re-rendered. Not thread-safe.
+    content changed are re-rendered. Reads ``cfg.canvas_size``, ``cfg.episode_length``,
+    ``cfg.device`` (where observations live; rendering is on the CPU) and ``cfg.mujoco``; the
+    painting fields (``color``, ``grid_size``, brushes) do not apply — scenes are always RGB.
+    Not thread-safe.
     """
 
     num_channels = 3
@@ -130,9 +139,11 @@ class MujocoScenesEnv:
         self.action_spec = mujoco_action_spec(self.layout)
         self._renderer = SceneRenderer(cfg.canvas_size, self.layout)
         # Rendered once: every episode starts from the empty platform.
-        self._empty = self._renderer.render(SceneDescription((), self.layout))
+        self._empty = _to_float(self._renderer.render(SceneDescription((), self.layout)))
         self._objects: list[list[SceneObject]] = []
-        self._canvas = np.zeros((0, cfg.canvas_size, cfg.canvas_size, 3), np.uint8)
+        # Kept as float [B, 3, H, W] and updated row by row: converting the whole batch from uint8
+        # on every step cost more than rendering (torch's threads compete with the GL rasteriser).
+        self._canvas = np.zeros((0, 3, cfg.canvas_size, cfg.canvas_size), np.float32)
         self._mask = np.zeros((0, len(self.action_spec)), np.float32)
         self._step = -1  # -1: never reset
         self._rotation_mask = self._component_mask(rotates=True)
@@ -188,7 +199,7 @@ class MujocoScenesEnv:
                 self._mask[b] = self._flag_mask
                 continue
             self._objects[b].append(obj)
-            self._canvas[b] = self._renderer.render(SceneDescription(tuple(self._objects[b]), self.layout))
+            self._canvas[b] = _to_float(self._renderer.render(SceneDescription(tuple(self._objects[b]), self.layout)))
             self._mask[b] = self._rotation_mask if obj.shape.rotates else self._fixed_mask
         self._step += 1
         return self._observation()
@@ -198,8 +209,7 @@ class MujocoScenesEnv:
     @property
     def canvas(self) -> torch.Tensor:
         """float32 ``[B, 3, H, W]`` in [0, 1] on ``device`` (a fresh tensor)."""
-        images = torch.from_numpy(self._canvas).permute(0, 3, 1, 2).float().div_(255.0)
-        return images.to(self.device)
+        return torch.from_numpy(self._canvas.copy()).to(self.device)
 
     @property
     def scenes(self) -> tuple[SceneDescription, ...]:
@@ -212,8 +222,7 @@ class MujocoScenesEnv:
         Raises:
             ValueError: too many objects or an index outside the layout.
         """
-        image = torch.from_numpy(self._renderer.render(scene)).permute(2, 0, 1).float().div_(255.0)
-        return image.to(self.device)
+        return torch.from_numpy(_to_float(self._renderer.render(scene))).to(self.device)
 
     def close(self) -> None:
         """Release the OpenGL context."""

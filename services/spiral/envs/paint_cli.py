@@ -1,3 +1,254 @@
-"""Placeholder: `spiral paint` (owned by the environment work)."""
-def paint_command() -> None:
-    raise NotImplementedError("spiral paint")
+"""``spiral paint``: render painting programmes to a PNG with either painting backend.
+
+A programme is a list of actions, each a JSON object naming every component of the action spec,
+e.g. ``{"flag": 1, "end": 37, "control": 5, "pressure": 9, "size": 2}``. A programme file holds
+either one such list, or ``{"config": {...env config...}, "programs": [[...], [...]]}`` for several
+images — what ``spiral sample`` writes (:func:`programs_document` builds it). ``--random N`` paints
+random programmes instead.
+
+The pure helpers (:func:`read_programs`, :func:`programs_to_actions`, :func:`render_programs`) are
+used by tests and by the sampling tool; the command only wires them to files.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from pathlib import Path
+from typing import Annotated, Any, NamedTuple
+
+import torch
+import typer
+from pydantic import ValidationError
+
+from spiral.config import ColorMode, EnvConfig, InkStyle, Renderer
+from spiral.envs.base import BatchedEnv
+from spiral.envs.factory import make_env
+from spiral.envs.painting_spec import FLAG_MOVE, painting_action_spec, random_actions
+from spiral.envs.spec import ActionSpec, Component
+from spiral.images import save_grid, save_sequence
+
+
+class PaintRenderer(str, enum.Enum):
+    """The renderers that can paint (``mujoco`` places objects instead)."""
+
+    FAST = "fast"
+    LIBMYPAINT = "libmypaint"
+
+
+class ProgramFile(NamedTuple):
+    """A parsed programme file: env config keys it sets, and its programmes (lists of actions)."""
+
+    env: dict[str, Any]
+    programs: list[list[dict[str, Any]]]
+
+
+def read_programs(path: Path) -> ProgramFile:
+    """Parse a programme file (a list of actions, or ``{"config": ..., "programs": [...]}``).
+
+    ``config`` may be an env config or a whole training config (its ``env`` section is used).
+
+    Raises:
+        ValueError: unreadable file, invalid JSON, or the wrong structure (says what was expected).
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as err:
+        raise ValueError(f"cannot read programme file {path}: {err}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"programme file {path} is not valid JSON: {err}") from None
+    if isinstance(data, list):
+        return ProgramFile(env={}, programs=[data])
+    if not isinstance(data, dict) or "programs" not in data:
+        raise ValueError(
+            f"programme file {path} must hold a JSON list of actions or an object "
+            f'{{"config": {{...}}, "programs": [[...], ...]}}; got {type(data).__name__}'
+            + (f" with keys {sorted(data)}" if isinstance(data, dict) else "")
+        )
+    unknown = sorted(set(data) - {"config", "programs"})
+    if unknown:
+        raise ValueError(f"programme file {path}: unknown keys {unknown}; expected 'config' and 'programs'")
+    config = data.get("config") or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"programme file {path}: 'config' must be an object, got {type(config).__name__}")
+    if isinstance(config.get("env"), dict):
+        config = config["env"]
+    programs = data["programs"]
+    if not isinstance(programs, list) or not programs:
+        raise ValueError(f"programme file {path}: 'programs' must be a non-empty list of programmes")
+    for p, program in enumerate(programs):
+        if not isinstance(program, list):
+            raise ValueError(f"programme file {path}: program {p} must be a list of actions, got {type(program).__name__}")
+    return ProgramFile(env=dict(config), programs=programs)
+
+
+def _action_row(spec: ActionSpec, action: Any, where: str) -> list[int]:
+    if not isinstance(action, dict):
+        raise ValueError(f"{where}: an action must be an object of components {list(spec.names)}, got {action!r}")
+    missing = [n for n in spec.names if n not in action]
+    unknown = sorted(n for n in action if n not in spec.names)
+    if missing or unknown:
+        raise ValueError(
+            f"{where}: missing components {missing}, unknown components {unknown}; "
+            f"this configuration's actions have exactly {list(spec.names)}"
+        )
+    row = []
+    for comp in spec.components:
+        value = action[comp.name.value]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: component {comp.name.value!r} must be an integer, got {value!r}")
+        if not 0 <= value < comp.size:
+            raise ValueError(
+                f"{where}: component {comp.name.value!r} is {value}; valid range is 0..{comp.size - 1}"
+            )
+        row.append(value)
+    return row
+
+
+def programs_to_actions(spec: ActionSpec, programs: list[list[dict[str, Any]]]) -> torch.Tensor:
+    """int64 ``[T, N, K]``: ``N`` programmes as action batches, ``T`` = the longest programme.
+
+    Shorter programmes are padded with moves to their last end point, which paint nothing.
+
+    Raises:
+        ValueError: an action is not an object, lacks or adds a component, or has a non-integer or
+            out-of-range value; the message names the programme, the action index and the component.
+    """
+    if not programs:
+        raise ValueError("no programmes to render")
+    steps = max(len(p) for p in programs)
+    if steps == 0:
+        raise ValueError("every programme is empty: nothing to paint")
+    end_col, flag_col = spec.index(Component.END), spec.index(Component.FLAG)
+    actions = torch.zeros(steps, len(programs), len(spec), dtype=torch.long)
+    for p, program in enumerate(programs):
+        label = f"program {p}, " if len(programs) > 1 else ""
+        rows = [_action_row(spec, a, f"{label}action {i}") for i, a in enumerate(program)]
+        if rows:
+            actions[: len(rows), p] = torch.tensor(rows, dtype=torch.long)
+        last_end = rows[-1][end_col] if rows else 0
+        actions[len(rows) :, p, flag_col] = FLAG_MOVE
+        actions[len(rows) :, p, end_col] = last_end
+    return actions
+
+
+def programs_document(cfg: EnvConfig, actions: torch.Tensor) -> dict[str, Any]:
+    """The JSON-ready ``{"config": env config, "programs": [...]}`` for ``[T, N, K]`` actions."""
+    spec = painting_action_spec(cfg)
+    programs = [spec.to_dicts(actions[:, n]) for n in range(actions.shape[1])]
+    return {"config": cfg.model_dump(mode="json"), "programs": programs}
+
+
+def render_programs(env: BatchedEnv, actions: torch.Tensor) -> torch.Tensor:
+    """float32 ``[T + 1, N, C, H, W]``: the blank canvases, then the canvas after every action.
+
+    Raises:
+        ValueError: see :meth:`BatchedEnv.step`.
+    """
+    frames = [env.reset(actions.shape[1]).canvas.cpu()]
+    for step_actions in actions:
+        frames.append(env.step(step_actions).canvas.cpu())
+    return torch.stack(frames)
+
+
+def _brush_sizes(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--brush-sizes must be comma-separated radii like 1,2,4,8; got {text!r}") from None
+
+
+def paint_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("paint.png"),
+    program: Annotated[
+        Path | None,
+        typer.Option("--program", help="JSON file: a list of action objects, or {config, programs} from `spiral sample`."),
+    ] = None,
+    random: Annotated[
+        int | None, typer.Option("--random", help="Paint random programmes of N actions (default: episode_length - 1).")
+    ] = None,
+    num_images: Annotated[int, typer.Option("--num-images", "-n", help="Random programmes to paint (a grid).")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of random programmes and of libmypaint's brush noise.")] = 0,
+    renderer: Annotated[
+        PaintRenderer | None, typer.Option("--renderer", help="`fast` (batched torch) or `libmypaint` (the real library).")
+    ] = None,
+    sequence: Annotated[
+        bool, typer.Option("--sequence", help="Write every stroke's frame: one row per image, one column per step.")
+    ] = False,
+    canvas_size: Annotated[int | None, typer.Option("--canvas-size", help="Canvas side in pixels (default 64).")] = None,
+    grid_size: Annotated[int | None, typer.Option("--grid-size", help="Positions per canvas side (default 32).")] = None,
+    color: Annotated[ColorMode | None, typer.Option("--color", help="grayscale or rgb.")] = None,
+    ink: Annotated[InkStyle | None, typer.Option("--ink", help="white_on_black (MNIST) or black_on_white.")] = None,
+    brush: Annotated[str | None, typer.Option("--brush", help="libmypaint brush, e.g. classic/dry_brush.")] = None,
+    brush_sizes: Annotated[str | None, typer.Option("--brush-sizes", help="Comma-separated radii, e.g. 1,2,4,8,12,24.")] = None,
+    pressure: Annotated[
+        bool | None, typer.Option("--pressure/--no-pressure", help="Use the pressure component.")
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Fast renderer device: cpu, cuda or auto.")] = None,
+    scale: Annotated[int, typer.Option("--scale", help="Enlarge each canvas pixel in the PNG.")] = 1,
+) -> None:
+    """Render painting programmes (from a file, or random) to a PNG grid with either backend."""
+    if program is not None and random is not None:
+        raise typer.BadParameter("give either --program FILE or --random N, not both")
+    if num_images < 1:
+        raise typer.BadParameter(f"--num-images must be ≥ 1, got {num_images}")
+    if scale < 1:
+        raise typer.BadParameter(f"--scale must be ≥ 1, got {scale}")
+    parsed = None
+    if program is not None:
+        try:
+            parsed = read_programs(program)
+        except ValueError as err:
+            raise typer.BadParameter(str(err), param_hint="--program") from None
+    # Explicit options override the programme file's config, which overrides the defaults.
+    settings: dict[str, Any] = dict(parsed.env) if parsed else {}
+    options = {
+        "renderer": Renderer(renderer.value) if renderer else None,
+        "canvas_size": canvas_size,
+        "grid_size": grid_size,
+        "color": color,
+        "ink": ink,
+        "brush": brush,
+        "brush_sizes": _brush_sizes(brush_sizes) if brush_sizes is not None else None,
+        "use_pressure": pressure,
+        "device": device,
+    }
+    settings.update({k: v for k, v in options.items() if v is not None})
+    settings.setdefault("renderer", Renderer.FAST)
+    try:
+        cfg = EnvConfig.model_validate(settings)
+    except ValidationError as err:
+        problems = "; ".join(f"env.{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in err.errors())
+        raise typer.BadParameter(problems) from None
+    if cfg.renderer == Renderer.MUJOCO:
+        raise typer.BadParameter("spiral paint renders painting programmes; renderer must be 'fast' or 'libmypaint'")
+    spec = painting_action_spec(cfg)
+    if parsed is not None:
+        try:
+            actions = programs_to_actions(spec, parsed.programs)
+        except ValueError as err:
+            raise typer.BadParameter(f"{program}: {err}", param_hint="--program") from None
+    else:
+        steps = random if random is not None else cfg.episode_length - 1
+        if steps < 1:
+            raise typer.BadParameter(f"--random must be ≥ 1 action, got {steps}")
+        generator = torch.Generator().manual_seed(seed)
+        actions = torch.stack([random_actions(spec, num_images, generator) for _ in range(steps)])
+    if actions.shape[0] + 1 > 1000:
+        raise typer.BadParameter(f"programmes have {actions.shape[0]} actions; at most 999 can be painted")
+    # A paint job is one episode exactly as long as its longest programme.
+    cfg = EnvConfig.model_validate({**cfg.model_dump(), "episode_length": max(2, actions.shape[0] + 1)})
+    try:
+        env = make_env(cfg, seed=seed)
+        frames = render_programs(env, actions)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    if sequence:
+        path = save_sequence(frames, out, scale=scale)
+    else:
+        # One programme is written as the bare canvas; several as a padded grid.
+        path = save_grid(frames[-1], out, scale=scale, pad=0 if actions.shape[1] == 1 else 2)
+    typer.echo(
+        f"painted {actions.shape[1]} programme(s) of {actions.shape[0]} action(s) with {cfg.renderer.value} "
+        f"→ {path}"
+    )

@@ -81,3 +81,17 @@ def action_mask(spec: ActionSpec, flags: torch.Tensor) -> torch.Tensor:
     move_row = torch.tensor([1.0 if c.name in MOVE_COMPONENTS else 0.0 for c in spec.components])
     paint = (flags == FLAG_PAINT).to(torch.float32).unsqueeze(1)
     return paint + (1.0 - paint) * move_row.to(flags.device).unsqueeze(0)
+
+
+def random_actions(
+    spec: ActionSpec, batch_size: int, generator: torch.Generator | None = None, paint_only: bool = False
+) -> torch.Tensor:
+    """int64 ``[B, K]``: every component uniform over its range (``flag`` = paint if ``paint_only``).
+
+    Random programmes for ``spiral paint --random``, the backend-fidelity test and the benchmark.
+    """
+    columns = [torch.randint(0, size, (batch_size,), generator=generator) for size in spec.sizes]
+    actions = torch.stack(columns, dim=1)
+    if paint_only:
+        actions[:, spec.index(Component.FLAG)] = FLAG_PAINT
+    return actions

@@ -117,9 +117,9 @@ def policy_update(
     if rollout.targets is not None:
         final_l2 = float(-l2_scores(rollout.final_canvas, rollout.targets).mean())
     return PolicyUpdateStats(
-        total_loss=float(loss.total),
-        policy_loss=float(loss.policy),
-        baseline_loss=float(loss.baseline),
+        total_loss=float(loss.total.detach()),
+        policy_loss=float(loss.policy.detach()),
+        baseline_loss=float(loss.baseline.detach()),
         entropy=float(out.entropy.detach().sum(0).mean()),
         episode_reward=float(rewards.sum(0).mean()),
         final_l2=final_l2,
@@ -168,9 +168,9 @@ def discriminator_update(
     loss.total.backward()
     optimizer.step()
     return DiscriminatorUpdateStats(
-        total_loss=float(loss.total),
-        adversarial=float(loss.adversarial),
-        gradient_penalty=float(loss.gradient_penalty),
+        total_loss=float(loss.total.detach()),
+        adversarial=float(loss.adversarial.detach()),
+        gradient_penalty=float(loss.gradient_penalty.detach()),
         d_real=float(loss.d_real),
         d_fake=float(loss.d_fake),
     )

@@ -15,7 +15,9 @@ Callers: the replay server (:mod:`spiral.services.replay_service`), the actor an
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -140,9 +142,11 @@ class _ObservingInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method.lstrip("/")
         kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(self._wrap_unary(handler.unary_unary, method), **kwargs)
+            return grpc.unary_unary_rpc_method_handler(self._wrap_unary(handler.unary_unary, method, timed=True), **kwargs)
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(self._wrap_unary(handler.stream_unary, method), **kwargs)
+            # A client stream (an actor's trajectories) lasts as long as the client wants: its
+            # duration is not a latency, so it is counted but not timed.
+            return grpc.stream_unary_rpc_method_handler(self._wrap_unary(handler.stream_unary, method, timed=False), **kwargs)
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(self._wrap_stream(handler.unary_stream, method), **kwargs)
         return grpc.stream_stream_rpc_method_handler(self._wrap_stream(handler.stream_stream, method), **kwargs)
@@ -169,7 +173,7 @@ class _ObservingInterceptor(grpc.ServerInterceptor):
             return existing, None
         return status_for(exc)
 
-    def _wrap_unary(self, behavior: Callable, method: str) -> Callable:
+    def _wrap_unary(self, behavior: Callable, method: str, *, timed: bool) -> Callable:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             start = time.perf_counter()
             failed: grpc.StatusCode | None = None
@@ -181,7 +185,7 @@ class _ObservingInterceptor(grpc.ServerInterceptor):
                     raise
                 context.abort(failed, details)
             finally:
-                self._record(method, self._final_code(context, failed), time.perf_counter() - start)
+                self._record(method, self._final_code(context, failed), time.perf_counter() - start if timed else None)
 
         return wrapped
 
@@ -312,7 +316,7 @@ def serve(
     cfg: ServicesConfig,
     *,
     role: Role,
-    job: str = "spiral",
+    job: str = "local",
     registry: CollectorRegistry | None = None,
     metrics: SpiralMetrics | None = None,
     grace_seconds: float = DEFAULT_GRACE_SECONDS,
@@ -321,6 +325,7 @@ def serve(
     install_signal_handlers: bool = False,
     on_stop: Sequence[Callable[[], None]] = (),
     before_stop: Sequence[Callable[[], None]] = (),
+    ready_file: Path | None = None,
 ) -> RunningServer:
     """Start a gRPC server for ``bindings`` as configured by ``cfg`` and return it running.
 
@@ -328,7 +333,7 @@ def serve(
         bindings: the servicers (see :func:`replay_binding` and friends).
         cfg: port (0 = free), bind address, TLS, message size limit, metrics port (0 = free).
         role: the ``role`` label of the gRPC metrics.
-        job: the ``job`` label of every metric (the SpiralJob's name).
+        job: the ``spiral_job`` label of every metric (the SpiralJob name; ``local`` outside Kubernetes).
         registry, metrics: pass both when the servicers already update metrics created on
             ``registry``; otherwise a fresh registry and metric set are made.
         grace_seconds: how long in-flight calls may finish after a stop request.
@@ -337,6 +342,8 @@ def serve(
         on_stop: callbacks run after serving stopped (checkpoints).
         before_stop: callbacks run when a stop begins, before the grace period (close publishers
             and tables so that long streams end promptly).
+        ready_file: once serving, write ``{"role", "address", "grpc_port", "metrics_port", "pid"}``
+            there as JSON (atomically), so a launcher that asked for port 0 learns the ports.
 
     Raises:
         ConfigError: plaintext on a non-loopback address without allow_insecure, or unreadable
@@ -374,8 +381,13 @@ def serve(
         else:
             port = server.add_insecure_port(address)
     except RuntimeError as err:
+        server.stop(None)
         raise OSError(f"cannot bind gRPC port {address} (services.grpc_port / services.bind_address): {err}") from None
+    except ConfigError:
+        server.stop(None)
+        raise
     if port == 0:
+        server.stop(None)
         raise OSError(f"cannot bind gRPC port {address} (services.grpc_port / services.bind_address)")
 
     httpd = None
@@ -383,6 +395,7 @@ def serve(
         try:
             httpd, _thread = start_http_server(cfg.metrics_port, addr=cfg.bind_address.strip("[]"), registry=registry)
         except OSError as err:
+            server.stop(None)
             raise OSError(f"cannot bind metrics port {cfg.bind_address}:{cfg.metrics_port} (services.metrics_port): {err}") from None
 
     server.start()
@@ -398,9 +411,20 @@ def serve(
         "mTLS" if cfg.tls.enabled and cfg.tls.ca_file else "TLS" if cfg.tls.enabled else "plaintext",
         running.metrics_port,
     )
+    if ready_file is not None:
+        write_ready_file(Path(ready_file), running, role)
     if install_signal_handlers:
         _install_signal_handlers(running)
     return running
+
+
+def write_ready_file(path: Path, running: RunningServer, role: Role) -> None:
+    """Atomically write the bound ports as JSON (tmp file + rename: readers never see half a file)."""
+    payload = {"role": role.value, "address": running.address, "grpc_port": running.port, "metrics_port": running.metrics_port, "pid": os.getpid()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload))
+    os.replace(tmp, path)
 
 
 def _install_signal_handlers(running: RunningServer) -> None:

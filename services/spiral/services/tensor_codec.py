@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from spiral.services.errors import InvalidArgumentError
+from spiral.services.errors import InvalidArgumentError, check_protocol_version
 from spiral.v1 import PROTOCOL_VERSION, replay_pb2, tensor_pb2, trajectory_pb2
 
 # ------------------------------------------------------------------------------------ tensors ---
@@ -270,16 +270,17 @@ def _validate_trajectory(msg: trajectory_pb2.Trajectory) -> TrajectoryData:
     return traj
 
 
-def trajectory_from_proto(msg: trajectory_pb2.Trajectory) -> TrajectoryData:
+def trajectory_from_proto(msg: trajectory_pb2.Trajectory, *, check_version: bool = True) -> TrajectoryData:
     """Decode and validate a received trajectory (canvases come back as float32 in [0, 1]).
 
-    Does not check ``protocol_version``: servicers call
-    :func:`spiral.services.errors.check_protocol_version` first.
-
     Raises:
+        FailedPreconditionError: ``protocol_version`` differs from this release's (when
+            ``check_version``).
         InvalidArgumentError: a required tensor is missing, has the wrong dtype, bytes or shape
             (all shapes must agree on T, B, K, H, W), or action_names does not match K.
     """
+    if check_version:
+        check_protocol_version(msg.protocol_version, message="Trajectory")
     return _validate_trajectory(msg)
 
 

@@ -59,7 +59,7 @@ class WeightsPublisher:
         chunk_bytes: int = 1024 * 1024,
         *,
         metrics: SpiralMetrics | None = None,
-        job: str = "spiral",
+        job: str = "local",
         role: Role = Role.POLICY_LEARNER,
         poll_seconds: float = 0.5,
     ) -> None:
@@ -309,7 +309,10 @@ class WeightsSubscriber:
                         self._cond.notify_all()
                     delays = self._backoff.delays()  # a healthy stream resets the backoff
                     if self._on_update is not None:
-                        self._on_update(weights)
+                        try:
+                            self._on_update(weights)
+                        except Exception:  # a buggy callback must not end the subscription
+                            logger.exception("weights on_update callback failed for version %d", weights.version)
                 error: SpiralServiceError = CancelledError(f"{self._method}: the server ended the stream")
             except grpc.RpcError as err:
                 if self._stopping.is_set():

@@ -122,9 +122,11 @@ class CheckpointRequest(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ...) -> None: ...
 
 class CheckpointResponse(_message.Message):
-    __slots__ = ("path", "num_items")
+    __slots__ = ("path", "num_items", "num_bytes")
     PATH_FIELD_NUMBER: _ClassVar[int]
     NUM_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NUM_BYTES_FIELD_NUMBER: _ClassVar[int]
     path: str
     num_items: int
-    def __init__(self, path: _Optional[str] = ..., num_items: _Optional[int] = ...) -> None: ...
+    num_bytes: int
+    def __init__(self, path: _Optional[str] = ..., num_items: _Optional[int] = ..., num_bytes: _Optional[int] = ...) -> None: ...

@@ -30,7 +30,7 @@ severity: {{ .severity }}
       labels:
         {{- include "spiral.alerts.labels" (dict "severity" .severity "extra" $extra) | nindent 8 }}
       annotations:
-        summary: {{`SpiralJob {{ $labels.namespace }}/{{ $labels.spiral_job }}: learner throughput collapsed`}}
+        summary: {{ `SpiralJob {{ $labels.namespace }}/{{ $labels.spiral_job }}: learner throughput collapsed` | quote }}
         description: {{ printf "The policy learner consumes {{ $value | humanize }} frames/s, below %v of its rate %s ago. Check actor pods, the replay rate limiter and learner restarts." (toString .ratio) .baselineOffset | quote }}
   {{- end }}
   {{- end }}
@@ -45,7 +45,7 @@ severity: {{ .severity }}
       labels:
         {{- include "spiral.alerts.labels" (dict "severity" .severity "extra" $extra) | nindent 8 }}
       annotations:
-        summary: {{`SpiralJob {{ $labels.namespace }}/{{ $labels.spiral_job }}: policy lag is high`}}
+        summary: {{ `SpiralJob {{ $labels.namespace }}/{{ $labels.spiral_job }}: policy lag is high` | quote }}
         description: {{ printf "Trajectories reach the learner {{ $value | humanize }} policy versions behind on average (threshold %v). Actors fetch weights too rarely or the learner queue is backed up." (toString .maxVersions) | quote }}
   {{- end }}
   {{- end }}
@@ -61,7 +61,7 @@ severity: {{ .severity }}
       labels:
         {{- include "spiral.alerts.labels" (dict "severity" .severity "extra" $extra) | nindent 8 }}
       annotations:
-        summary: {{`SpiralJob {{ $labels.namespace }}/{{ $labels.spiral_job }}: replay table {{ $labels.table }} is stalled by its rate limiter`}}
+        summary: {{ `SpiralJob {{ $labels.namespace }}/{{ $labels.spiral_job }}: replay table {{ $labels.table }} is stalled by its rate limiter` | quote }}
         description: "Callers spend {{`{{ $value | humanize }}`}} s/s blocked and no item was sampled. Inserts are missing (actors down) or samples_per_insert cannot be met."
   {{- end }}
   {{- end }}
@@ -74,7 +74,7 @@ severity: {{ .severity }}
       labels:
         {{- include "spiral.alerts.labels" (dict "severity" .severity "extra" $extra) | nindent 8 }}
       annotations:
-        summary: {{`SpiralJob {{ $labels.namespace }}/{{ $labels.spiral_job }}: {{ $labels.role }} keeps restarting`}}
+        summary: {{ `SpiralJob {{ $labels.namespace }}/{{ $labels.spiral_job }}: {{ $labels.role }} keeps restarting` | quote }}
         description: {{ printf "The {{ $labels.role }} resumed from a checkpoint {{ $value | humanize }} times in %s (tolerated: %v). Look at the pod's previous logs and OOM kills." .window (toString .maxRestarts) | quote }}
   {{- end }}
   {{- end }}
@@ -88,7 +88,7 @@ severity: {{ .severity }}
       labels:
         {{- include "spiral.alerts.labels" (dict "severity" .severity "extra" $extra) | nindent 8 }}
       annotations:
-        summary: {{`SpiralJob {{ $labels.namespace }}/{{ $labels.spiral_job }}: metrics of {{ $labels.role }} pod {{ $labels.pod }} cannot be scraped`}}
+        summary: {{ `SpiralJob {{ $labels.namespace }}/{{ $labels.spiral_job }}: metrics of {{ $labels.role }} pod {{ $labels.pod }} cannot be scraped` | quote }}
         description: "The pod exists but its /metrics endpoint (port 9400) does not answer; the service is crash-looping or hung."
     - alert: SpiralJobLearnerMetricsAbsent
       # Actors report but the policy learner does not: its metrics vanished while the job runs.
@@ -99,7 +99,7 @@ severity: {{ .severity }}
       labels:
         {{- include "spiral.alerts.labels" (dict "severity" .severity "extra" $extra) | nindent 8 }}
       annotations:
-        summary: {{`SpiralJob {{ $labels.namespace }}/{{ $labels.spiral_job }}: policy learner metrics are absent`}}
+        summary: {{ `SpiralJob {{ $labels.namespace }}/{{ $labels.spiral_job }}: policy learner metrics are absent` | quote }}
         description: "Actors export metrics but no policy learner series exists for this job; the learner pod is gone or not scraped."
   {{- end }}
   {{- end }}
@@ -116,7 +116,7 @@ severity: {{ .severity }}
       labels:
         {{- include "spiral.alerts.labels" (dict "severity" .severity "extra" $extra) | nindent 8 }}
       annotations:
-        summary: {{`SPIRAL operator: handler {{ $labels.handler }} fails with {{ $labels.kind }} errors`}}
+        summary: {{ `SPIRAL operator: handler {{ $labels.handler }} fails with {{ $labels.kind }} errors` | quote }}
         description: "{{`{{ $value | humanize }}`}} errors/s. Permanent errors are invalid SpiralJob specs (see the job's Events); unexpected ones are operator bugs (see its logs)."
   {{- end }}
   {{- end }}

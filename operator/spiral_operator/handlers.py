@@ -1,0 +1,261 @@
+"""Kopf handlers for SpiralJobs — thin adapters around :mod:`manifests` and :mod:`lifecycle`.
+
+Every handler runs the same level-based pass, :func:`sync`:
+
+1. parse the spec (an invalid one fails the job with a message and ``kopf.PermanentError``);
+2. observe the children (workload status, learner/replay pods) and the learner's /metrics;
+3. :func:`lifecycle.decide` the new status and actions (pure);
+4. render the children and create-or-patch each one, adopted by the job (owner references);
+5. delete old-generation learner/replay pods for a coordinated restart, patch the autoscaled actor
+   count, post Events for every decision, patch ``status``, delete the job when its TTL expired.
+
+``on.create``/``on.update`` (spec only)/``on.resume`` react at once; the ``monitor`` timer repeats the
+pass so crashes, completion, deadlines and progress are noticed without spec changes. Handler ids are
+explicit because Kopf stores progress under them. No state lives in memory: everything the next
+pass needs is in ``.status`` (see ``docs/continuity`` in Kopf), so restarting the operator is safe.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from spiral.config import Role
+from spiral_operator import reasons
+from spiral_operator.crd import GROUP, PLURAL, VERSION
+from spiral_operator.kube import KubeApi, KubeApiError
+from spiral_operator.lifecycle import (
+    Observation,
+    Plan,
+    decide,
+    failed_status,
+    pod_observation,
+    set_condition,
+    workload_counts,
+)
+from spiral_operator.manifests import JOB_NAME_LABEL, STATEFUL_ROLES, child_name, render_children
+from spiral_operator.metrics import OperatorMetrics
+from spiral_operator.progress import MetricsFetcher, Progress, parse_progress
+from spiral_operator.reasons import ConditionType, Phase
+from spiral_operator.spec import SpecError, SpiralJobSpec, parse_spec
+
+#: How often the monitor timer re-runs the pass (seconds): crash detection latency vs API load.
+DEFAULT_MONITOR_INTERVAL = 10.0
+#: Reasons after which a spec fix (new generation) starts the job over instead of staying Failed.
+_FIXABLE_FAILURES = (reasons.INVALID_SPEC, reasons.CHILD_REJECTED)
+
+
+@dataclass(frozen=True)
+class Deps:
+    """Everything the handlers touch outside the object: injected so tests can point it anywhere."""
+
+    api: KubeApi
+    fetch_metrics: MetricsFetcher
+    metrics: OperatorMetrics
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+
+
+def build_settings() -> kopf.OperatorSettings:
+    """Operator settings: Kopf's bookkeeping in ``spiral.dev/*`` annotations, not in ``status``."""
+    settings = kopf.OperatorSettings()
+    settings.persistence.finalizer = "spiral.dev/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="spiral.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="spiral.dev", key="last-handled-configuration")
+    # One operator replica (the chart's Deployment uses Recreate); no peering CRDs to install.
+    settings.peering.standalone = True
+    # Resources are discovered once at start; no cluster-wide CRD/namespace watching (less RBAC).
+    settings.scanning.disabled = True
+    return settings
+
+
+# ------------------------------------------------------------------------------------- pass ---
+
+
+def observe(api: KubeApi, fetch: MetricsFetcher, name: str, namespace: str, logger: logging.Logger | logging.LoggerAdapter) -> Observation:
+    """Read the children's state and the learner's progress (I/O only; the decisions are elsewhere).
+
+    Raises:
+        KubeApiError: the API server failed.
+    """
+    roles = {role: workload_counts(api.get("apps/v1", "StatefulSet", namespace, child_name(name, role))) for role in STATEFUL_ROLES}
+    roles[Role.ACTOR] = workload_counts(api.get("apps/v1", "Deployment", namespace, child_name(name, Role.ACTOR)))
+    pods = [p for p in (pod_observation(pod) for pod in api.list("v1", "Pod", namespace, {JOB_NAME_LABEL: name})) if p is not None]
+    progress: Progress | None = None
+    if roles[Role.POLICY_LEARNER].ready > 0:
+        try:
+            progress = parse_progress(fetch(name, namespace), name)
+        except (OSError, ValueError) as err:
+            # Progress is informative only: a slow or restarting learner must not stall the pass.
+            logger.debug("cannot read learner metrics: %s", err)
+    return Observation(roles=roles, pods=pods, progress=progress)
+
+
+def _status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch turning ``old`` status into ``new`` (removed keys become None)."""
+    patch: dict[str, Any] = {k: None for k in old if k not in new and k != "kopf"}
+    for key, value in new.items():
+        if key == "podRestarts":
+            gone = {pod: None for pod in (old.get(key) or {}) if pod not in value}
+            if gone or old.get(key) != value:
+                patch[key] = {**gone, **value}
+        elif old.get(key) != value:
+            patch[key] = value
+    return patch
+
+
+def _post(body: kopf.Body, warning: bool, reason: str, message: str) -> None:
+    (kopf.warn if warning else kopf.info)(body, reason=reason, message=message)
+
+
+def _fail(body: kopf.Body, patch: kopf.Patch, status: Mapping[str, Any], reason: str, message: str, now: dt.datetime, generation: int | None) -> None:
+    new = failed_status(status, reason, message, now)
+    if generation is not None:
+        new["observedGeneration"] = generation
+    patch.status.update(_status_patch(status, new))
+    _post(body, True, reason, message)
+
+
+def sync(deps: Deps, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger | logging.LoggerAdapter, *, raise_permanent: bool) -> Plan | None:
+    """One reconcile pass over a SpiralJob (see the module docstring). Returns the plan it carried out.
+
+    Raises:
+        kopf.PermanentError: the spec or a rendered child is invalid (only with ``raise_permanent``).
+        kopf.TemporaryError: the API server failed or conflicted; Kopf retries after ``delay``.
+    """
+    name, namespace = body.meta["name"], body.meta["namespace"]
+    generation = body.meta.get("generation")
+    status: dict[str, Any] = dict(body.status or {})
+    now = deps.clock()
+
+    failure = next((c for c in status.get("conditions") or [] if c.get("type") == ConditionType.FAILED.value and c.get("status") == "True"), None)
+    if failure and failure.get("reason") in _FIXABLE_FAILURES:
+        if status.get("observedGeneration") == generation:
+            return None  # still the spec that failed; wait for the user's fix
+        logger.info("spec changed after %s: starting over", failure.get("reason"))
+        status = {}
+
+    def stop(reason: str, message: str) -> None:
+        _fail(body, patch, body.status or {}, reason, message, now, generation)
+        if raise_permanent:
+            raise kopf.PermanentError(message)
+
+    try:
+        spec: SpiralJobSpec = parse_spec(body.spec)
+        render_children(spec, name, namespace)  # surfaces TrainConfig errors before anything is touched
+    except SpecError as err:
+        stop(reasons.INVALID_SPEC, f"invalid spec, fix it and re-apply: {err}")
+        return None
+
+    try:
+        observation = observe(deps.api, deps.fetch_metrics, name, namespace, logger)
+        plan = decide(spec, name, status, observation, now, generation)
+        children = render_children(spec, name, namespace, restart_generation=plan.restart_generation, stopped=plan.stopped)
+        results: dict[str, list[str]] = {"created": [], "patched": []}
+        for child in children:
+            kopf.adopt(child, owner=body)
+            try:
+                result = deps.api.apply(child)
+            except KubeApiError as err:
+                if child["kind"] == "ServiceMonitor" and err.status == 404:
+                    _post(body, True, reasons.CHILD_REJECTED, "spec.monitoring.serviceMonitor is true but the ServiceMonitor CRD (prometheus-operator) is not installed; skipped")
+                    continue
+                raise
+            if result != "unchanged":
+                results[result].append(f"{child['kind']} {child['metadata']['name']}")
+        if plan.restart:
+            for pod in deps.api.list("v1", "Pod", namespace, {JOB_NAME_LABEL: name}):
+                seen = pod_observation(pod)
+                if seen is not None and seen.role in STATEFUL_ROLES and seen.restart_generation < plan.restart_generation:
+                    deps.api.delete("v1", "Pod", namespace, seen.name)
+    except KubeApiError as err:
+        if 400 <= err.status < 500 and err.status not in (404, 409, 429):
+            stop(reasons.CHILD_REJECTED, f"the API server rejected a child rendered from the spec; fix the spec (often a pod template override): {err.api_message}")
+            return None
+        raise kopf.TemporaryError(f"Kubernetes API: {err}", delay=10 if err.status != 409 else 1) from err
+
+    new_status = dict(plan.status)
+    if results["created"] or results["patched"] or not any(c.get("type") == ConditionType.CREATED.value for c in new_status.get("conditions") or []):
+        message = "; ".join(f"{verb}: {', '.join(items)}" for verb, items in results.items() if items) or "children up to date"
+        new_status["conditions"] = set_condition(new_status.get("conditions") or [], ConditionType.CREATED, True, reasons.CHILDREN_CREATED, message, now)
+        if results["created"] or results["patched"]:
+            _post(body, False, reasons.CHILDREN_CREATED, message)
+    for event in plan.events:
+        _post(body, event.warning, event.reason, event.message)
+    if plan.actor_replicas is not None:
+        patch.spec["actor"] = {"replicas": plan.actor_replicas}
+    patch.status.update(_status_patch(body.status or {}, new_status))
+    if plan.delete_job:
+        deps.api.delete(f"{GROUP}/{VERSION}", "SpiralJob", namespace, name)
+    return plan
+
+
+# --------------------------------------------------------------------------------- registry ---
+
+
+def _instrumented(deps: Deps, handler: str, fn: Callable[[], Any]) -> Any:
+    started = time.perf_counter()
+    try:
+        result = fn()
+    except kopf.TemporaryError:
+        deps.metrics.reconciles.labels(handler, "temporary_error").inc()
+        deps.metrics.reconcile_errors.labels(handler, "temporary").inc()
+        raise
+    except kopf.PermanentError:
+        deps.metrics.reconciles.labels(handler, "permanent_error").inc()
+        deps.metrics.reconcile_errors.labels(handler, "permanent").inc()
+        raise
+    except Exception:
+        deps.metrics.reconciles.labels(handler, "error").inc()
+        deps.metrics.reconcile_errors.labels(handler, "unexpected").inc()
+        raise
+    finally:
+        deps.metrics.reconcile_seconds.labels(handler).observe(time.perf_counter() - started)
+    deps.metrics.reconciles.labels(handler, "success").inc()
+    return result
+
+
+def build_registry(
+    *, monitor_interval: float = DEFAULT_MONITOR_INTERVAL, login: Callable[..., Any] = kopf.login_via_client
+) -> kopf.OperatorRegistry:
+    """A registry with the SpiralJob handlers (no import-time registration; tests build their own).
+
+    The handlers find their :class:`Deps` in ``memo.deps`` (pass ``memo=kopf.Memo(deps=...)``).
+    ``login`` gives Kopf its credentials: by default the kubernetes client's (in-cluster service
+    account, else kubeconfig), the same the handlers' :class:`KubeApi` uses.
+    """
+    registry = kopf.OperatorRegistry()
+    resource = (GROUP, VERSION, PLURAL)
+    kopf.on.login(id="login", registry=registry)(login)
+
+    def on_change(handler: str) -> Callable[..., None]:
+        def fn(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, memo: kopf.Memo, **_: Any) -> None:
+            deps: Deps = memo.deps
+            _instrumented(deps, handler, lambda: sync(deps, body, patch, logger, raise_permanent=True))
+
+        fn.__name__ = f"spiraljob_{handler}"
+        return fn
+
+    # Creation must end: after 10 failed attempts (API server down) Kopf gives up and logs it.
+    kopf.on.create(*resource, id="create", registry=registry, retries=10, backoff=5)(on_change("create"))
+    kopf.on.update(*resource, id="update", field="spec", registry=registry, retries=10, backoff=5)(on_change("update"))
+    kopf.on.resume(*resource, id="resume", registry=registry, retries=10, backoff=5)(on_change("resume"))
+
+    @kopf.index(*resource, id="spiraljob_phases", registry=registry)
+    def spiraljob_phases(namespace: str, status: Mapping[str, Any], **_: Any) -> dict[tuple[str, str], None]:
+        return {(namespace, str(status.get("phase") or Phase.CREATED.value)): None}
+
+    @kopf.timer(*resource, id="monitor", interval=monitor_interval, initial_delay=monitor_interval, registry=registry)
+    def monitor(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, memo: kopf.Memo, spiraljob_phases: kopf.Index, **_: Any) -> None:
+        deps: Deps = memo.deps
+        deps.metrics.jobs.clear()
+        for (namespace, phase), store in spiraljob_phases.items():
+            deps.metrics.jobs.labels(namespace, phase).set(len(list(store)))
+        _instrumented(deps, "monitor", lambda: sync(deps, body, patch, logger, raise_permanent=False))
+
+    return registry

@@ -1,0 +1,115 @@
+"""Save replay tables to disk and restore them on start.
+
+One file holds every table (``torch.save`` of plain dicts and tensors, read back with
+``weights_only=True``, so a checkpoint cannot run code). Writes are atomic: the file is written
+beside the target under a temporary name, flushed to disk, then renamed over it, so a crash or a
+SIGKILL mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from spiral.replay.table import Table
+from spiral.services.errors import InvalidArgumentError
+
+logger = logging.getLogger(__name__)
+
+#: Bumped when the on-disk layout changes; older files are refused with a clear message.
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointResult(NamedTuple):
+    path: Path
+    num_items: int
+    num_bytes: int
+
+
+def save_tables(tables: Mapping[str, Table], path: Path | str) -> CheckpointResult:
+    """Atomically write every table's snapshot to ``path`` (parent folders are created).
+
+    Raises:
+        OSError: the folder is not writable or the disk is full (the old file is untouched).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    states = {name: table.state_dict() for name, table in tables.items()}
+    payload = {"format": CHECKPOINT_FORMAT, "tables": states}
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    num_items = sum(int(s["keys"].numel()) for s in states.values())
+    size = path.stat().st_size
+    logger.info("replay checkpoint: %d items in %d tables, %d bytes → %s", num_items, len(states), size, path)
+    return CheckpointResult(path, num_items, size)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_tables(path: Path | str) -> dict[str, dict]:
+    """Read a checkpoint's table snapshots (name → snapshot).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        InvalidArgumentError: not a replay checkpoint, or a different format version.
+    """
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch raises several types for corrupt or foreign files
+        raise InvalidArgumentError(f"{path} is not a readable replay checkpoint: {type(err).__name__}: {err}") from None
+    if not isinstance(payload, dict) or "tables" not in payload:
+        raise InvalidArgumentError(f"{path} is not a replay checkpoint (no 'tables' entry)")
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise InvalidArgumentError(f"{path} has checkpoint format {payload.get('format')!r}; this release reads format {CHECKPOINT_FORMAT}")
+    return dict(payload["tables"])
+
+
+def restore_tables(tables: Mapping[str, Table], path: Path | str) -> int:
+    """Load ``path`` into the matching tables; returns the items restored.
+
+    Tables in the file that are not configured any more are skipped with a warning; configured
+    tables missing from the file stay empty.
+
+    Raises:
+        FileNotFoundError, InvalidArgumentError: see :func:`load_tables`.
+    """
+    snapshots = load_tables(path)
+    restored = 0
+    for name, snapshot in snapshots.items():
+        table = tables.get(name)
+        if table is None:
+            logger.warning("replay checkpoint %s has table %r, which is not configured: skipped (configured: %s)", path, name, sorted(tables))
+            continue
+        restored += table.load_state_dict(snapshot)
+    logger.info("restored %d replay items from %s", restored, path)
+    return restored

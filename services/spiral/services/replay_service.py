@@ -1,0 +1,427 @@
+"""The replay buffer over gRPC: ``ReplayServicer`` (a thin wrapper around :class:`Table`),
+``run_replay_server(cfg)`` for ``spiral serve replay``, and ``ReplayClient`` for its callers.
+
+Actors insert final canvases (with targets in conditional mode); the discriminator learner samples
+them as fakes. Items are stored in the dtype they arrived in (UINT8 canvases take a quarter of the
+memory) and come back the same way; :class:`ReplayClient` returns float32 in [0, 1].
+
+Flow control: ``Insert`` is a bidirectional stream answering each request once its items are in;
+while the rate limiter blocks, the handler stops reading, so gRPC's HTTP/2 window pushes back on
+the sender, and :meth:`ReplayClient.insert_many` keeps at most ``max_in_flight`` requests
+unacknowledged. The buffer restores from ``<output_dir>/replay/replay.ckpt`` on start and writes
+it on shutdown (SIGTERM) and on the ``Checkpoint`` RPC.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+import grpc
+import torch
+from prometheus_client import CollectorRegistry
+
+from spiral.config import Role, ServicesConfig, TrainConfig
+from spiral.metrics import SpiralMetrics, create_metrics
+from spiral.replay import CheckpointResult, Table, TableInfo, RateLimiterInfo, restore_tables, save_tables
+from spiral.replay.table import SampledItem
+from spiral.services.client import call_unary, create_channel, translate_rpc_error, wait_for_ready
+from spiral.services.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, check_protocol_version
+from spiral.services.server import DEFAULT_GRACE_SECONDS, RunningServer, replay_binding, serve
+from spiral.services.tensor_codec import CanvasEncoding, ImageBatch, images_from_proto, images_to_proto
+from spiral.v1 import PROTOCOL_VERSION, replay_pb2, replay_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+#: The table actors fill with final canvases and the discriminator learner samples as fakes
+#: (the name the chart's alerts and dashboards query).
+DEFAULT_TABLE = "fakes"
+#: Field names of one item's data.
+CANVAS_FIELD = "canvas"
+TARGET_FIELD = "target"
+
+
+def checkpoint_path_for(cfg: TrainConfig) -> Path:
+    """Where the replay server of a run checkpoints: ``<output_dir>/replay/replay.ckpt``."""
+    return Path(cfg.output_dir) / "replay" / "replay.ckpt"
+
+
+# ---------------------------------------------------------------------------------- servicer ---
+
+
+class ReplayServicer(replay_pb2_grpc.ReplayBufferServicer):
+    """Serves ``tables`` over gRPC; every domain error it raises becomes a status in ``serve``."""
+
+    def __init__(
+        self,
+        tables: Mapping[str, Table],
+        *,
+        checkpoint_path: Path | None,
+        max_message_bytes: int,
+        default_timeout_seconds: float,
+    ) -> None:
+        self._tables = dict(tables)
+        self._checkpoint_path = checkpoint_path
+        # Sample responses stay at half the limit: protobuf framing and targets need headroom.
+        self._response_budget = max(1, max_message_bytes // 2)
+        self._default_timeout = default_timeout_seconds
+        self._checkpoint_lock = threading.Lock()
+
+    @property
+    def tables(self) -> dict[str, Table]:
+        return dict(self._tables)
+
+    def _table(self, name: str, message: str) -> Table:
+        table = self._tables.get(name)
+        if table is None:
+            raise NotFoundError(f"{message}.table {name!r} does not exist; tables: {sorted(self._tables)}")
+        return table
+
+    def _timeout(self, requested: float, message: str, context: grpc.ServicerContext) -> float:
+        if requested < 0:
+            raise InvalidArgumentError(f"{message}.timeout_seconds must be ≥ 0 (0 = server default), got {requested:g}")
+        timeout = requested or self._default_timeout
+        remaining = context.time_remaining()
+        # Never wait past the client's own deadline: it would be waiting for nobody.
+        return min(timeout, remaining) if remaining is not None else timeout
+
+    def Insert(self, request_iterator: Iterator[replay_pb2.InsertRequest], context: grpc.ServicerContext) -> Iterator[replay_pb2.InsertResponse]:
+        for request in request_iterator:
+            check_protocol_version(request.protocol_version, message="InsertRequest")
+            table = self._table(request.table, "InsertRequest")
+            if not request.HasField("images"):
+                raise InvalidArgumentError("InsertRequest.images is missing (required)")
+            batch = images_from_proto(request.images, field="InsertRequest.images")
+            timeout = self._timeout(request.timeout_seconds, "InsertRequest", context)
+            keys = []
+            for i in range(len(batch)):
+                data = {CANVAS_FIELD: batch.canvases[i]}
+                if batch.targets is not None:
+                    data[TARGET_FIELD] = batch.targets[i]
+                keys.append(table.insert(data, timeout=timeout, is_active=context.is_active))
+            yield replay_pb2.InsertResponse(keys=keys, table_size=table.size)
+
+    def Sample(self, request: replay_pb2.SampleRequest, context: grpc.ServicerContext) -> Iterator[replay_pb2.SampleResponse]:
+        check_protocol_version(request.protocol_version, message="SampleRequest")
+        table = self._table(request.table, "SampleRequest")
+        if request.num_samples < 1:
+            raise InvalidArgumentError(f"SampleRequest.num_samples must be ≥ 1, got {request.num_samples}")
+        timeout = self._timeout(request.timeout_seconds, "SampleRequest", context)
+        items = table.sample(request.num_samples, timeout=timeout, is_active=context.is_active)
+        yield from self._responses(items)
+
+    def _responses(self, items: list[SampledItem]) -> Iterator[replay_pb2.SampleResponse]:
+        """Group consecutive items of equal layout into responses of at most the byte budget."""
+        group: list[SampledItem] = []
+        group_bytes = 0
+
+        def layout(item: SampledItem) -> tuple:
+            return tuple((n, tuple(t.shape), t.dtype) for n, t in sorted(item.data.items()))
+
+        for item in items:
+            size = sum(t.numel() * t.element_size() for t in item.data.values())
+            if group and (layout(item) != layout(group[0]) or group_bytes + size > self._response_budget):
+                yield _sample_response(group)
+                group, group_bytes = [], 0
+            group.append(item)
+            group_bytes += size
+        if group:
+            yield _sample_response(group)
+
+    def Info(self, request: replay_pb2.InfoRequest, context: grpc.ServicerContext) -> replay_pb2.InfoResponse:
+        check_protocol_version(request.protocol_version, message="InfoRequest")
+        names = list(request.tables) or sorted(self._tables)
+        return replay_pb2.InfoResponse(tables=[table_info_to_proto(self._table(n, "InfoRequest").info()) for n in names])
+
+    def Checkpoint(self, request: replay_pb2.CheckpointRequest, context: grpc.ServicerContext) -> replay_pb2.CheckpointResponse:
+        check_protocol_version(request.protocol_version, message="CheckpointRequest")
+        result = self.checkpoint()
+        return replay_pb2.CheckpointResponse(path=str(result.path), num_items=result.num_items, num_bytes=result.num_bytes)
+
+    def checkpoint(self) -> CheckpointResult:
+        """Write all tables to the checkpoint path (one writer at a time).
+
+        Raises:
+            FailedPreconditionError: the server was started without a checkpoint path.
+        """
+        if self._checkpoint_path is None:
+            raise FailedPreconditionError("this replay server has no checkpoint path (started without output_dir)")
+        with self._checkpoint_lock:
+            return save_tables(self._tables, self._checkpoint_path)
+
+
+def _sample_response(items: list[SampledItem]) -> replay_pb2.SampleResponse:
+    canvases = torch.stack([i.data[CANVAS_FIELD] for i in items])
+    targets = torch.stack([i.data[TARGET_FIELD] for i in items]) if TARGET_FIELD in items[0].data else None
+    return replay_pb2.SampleResponse(
+        images=images_to_proto(ImageBatch(canvases, targets), encoding=None),
+        keys=[i.key for i in items],
+        times_sampled=[i.times_sampled for i in items],
+    )
+
+
+def table_info_to_proto(info: TableInfo) -> replay_pb2.TableInfo:
+    rl = info.rate_limiter
+    return replay_pb2.TableInfo(
+        name=info.name,
+        size=info.size,
+        max_size=info.max_size,
+        sampler=info.sampler,
+        remover=info.remover,
+        max_times_sampled=info.max_times_sampled,
+        num_inserts=info.num_inserts,
+        num_samples=info.num_samples,
+        num_deletes=info.num_deletes,
+        rate_limiter=replay_pb2.RateLimiterInfo(
+            samples_per_insert=rl.samples_per_insert,
+            min_size_to_sample=rl.min_size_to_sample,
+            min_diff=rl.min_diff,
+            max_diff=rl.max_diff,
+            insert_blocked_seconds=rl.insert_blocked_seconds,
+            sample_blocked_seconds=rl.sample_blocked_seconds,
+            num_blocked_inserts=rl.num_blocked_inserts,
+            num_blocked_samples=rl.num_blocked_samples,
+        ),
+    )
+
+
+def table_info_from_proto(msg: replay_pb2.TableInfo) -> TableInfo:
+    rl = msg.rate_limiter
+    return TableInfo(
+        msg.name,
+        msg.size,
+        msg.max_size,
+        msg.sampler,
+        msg.remover,
+        msg.max_times_sampled,
+        msg.num_inserts,
+        msg.num_samples,
+        msg.num_deletes,
+        RateLimiterInfo(
+            rl.samples_per_insert,
+            rl.min_size_to_sample,
+            rl.min_diff,
+            rl.max_diff,
+            rl.insert_blocked_seconds,
+            rl.sample_blocked_seconds,
+            rl.num_blocked_inserts,
+            rl.num_blocked_samples,
+        ),
+    )
+
+
+# ------------------------------------------------------------------------------------ server ---
+
+
+class ReplayServer(NamedTuple):
+    """A running replay server: its tables (for in-process use), servicer and gRPC server."""
+
+    server: RunningServer
+    servicer: ReplayServicer
+    tables: dict[str, Table]
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    def stop(self, grace_seconds: float | None = None) -> None:
+        """Stop serving, close the tables, write the checkpoint."""
+        self.server.stop(grace_seconds)
+
+
+def start_replay_server(
+    cfg: TrainConfig,
+    *,
+    job: str = "local",
+    checkpoint_path: Path | None = None,
+    restore: bool = True,
+    install_signal_handlers: bool = False,
+    grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    ready_file: Path | None = None,
+    seed: int | None = None,
+) -> ReplayServer:
+    """Build the table from ``cfg.replay``, restore the checkpoint if there is one, and serve.
+
+    Args:
+        checkpoint_path: defaults to :func:`checkpoint_path_for`; written on shutdown.
+        restore: load ``checkpoint_path`` when it exists.
+
+    Raises:
+        ValueError: the replay config would deadlock (see :class:`Table`).
+        InvalidArgumentError: the existing checkpoint is unreadable (the server does not start:
+            move the file away to start empty).
+        ConfigError, OSError: see :func:`spiral.services.server.serve`.
+    """
+    registry = CollectorRegistry()
+    metrics: SpiralMetrics = create_metrics(registry)
+    path = checkpoint_path if checkpoint_path is not None else checkpoint_path_for(cfg)
+    tables = {DEFAULT_TABLE: Table.from_config(DEFAULT_TABLE, cfg.replay, seed=cfg.seed if seed is None else seed, metrics=metrics, job=job)}
+    if restore and path.exists():
+        restore_tables(tables, path)
+    servicer = ReplayServicer(
+        tables,
+        checkpoint_path=path,
+        max_message_bytes=cfg.services.max_message_bytes,
+        default_timeout_seconds=cfg.services.rpc_deadline_seconds,
+    )
+
+    def close_tables() -> None:
+        for table in tables.values():
+            table.close()
+
+    def final_checkpoint() -> None:
+        servicer.checkpoint()
+
+    running = serve(
+        [replay_binding(servicer)],
+        cfg.services,
+        role=Role.REPLAY,
+        job=job,
+        registry=registry,
+        metrics=metrics,
+        grace_seconds=grace_seconds,
+        install_signal_handlers=install_signal_handlers,
+        # Closing first wakes rate-limited inserts and samples (they fail with FAILED_PRECONDITION)
+        # instead of letting them hold the grace period; the checkpoint then sees a quiet table.
+        before_stop=[close_tables],
+        on_stop=[final_checkpoint],
+        ready_file=ready_file,
+    )
+    return ReplayServer(running, servicer, tables)
+
+
+def run_replay_server(cfg: TrainConfig, *, job: str = "local", ready_file: Path | None = None) -> None:
+    """``spiral serve replay``: serve until SIGTERM/SIGINT, then checkpoint and return."""
+    replay = start_replay_server(cfg, job=job, install_signal_handlers=True, ready_file=ready_file)
+    replay.server.wait()
+
+
+# ------------------------------------------------------------------------------------ client ---
+
+
+class SampledImages(NamedTuple):
+    """A ``ReplayClient.sample`` result: float32 images in [0, 1], their keys and sample counts."""
+
+    images: ImageBatch
+    keys: list[int]
+    times_sampled: list[int]
+
+
+class ReplayClient:
+    """Typed client of the ReplayBuffer service; every failure is a :class:`SpiralServiceError`.
+
+    Thread-safe (a gRPC channel is).
+    """
+
+    _SERVICE = "spiral.v1.ReplayBuffer"
+
+    def __init__(self, address: str, cfg: ServicesConfig, *, target_name_override: str | None = None) -> None:
+        self.address = address
+        self._cfg = cfg
+        self._channel = create_channel(address, cfg, target_name_override=target_name_override)
+        self._stub = replay_pb2_grpc.ReplayBufferStub(self._channel)
+
+    def wait_ready(self, timeout: float = 10.0) -> "ReplayClient":
+        """Raises: UnavailableError: not connected within ``timeout``."""
+        wait_for_ready(self._channel, timeout, address=self.address)
+        return self
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "ReplayClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def insert(self, images: ImageBatch, *, table: str = DEFAULT_TABLE, encoding: CanvasEncoding = CanvasEncoding.UINT8, timeout: float | None = None) -> list[int]:
+        """Insert one batch (each row one item); returns the keys.
+
+        Raises:
+            DeadlineExceededError: rate limited for longer than ``timeout`` (default:
+                ``rpc_deadline_seconds``); InvalidArgumentError, NotFoundError,
+                ResourceExhaustedError, UnavailableError: see the status.
+        """
+        keys: list[int] = []
+        for response in self.insert_many([images], table=table, encoding=encoding, timeout=timeout):
+            keys.extend(response.keys)
+        return keys
+
+    def insert_many(
+        self,
+        batches: Iterable[ImageBatch],
+        *,
+        table: str = DEFAULT_TABLE,
+        encoding: CanvasEncoding = CanvasEncoding.UINT8,
+        timeout: float | None = None,
+        max_in_flight: int = 4,
+    ) -> Iterator[replay_pb2.InsertResponse]:
+        """Stream batches over one Insert call, at most ``max_in_flight`` unacknowledged.
+
+        ``timeout`` bounds each item's wait for the rate limiter, not the stream's length.
+        Yields one response per batch, in order.
+
+        Raises:
+            SpiralServiceError: the stream failed (the subclass matches the status).
+        """
+        limit = timeout if timeout is not None else self._cfg.rpc_deadline_seconds
+        window = threading.Semaphore(max_in_flight)
+        done = threading.Event()
+
+        def requests() -> Iterator[replay_pb2.InsertRequest]:
+            for batch in batches:
+                while not window.acquire(timeout=0.1):
+                    if done.is_set():
+                        return
+                yield replay_pb2.InsertRequest(protocol_version=PROTOCOL_VERSION, table=table, images=images_to_proto(batch, encoding), timeout_seconds=limit)
+
+        call = self._stub.Insert(requests())
+        try:
+            for response in call:
+                window.release()
+                yield response
+        except grpc.RpcError as err:
+            raise translate_rpc_error(err, method=f"{self._SERVICE}/Insert", timeout=limit) from None
+        finally:
+            done.set()
+            call.cancel()
+
+    def sample(self, num_samples: int, *, table: str = DEFAULT_TABLE, timeout: float | None = None) -> SampledImages:
+        """Sample ``num_samples`` items (waiting up to ``timeout`` for the rate limiter).
+
+        Raises:
+            DeadlineExceededError: not enough items within ``timeout``; InvalidArgumentError,
+                NotFoundError, UnavailableError: see the status.
+        """
+        limit = timeout if timeout is not None else self._cfg.rpc_deadline_seconds
+        request = replay_pb2.SampleRequest(protocol_version=PROTOCOL_VERSION, table=table, num_samples=num_samples, timeout_seconds=limit)
+        canvases, targets, keys, times = [], [], [], []
+        try:
+            # The RPC deadline leaves the server's own timeout room to answer with its message.
+            for response in self._stub.Sample(request, timeout=limit + 5.0):
+                batch = images_from_proto(response.images, field="SampleResponse.images").decoded()
+                canvases.append(batch.canvases)
+                if batch.targets is not None:
+                    targets.append(batch.targets)
+                keys.extend(response.keys)
+                times.extend(response.times_sampled)
+        except grpc.RpcError as err:
+            raise translate_rpc_error(err, method=f"{self._SERVICE}/Sample", timeout=limit) from None
+        images = ImageBatch(torch.cat(canvases), torch.cat(targets) if targets else None)
+        return SampledImages(images, keys, times)
+
+    def info(self, tables: Iterable[str] = ()) -> list[TableInfo]:
+        """Raises: NotFoundError for an unknown table; UnavailableError."""
+        request = replay_pb2.InfoRequest(protocol_version=PROTOCOL_VERSION, tables=list(tables))
+        response = call_unary(self._stub.Info, request, method=f"{self._SERVICE}/Info", timeout=self._cfg.rpc_deadline_seconds)
+        return [table_info_from_proto(t) for t in response.tables]
+
+    def checkpoint(self) -> CheckpointResult:
+        """Ask the server to write its checkpoint now; returns the path (on the server) and size."""
+        request = replay_pb2.CheckpointRequest(protocol_version=PROTOCOL_VERSION)
+        response = call_unary(self._stub.Checkpoint, request, method=f"{self._SERVICE}/Checkpoint", timeout=self._cfg.rpc_deadline_seconds)
+        return CheckpointResult(Path(response.path), int(response.num_items), int(response.num_bytes))

@@ -1,0 +1,1 @@
+"""Helpers for tests that run real external parts (Prometheus); nothing here runs at import time."""

@@ -1,0 +1,359 @@
+"""The operator running for real (``kopf.operator``) against KMock, Kopf's Kubernetes API emulator.
+
+KMock stores objects and streams watch events but runs no controllers, so the tests play the
+StatefulSet/Deployment controllers and the kubelet: they patch ``status.readyReplicas`` and create
+or patch pods. The policy learner's /metrics is a real prometheus_client HTTP server fed by
+``spiral.metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+import kmock
+import kopf
+import pytest
+import pytest_asyncio
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer, make_server
+
+from spiral.metrics import create_metrics
+from spiral_operator.handlers import Deps, build_registry, build_settings
+from spiral_operator.kube import KubeApi
+from spiral_operator.metrics import create_operator_metrics
+from spiral_operator.progress import url_fetcher
+
+NS = "ns1"
+JOB = "paint"
+JOBS = "spiral.dev/v1alpha1/spiraljobs"
+INTERVAL = 0.2
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
+
+
+def _declare_resources(server: kmock.KubernetesEmulator) -> None:
+    server.resources[JOBS] = kmock.ResourceInfo(
+        kind="SpiralJob", singular="spiraljob", namespaced=True, subresources={"status", "scale"},
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"}, shortnames={"sj"},
+    )
+    for key, kind in [("v1/pods", "Pod"), ("v1/events", "Event"), ("v1/services", "Service"), ("v1/configmaps", "ConfigMap"),
+                      ("v1/persistentvolumeclaims", "PersistentVolumeClaim"), ("apps/v1/statefulsets", "StatefulSet"),
+                      ("apps/v1/deployments", "Deployment"), ("networking.k8s.io/v1/networkpolicies", "NetworkPolicy")]:
+        server.resources[key] = kmock.ResourceInfo(kind=kind, namespaced=True, verbs={"get", "list", "watch", "create", "patch", "delete"})
+    # Kopf waits for these two to be discoverable before it starts watching anything.
+    server.resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs={"get", "list", "watch"})
+    server.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock.ResourceInfo(
+        kind="CustomResourceDefinition", namespaced=False, verbs={"get", "list", "watch"})
+
+
+class Learner:
+    """A stand-in policy learner process: just its real Prometheus endpoint."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.metrics = create_metrics(self.registry)
+        self.server: WSGIServer = make_server("127.0.0.1", 0, make_wsgi_app(self.registry), ThreadingWSGIServer)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/metrics"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Cluster:
+    """Test-side API calls (in a thread: KMock serves on this event loop) and controller emulation."""
+
+    def __init__(self, server: kmock.KubernetesEmulator) -> None:
+        self.server = server
+        self.api = KubeApi.for_host(str(server.url))
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def create_job(self, spec: dict[str, Any], name: str = JOB) -> None:
+        body = {"apiVersion": "spiral.dev/v1alpha1", "kind": "SpiralJob",
+                "metadata": {"name": name, "namespace": NS, "uid": f"uid-{name}", "generation": 1, "resourceVersion": "1"}, "spec": spec}
+        await self.call(self.api.request, "POST", f"/apis/spiral.dev/v1alpha1/namespaces/{NS}/spiraljobs", body=body)
+
+    async def patch_job(self, spec: dict[str, Any], generation: int, name: str = JOB) -> None:
+        body = {"metadata": {"generation": generation}, "spec": spec}
+        await self.call(self.api.request, "PATCH", f"/apis/spiral.dev/v1alpha1/namespaces/{NS}/spiraljobs/{name}", body=body,
+                        content_type="application/merge-patch+json")
+
+    async def delete_job(self, name: str = JOB) -> None:
+        await self.call(self.api.request, "DELETE", f"/apis/spiral.dev/v1alpha1/namespaces/{NS}/spiraljobs/{name}")
+
+    def job(self, name: str = JOB) -> dict[str, Any] | None:
+        return self.obj(JOBS, name)
+
+    def obj(self, resource: str, name: str) -> dict[str, Any] | None:
+        try:
+            found = self.server.objects[resource, NS, name]
+        except KeyError:
+            return None
+        return None if found.deleted else found.raw
+
+    def writes(self, resource: str, name: str) -> int:
+        """How many versions the emulator holds for an object (1 = created, never patched)."""
+        return len(self.server.objects[resource, NS, name].history)
+
+    async def set_ready(self, resource: str, name: str, ready: int) -> None:
+        self.server.objects[resource, NS, name].patch({"status": {"readyReplicas": ready}})
+
+    async def all_ready(self, job: str = JOB, actors: int = 2) -> None:
+        for role in ("policy-learner", "discriminator-learner", "replay"):
+            await self.set_ready("apps/v1/statefulsets", f"{job}-{role}", 1)
+        await self.set_ready("apps/v1/deployments", f"{job}-actor", actors)
+
+    async def put_pod(self, role: str, *, uid: str, restarts: int = 0, exit_code: int | None = None, generation: int = 0,
+                      phase: str = "Running", job: str = JOB) -> None:
+        name = f"{job}-{role}-0"
+        status: dict[str, Any] = {"name": role, "restartCount": restarts, "state": {"running": {}}}
+        if exit_code is not None:
+            status["lastState"] = {"terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error"}}
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": NS, "uid": uid,
+                            "labels": {"spiral.dev/job-name": job, "spiral.dev/role": role},
+                            "annotations": {"spiral.dev/restart-generation": str(generation)}},
+               "status": {"phase": phase, "containerStatuses": [status]}}
+        self.server.objects["v1/pods", NS, name] = pod
+
+    def events(self) -> list[dict[str, Any]]:
+        return [obj.raw for (res, ns, _), obj in self.server.objects.items() if res.plural == "events" and not obj.deleted]
+
+    def event_reasons(self) -> list[str]:
+        return [e.get("reason", "") for e in self.events()]
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        with contextlib.suppress(KeyError, TypeError, AssertionError, IndexError):
+            result = check()
+            if result:
+                return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    return next((c for c in job.get("status", {}).get("conditions", []) if c["type"] == type_), None)
+
+
+SPEC: dict[str, Any] = {
+    "image": "ghcr.io/spiral-k8s/spiral:0.1.0",
+    "training": {"totalFrames": 100000},
+    "actor": {"replicas": 2, "minReplicas": 1, "maxReplicas": 4},
+    "runPolicy": {"backoffLimit": 1},
+}
+
+
+@pytest_asyncio.fixture()
+async def running(kmock: kmock.KubernetesEmulator) -> AsyncIterator[tuple[Cluster, Learner, CollectorRegistry]]:
+    _declare_resources(kmock)
+    learner = Learner()
+    operator_registry = CollectorRegistry()
+    deps = Deps(api=KubeApi.for_host(str(kmock.url)), fetch_metrics=url_fetcher(learner.url, 1.0),
+                metrics=create_operator_metrics(operator_registry))
+
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(server=str(kmock.url).rstrip("/"), insecure=True)
+
+    settings = build_settings()
+    settings.watching.reconnect_backoff = 0.1
+    settings.posting.enabled = True
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    task = asyncio.create_task(kopf.operator(
+        registry=build_registry(monitor_interval=INTERVAL, login=login), settings=settings, namespaces=[NS],
+        standalone=True, stop_flag=stop, ready_flag=ready, memo=kopf.Memo(deps=deps)))
+    await asyncio.wait_for(ready.wait(), 10)
+    try:
+        yield Cluster(kmock), learner, operator_registry
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        learner.close()
+
+
+async def test_create_renders_owned_children_and_status(running: Any) -> None:
+    cluster, learner, registry = running
+    await cluster.create_job(SPEC)
+    sts = await eventually(lambda: cluster.obj("apps/v1/statefulsets", f"{JOB}-policy-learner"), what="policy learner")
+    owner = sts["metadata"]["ownerReferences"][0]
+    assert owner == {"apiVersion": "spiral.dev/v1alpha1", "kind": "SpiralJob", "name": JOB, "uid": f"uid-{JOB}",
+                     "controller": True, "blockOwnerDeletion": True}
+    for resource, name in [("v1/configmaps", f"{JOB}-config"), ("v1/persistentvolumeclaims", f"{JOB}-checkpoints"),
+                           ("apps/v1/deployments", f"{JOB}-actor"), ("v1/services", f"{JOB}-replay"),
+                           ("networking.k8s.io/v1/networkpolicies", f"{JOB}-grpc")]:
+        child = await eventually(lambda: cluster.obj(resource, name), what=name)
+        assert child["metadata"]["ownerReferences"][0]["uid"] == f"uid-{JOB}"
+    job = await eventually(lambda: (j := cluster.job()) and condition(j, "Created") and j, what="Created condition")
+    assert job["status"]["phase"] == "Created"
+    assert job["status"]["actorSelector"] == f"spiral.dev/job-name={JOB},spiral.dev/role=actor"
+    assert job["status"]["observedGeneration"] == 1
+
+    # The "controllers" report ready pods; the learner exports progress.
+    learner.metrics.learner_frames.labels(JOB).inc(4321)
+    learner.metrics.learner_policy_version.labels(JOB).set(12)
+    await cluster.all_ready()
+    job = await eventually(lambda: (j := cluster.job())["status"]["phase"] == "Running" and j.get("status", {}).get("progress") and j,
+                           what="Running with progress")
+    assert condition(job, "Running")["status"] == "True"
+    assert job["status"]["actors"] == {"desired": 2, "ready": 2}
+    assert job["status"]["progress"]["frames"] == 4321
+    assert job["status"]["progress"]["policyVersion"] == 12
+    assert "ChildrenCreated" in cluster.event_reasons()
+    assert registry.get_sample_value("spiral_operator_reconciles_total", {"handler": "create", "result": "success"}) == 1
+
+
+async def test_reconcile_is_idempotent_and_scaling_touches_only_actors(running: Any) -> None:
+    cluster, _, _ = running
+    await cluster.create_job(SPEC)
+    await eventually(lambda: cluster.job() and condition(cluster.job(), "Created"), what="created")
+    await asyncio.sleep(INTERVAL * 4)  # several monitor passes
+    names = {res.plural + "/" + name for (res, _, name), obj in cluster.server.objects.items()
+             if res.plural not in ("events", "spiraljobs")}
+    versions = {key: cluster.writes(*key.split("/", 1)) for key in []}
+    before = {(res, name): len(obj.history) for (res, _, name), obj in cluster.server.objects.items()
+              if res.plural not in ("events", "spiraljobs")}
+    assert all(v == 1 for v in before.values()), before  # created once, never re-written
+    assert len(names) == 11 and not versions
+
+    await cluster.patch_job({"actor": {"replicas": 3}}, generation=2)
+    await eventually(lambda: cluster.obj("apps/v1/deployments", f"{JOB}-actor")["spec"]["replicas"] == 3, what="actors scaled")
+    await asyncio.sleep(INTERVAL * 3)
+    after = {(res, name): len(obj.history) for (res, _, name), obj in cluster.server.objects.items()
+             if res.plural not in ("events", "spiraljobs")}
+    changed = {key for key in after if after[key] != before.get(key)}
+    assert changed == {(next(r for (r, _, n) in cluster.server.objects if n == f"{JOB}-actor" and r.plural == "deployments"), f"{JOB}-actor")}
+    assert cluster.job()["status"]["observedGeneration"] == 2
+
+
+async def test_suspend_scales_everything_to_zero_and_resume_restores(running: Any) -> None:
+    cluster, _, _ = running
+    await cluster.create_job(SPEC)
+    await eventually(lambda: cluster.obj("apps/v1/deployments", f"{JOB}-actor"), what="actors")
+    await cluster.patch_job({"runPolicy": {"suspend": True}}, generation=2)
+    await eventually(lambda: cluster.job()["status"]["phase"] == "Suspended", what="Suspended")
+    for role in ("policy-learner", "discriminator-learner", "replay"):
+        assert cluster.obj("apps/v1/statefulsets", f"{JOB}-{role}")["spec"]["replicas"] == 0
+    assert cluster.obj("apps/v1/deployments", f"{JOB}-actor")["spec"]["replicas"] == 0
+    assert condition(cluster.job(), "Suspended")["status"] == "True"
+    assert cluster.obj("v1/persistentvolumeclaims", f"{JOB}-checkpoints") is not None  # the checkpoint survives
+
+    await cluster.patch_job({"runPolicy": {"suspend": False}}, generation=3)
+    await eventually(lambda: cluster.obj("apps/v1/deployments", f"{JOB}-actor")["spec"]["replicas"] == 2, what="resumed")
+    assert cluster.obj("apps/v1/statefulsets", f"{JOB}-policy-learner")["spec"]["replicas"] == 1
+    job = await eventually(lambda: (j := cluster.job()) and condition(j, "Suspended")["status"] == "False" and j, what="resumed status")
+    assert condition(job, "Suspended")["reason"] == "Resumed"
+    assert job["status"]["phase"] != "Suspended"
+
+
+async def test_learner_crash_triggers_one_coordinated_restart_then_backoff_fails(running: Any) -> None:
+    cluster, _, _ = running
+    await cluster.create_job(SPEC)  # backoffLimit 1
+    await eventually(lambda: cluster.obj("apps/v1/statefulsets", f"{JOB}-replay"), what="children")
+    await cluster.all_ready()
+    for role in ("policy-learner", "discriminator-learner", "replay"):
+        await cluster.put_pod(role, uid=f"{role}-a")
+    await eventually(lambda: cluster.job()["status"]["phase"] == "Running", what="Running")
+
+    # The learner and, in its wake, the replay crash: one incident, one restart.
+    await cluster.put_pod("policy-learner", uid="policy-learner-a", restarts=1, exit_code=1)
+    await cluster.put_pod("replay", uid="replay-a", restarts=1, exit_code=2)
+    job = await eventually(lambda: (j := cluster.job())["status"].get("restartCount") == 1 and j, what="restart 1")
+    assert job["status"]["phase"] == "Restarting"
+    assert condition(job, "Restarting")["reason"] == "CoordinatedRestart"
+    for role in ("policy-learner", "discriminator-learner", "replay"):
+        template = cluster.obj("apps/v1/statefulsets", f"{JOB}-{role}")["spec"]["template"]
+        assert template["metadata"]["annotations"]["spiral.dev/restart-generation"] == "1"
+    # Old-generation pods were deleted so all three come back together.
+    await eventually(lambda: all(cluster.obj("v1/pods", f"{JOB}-{r}-0") is None for r in ("policy-learner", "discriminator-learner", "replay")),
+                     what="old pods deleted")
+    assert cluster.obj("apps/v1/deployments", f"{JOB}-actor")["spec"]["template"]["metadata"]["annotations"]["spiral.dev/restart-generation"] == "0"
+    await asyncio.sleep(INTERVAL * 3)
+    assert cluster.job()["status"]["restartCount"] == 1  # counted once
+
+    # The StatefulSets bring the pods back on generation 1; the job runs again.
+    for role in ("policy-learner", "discriminator-learner", "replay"):
+        await cluster.put_pod(role, uid=f"{role}-b", generation=1)
+    job = await eventually(lambda: (j := cluster.job())["status"]["phase"] == "Running" and j, what="Running again")
+    assert condition(job, "Restarting")["status"] == "False"
+
+    # A second crash exceeds backoffLimit 1 → Failed, and cleanPodPolicy Running stops all but the learner.
+    await cluster.put_pod("discriminator-learner", uid="discriminator-learner-b", restarts=1, exit_code=137, generation=1)
+    job = await eventually(lambda: (j := cluster.job())["status"]["phase"] == "Failed" and j, what="Failed")
+    assert condition(job, "Failed")["reason"] == "BackoffLimitExceeded"
+    assert "backoffLimit is 1" in condition(job, "Failed")["message"]
+    assert job["status"]["restartCount"] == 1
+    await eventually(lambda: cluster.obj("apps/v1/deployments", f"{JOB}-actor")["spec"]["replicas"] == 0, what="cleanup")
+    assert cluster.obj("apps/v1/statefulsets", f"{JOB}-replay")["spec"]["replicas"] == 0
+    assert cluster.obj("apps/v1/statefulsets", f"{JOB}-policy-learner")["spec"]["replicas"] == 1
+    assert {"CoordinatedRestart", "BackoffLimitExceeded"} <= set(cluster.event_reasons())
+
+
+async def test_learner_exit_zero_succeeds_and_ttl_deletes_the_job(running: Any) -> None:
+    cluster, _, _ = running
+    await cluster.create_job({**SPEC, "runPolicy": {"ttlSecondsAfterFinished": 1, "cleanPodPolicy": "All"}})
+    await eventually(lambda: cluster.obj("apps/v1/statefulsets", f"{JOB}-replay"), what="children")
+    await cluster.all_ready()
+    await cluster.put_pod("policy-learner", uid="pl", restarts=1, exit_code=0)
+    job = await eventually(lambda: (j := cluster.job()) and j["status"]["phase"] == "Succeeded" and j, what="Succeeded")
+    assert condition(job, "Succeeded")["reason"] == "BudgetReached"
+    await eventually(lambda: cluster.obj("apps/v1/statefulsets", f"{JOB}-policy-learner")["spec"]["replicas"] == 0, what="All cleaned")
+    await eventually(lambda: cluster.job() is None, timeout=10, what="TTL deletion")
+
+
+async def test_invalid_spec_fails_with_a_message_and_no_retry_loop(running: Any) -> None:
+    cluster, _, registry = running
+    # Passes a sloppy schema check but not the operator: l2 reward needs a conditional job.
+    await cluster.create_job({**SPEC, "mode": "unconditional"})
+    job = await eventually(lambda: (j := cluster.job()) and j.get("status", {}).get("phase") == "Failed" and j, what="Failed")
+    failed = condition(job, "Failed")
+    assert failed["reason"] == "InvalidSpec"
+    assert "reward.kind 'l2' needs a target" in failed["message"]
+    assert cluster.obj("apps/v1/statefulsets", f"{JOB}-policy-learner") is None
+    await asyncio.sleep(INTERVAL * 4)
+    assert registry.get_sample_value("spiral_operator_reconciles_total", {"handler": "create", "result": "permanent_error"}) == 1
+    # Fixing the spec starts the job over.
+    await cluster.patch_job({"mode": "conditional"}, generation=2)
+    await eventually(lambda: cluster.obj("apps/v1/statefulsets", f"{JOB}-policy-learner"), what="children after fix")
+    await eventually(lambda: cluster.job()["status"]["phase"] == "Created", what="Created after fix")
+
+
+async def test_autoscaler_adds_an_actor_while_the_learner_starves(running: Any) -> None:
+    cluster, learner, _ = running
+    spec = {**SPEC, "actor": {"replicas": 2, "minReplicas": 1, "maxReplicas": 3, "autoscaling": {"enabled": True, "cooldownSeconds": 0}}}
+    learner.metrics.learner_queue_depth.labels(JOB).set(0)
+    await cluster.create_job(spec)
+    await eventually(lambda: cluster.obj("apps/v1/deployments", f"{JOB}-actor"), what="actors")
+    await cluster.all_ready(actors=2)
+    await eventually(lambda: cluster.job()["spec"]["actor"]["replicas"] == 3, what="scaled up to 3")
+    await eventually(lambda: cluster.obj("apps/v1/deployments", f"{JOB}-actor")["spec"]["replicas"] == 3, what="deployment scaled")
+    await cluster.set_ready("apps/v1/deployments", f"{JOB}-actor", 3)
+    await asyncio.sleep(INTERVAL * 4)
+    assert cluster.job()["spec"]["actor"]["replicas"] == 3  # bounded by maxReplicas
+    learner.metrics.learner_queue_depth.labels(JOB).set(500)  # > 2 × batch size 32
+    await eventually(lambda: cluster.job()["spec"]["actor"]["replicas"] == 2, what="scaled down")
+    assert "ActorsScaled" in cluster.event_reasons()
+
+
+async def test_delete_releases_the_job(running: Any) -> None:
+    cluster, _, _ = running
+    await cluster.create_job(SPEC)
+    await eventually(lambda: cluster.job() and "spiral.dev/finalizer" in cluster.job()["metadata"].get("finalizers", []), what="finalizer")
+    await cluster.delete_job()
+    await eventually(lambda: cluster.job() is None, what="job deleted")
