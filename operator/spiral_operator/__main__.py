@@ -1,17 +1,18 @@
 """``spiral-operator`` / ``python -m spiral_operator``: run the SpiralJob operator.
 
-Serves Prometheus metrics on ``--metrics-port`` (8080) and Kopf's liveness probe on
-``--liveness-port`` (8081, path ``/healthz``). Credentials: the pod's service account in-cluster,
-else the local kubeconfig.
+The flags mirror ``kopf run`` (``--namespace``, ``--all-namespaces``, ``--liveness``, ``--debug``,
+``--quiet``, ``--log-format``) so the Helm chart can pass the same arguments. Serves Prometheus
+metrics on ``--metrics-port`` (8080) and Kopf's liveness probe at ``--liveness``
+(``http://0.0.0.0:8081/healthz``). Credentials: the pod's service account in-cluster, else the local
+kubeconfig.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Sequence
 
-#: Kept importable without side effects: heavy imports happen inside main().
+_LOG_FORMATS = ("plain", "full", "json")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,20 +22,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", action="append", default=[], help="Namespace (or glob) to serve; repeatable.")
-    scope.add_argument("-A", "--all-namespaces", action="store_true", help="Serve every namespace (cluster-wide RBAC needed).")
-    parser.add_argument("--metrics-port", type=int, default=8080, help="Prometheus /metrics port (0 disables).")
-    parser.add_argument("--liveness-port", type=int, default=8081, help="Kopf liveness probe port, path /healthz (0 disables).")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="Serve every namespace (needs a ClusterRole).")
+    parser.add_argument("--metrics-port", type=int, default=8080, help="Port of the operator's Prometheus /metrics (0 disables).")
+    parser.add_argument("--liveness", default="http://0.0.0.0:8081/healthz", help="Kopf liveness endpoint URL (empty disables).")
     parser.add_argument("--monitor-interval", type=float, default=10.0, help="Seconds between status/failure checks of each job.")
     parser.add_argument("--metrics-timeout", type=float, default=3.0, help="Seconds to wait for a policy learner's /metrics.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="Debug logging.")
+    parser.add_argument("--log-format", choices=_LOG_FORMATS, default="full", help="One of plain, full or json.")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-d", "--debug", "-v", "--verbose", dest="debug", action="store_true", help="Debug logging.")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="Warnings and errors only.")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    """Parse the flags and run the operator until SIGTERM/SIGINT."""
+    parser = _parser()
+    args = parser.parse_args(argv)
     if not args.namespace and not args.all_namespaces:
-        _parser().error("choose the scope: --namespace NS (repeatable) or --all-namespaces")
+        parser.error("choose the scope: --namespace NS (repeatable) or --all-namespaces")
 
+    # Heavy imports only after --help and flag errors, so those stay instant.
     import kopf
     from prometheus_client import CollectorRegistry, start_http_server
 
@@ -43,10 +50,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from spiral_operator.metrics import create_operator_metrics
     from spiral_operator.progress import http_fetcher
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(process)d %(name)s:%(lineno)d %(message)s",
-    )
+    kopf.configure(debug=args.debug, quiet=args.quiet, log_format=kopf.LogFormat[args.log_format.upper()])
     registry = CollectorRegistry()
     deps = Deps(api=KubeApi.from_environment(), fetch_metrics=http_fetcher(args.metrics_timeout), metrics=create_operator_metrics(registry))
     if args.metrics_port:
@@ -57,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         clusterwide=args.all_namespaces,
         namespaces=args.namespace,
         standalone=True,
-        liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
+        liveness_endpoint=args.liveness or None,
         memo=kopf.Memo(deps=deps),
     )
 

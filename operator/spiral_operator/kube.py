@@ -10,7 +10,6 @@ Kopf may call it from several handler threads, which the pool supports.
 from __future__ import annotations
 
 import json
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -176,7 +175,3 @@ class KubeApi:
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
         return self.request("DELETE", path, body=body) is not None
 
-
-def quote_selector(match_labels: Mapping[str, str]) -> str:
-    """URL-encoded label selector (for logs and docs)."""
-    return urllib.parse.quote(",".join(f"{k}={v}" for k, v in match_labels.items()))

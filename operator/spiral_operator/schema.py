@@ -115,9 +115,6 @@ def type_schema(annotation: Any) -> dict[str, Any]:
 def field_schema(field: FieldInfo) -> dict[str, Any]:
     """Schema of one model field: its type, bounds, default and description."""
     schema = type_schema(field.annotation)
-    if schema.get("nullable") and "type" in schema:
-        # Bounds apply to the value when present; `nullable` keeps an explicit null legal.
-        pass
     _constraints(field.metadata, schema)
     if field.description:
         schema["description"] = field.description

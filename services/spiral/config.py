@@ -273,6 +273,7 @@ class TrainConfig(_Frozen):
     total_frames: int | None = Field(None, gt=0, description="Budget in environment steps; one of frames/updates.")
     total_updates: int | None = Field(None, gt=0, description="Budget in policy updates.")
     seed: int = Field(0)
+    torch_threads: int | None = Field(None, ge=1, le=256, description="torch intra-op threads per process; None = torch's default. The launcher gives each service 1 on small machines.")
     output_dir: Path = Field(Path("runs/spiral"), description="Checkpoints, PNG grids, logs.")
     checkpoint_every: int = Field(200, ge=1, description="Policy updates between checkpoints.")
     image_every: int = Field(100, ge=1, description="Policy updates between PNG grids.")

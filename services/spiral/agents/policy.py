@@ -19,6 +19,8 @@ log-probabilities, entropies and baselines for V-trace). Not thread-safe (it is 
 
 from __future__ import annotations
 
+import math
+
 from typing import NamedTuple
 
 import torch
@@ -49,7 +51,10 @@ class PolicyOutput(NamedTuple):
     actions:   int64 ``[B, K]`` / ``[T, B, K]``, columns in ``ActionSpec.names`` order.
     log_prob:  log π(actions), summed over the K components.
     entropy:   sum over components of each component's entropy, given the components before it
-               (an unbiased one-sample estimate of the joint entropy's conditional chain).
+               (an unbiased one-sample estimate of the joint entropy's conditional chain), each
+               divided by its maximum ``log n_k``. **We decide**: normalised, a 2-way ``flag`` weighs
+               as much in the entropy bonus as a 1024-way ``end``; raw, the bonus barely touches the
+               flag, which then collapses to "never paint" long before the agent learns where to paint.
     baseline:  V(state), the value head.
     """
 
@@ -151,6 +156,8 @@ class SpiralPolicy(nn.Module):
         )
         self.folds = nn.ModuleList(FoldBack(s.hidden_size, s.embed_size) for _ in action_spec.components[:-1])
         self.value = nn.Linear(s.hidden_size, 1)
+        # 1 / log(n_k): normalises each component's entropy to [0, 1] (see PolicyOutput.entropy).
+        self._entropy_scale = [1.0 / math.log(c.size) if c.size > 1 else 0.0 for c in action_spec.components]
         # Image features straight to the spatial decoders (see AgentSizes.spatial_skip).
         self.skip: nn.Module | None = None
         grids = {c.grid for c in action_spec.components if c.spatial}
@@ -239,7 +246,7 @@ class SpiralPolicy(nn.Module):
             else:
                 a = log_probs.argmax(dim=-1)
             log_prob = log_prob + log_probs.gather(1, a[:, None]).squeeze(1)
-            entropy = entropy - (probs * log_probs).sum(dim=-1)
+            entropy = entropy - (probs * log_probs).sum(dim=-1) * self._entropy_scale[k]
             chosen.append(a)
             if k < last:
                 z = self.folds[k](z, self.head_embeddings[k](a))

@@ -30,6 +30,7 @@ zero length paints nothing (libmypaint may leave one dab).
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import NamedTuple
 
@@ -41,11 +42,10 @@ from spiral.envs.painting_spec import action_mask, background_color, num_channel
 from spiral.envs.strokes import (
     BrushState,
     StrokeBatch,
+    bezier_coefficients,
     decode_actions,
     initial_brush_state,
-    interpolate_pressure,
     next_brush_state,
-    quadratic_bezier,
     start_pressure,
 )
 
@@ -73,8 +73,12 @@ class BrushModel(NamedTuple):
         return (self.opaque_base + self.opaque_pressure * pressure).clamp(0.0, 1.0) * pressure
 
 
+log = logging.getLogger(__name__)
+
 #: The dry_brush model (the default brush).
 DRY_BRUSH = BrushModel()
+#: The libmypaint brush :data:`DRY_BRUSH` models.
+DRY_BRUSH_NAME = "classic/dry_brush"
 
 #: Upper bound on path samples per stroke (a diagonal with a far control point is < 200 px long).
 MAX_SAMPLES = 512
@@ -192,12 +196,9 @@ def stroke_density(
     radius = radius * brush.radius_gain
     counts = samples_per_stroke(start, control, end, p_start, p_end, radius, brush)
     counts, order = torch.sort(counts, stable=True)
-    # Per-row polynomial coefficients: B(t) = a0 + t·a1 + t²·a2; p(t) = p0 + t·dp.
-    s, c, e = start[order], control[order], end[order]
-    rows = torch.cat(
-        (s, 2.0 * (c - s), s - 2.0 * c + e, p_start[order, None], (p_end - p_start)[order, None], radius[order, None]),
-        dim=1,
-    )  # [B, 9]
+    # Per-row polynomial coefficients: B(t) = a0 + t·a1 + t²·a2; p(t) = p0 + t·dp (linear ramp).
+    curve = bezier_coefficients(start[order], control[order], end[order]).flatten(1)  # [B, 6]
+    rows = torch.cat((curve, p_start[order, None], (p_end - p_start)[order, None], radius[order, None]), dim=1)  # [B, 9]
     per_sample = torch.repeat_interleave(rows, counts, dim=0)  # [S, 9]
     total = per_sample.shape[0]
     first = torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
@@ -283,6 +284,8 @@ class FastPaintEnv:
         """
         self.cfg = cfg
         self.brush = brush
+        if brush is DRY_BRUSH and cfg.brush != DRY_BRUSH_NAME:
+            log.warning("fast renderer models %s; env.brush %r is only honoured by the libmypaint renderer", DRY_BRUSH_NAME, cfg.brush)
         self.device = resolve_device(str(device) if device is not None else cfg.device)
         self.action_spec = painting_action_spec(cfg)
         self.num_channels = num_channels(cfg)

@@ -23,7 +23,6 @@ import ctypes
 import ctypes.util
 import functools
 import hashlib
-import json
 import logging
 import math
 import shutil

@@ -67,6 +67,12 @@ def cell_to_pixel(cells: torch.Tensor, grid_size: int, canvas_size: int) -> torc
     return torch.stack((y, x), dim=-1).to(torch.float32) * scale
 
 
+def bezier_coefficients(start: torch.Tensor, control: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """float32 ``[B, 3, 2]``: ``(a0, a1, a2)`` with ``B(t) = a0 + a1 t + a2 t²`` for the quadratic
+    Bézier ``(1-t)² start + 2 (1-t) t control + t² end`` (inputs ``[B, 2]``)."""
+    return torch.stack((start, 2.0 * (control - start), start - 2.0 * control + end), dim=1)
+
+
 def quadratic_bezier(start: torch.Tensor, control: torch.Tensor, end: torch.Tensor, num_points: int) -> torch.Tensor:
     """float32 ``[B, N, 2]``: ``N`` points at evenly spaced ``t`` in [0, 1] on the quadratic Bézier.
 
@@ -74,8 +80,12 @@ def quadratic_bezier(start: torch.Tensor, control: torch.Tensor, end: torch.Tens
     Inputs are ``[B, 2]``.
     """
     t = torch.linspace(0.0, 1.0, num_points, device=start.device).view(1, num_points, 1)
-    s, c, e = (p.unsqueeze(1) for p in (start, control, end))
-    return (1 - t) ** 2 * s + 2 * (1 - t) * t * c + t**2 * e
+    a0, a1, a2 = bezier_coefficients(start, control, end).unbind(1)
+    points = a0.unsqueeze(1) + t * (a1.unsqueeze(1) + t * a2.unsqueeze(1))
+    # Pin the ends exactly (the polynomial form rounds differently at t = 1).
+    points[:, 0] = start
+    points[:, -1] = end
+    return points
 
 
 def interpolate_pressure(start: torch.Tensor, end: torch.Tensor, num_points: int) -> torch.Tensor:

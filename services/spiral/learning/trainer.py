@@ -67,6 +67,8 @@ class SingleProcessTrainer:
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
         _seed_everything(cfg.seed)
+        if cfg.torch_threads is not None:
+            torch.set_num_threads(cfg.torch_threads)
         self.env = make_env(cfg.env)
         self.dataset = dataset or load_dataset(cfg.data, cfg.env.canvas_size, cfg.env.color, cfg.env.ink)
         self.policy = build_policy(cfg, self.env)

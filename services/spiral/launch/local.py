@@ -1,0 +1,418 @@
+"""``spiral train`` on one machine: every SPIRAL service as its own process on loopback.
+
+:func:`run_local` writes the run's config to ``<output_dir>/launch/config.yaml``, picks free ports
+and starts — with the very command a Kubernetes pod runs —
+``python -m spiral serve ROLE --config … --grpc-port P --metrics-port M --set services.…_address=…``
+for the policy learner, ``num_actors`` actors and, when ``reward.kind`` is ``discriminator``, the
+replay buffer and the discriminator learner (with the ``l2`` reward nothing would read them, and a
+2-core machine has no cycles to spare). It then draws a progress line from the policy learner's
+``GetStatus`` and ``/metrics`` until the budget is spent.
+
+Process hygiene: each child runs in its own session (so a terminal's Ctrl-C reaches only the
+launcher, which then stops the children in order) and has ``PR_SET_PDEATHSIG = SIGTERM`` (so it
+stops, checkpointing, if the launcher dies without cleaning up). Ctrl-C / SIGTERM → SIGTERM to every
+child (each checkpoints), SIGKILL to any still alive after a grace period, exit 130. A child that
+crashes is restarted (like a pod's ``restartPolicy``) up to :data:`MAX_RESTARTS` times; learners
+resume from their checkpoints. Budget spent → the policy learner exits 0, the actors and the
+discriminator learner follow, the replay buffer is stopped (checkpointing), and ``run_local``
+returns. Child logs go to ``<output_dir>/logs/<name>.log``.
+
+:class:`LocalCluster` is the process manager without the display; the fault tests drive it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+import typer
+import yaml
+
+from spiral.config import RewardKind, Role, TrainConfig
+from spiral.launch.progress import LearnerPoller, TrainProgress
+from spiral.learning.run_log import read_log
+
+log = logging.getLogger(__name__)
+
+#: Restarts of one crashed child before the launcher gives up on the run.
+MAX_RESTARTS = 3
+#: Seconds children get to checkpoint and exit after SIGTERM before SIGKILL (the learners' own
+#: shutdown grace is 5 s; a checkpoint of the paper-size model takes about 1 s).
+STOP_GRACE_SECONDS = 20.0
+#: After the policy learner finished, seconds the others get to notice and exit by themselves.
+FINISH_GRACE_SECONDS = 15.0
+#: Seconds the servers get to come up (importing torch on a busy machine is slow).
+READY_TIMEOUT_SECONDS = 120.0
+POLL_SECONDS = 0.5
+#: Environment variables read by the services (see spiral.services.policy_learner / actor).
+_THREADS_ENV, _RESUME_ENV, _ACTOR_ID_ENV = "SPIRAL_TORCH_THREADS", "SPIRAL_RESUME", "SPIRAL_ACTOR_ID"
+
+
+class ChildSpec(NamedTuple):
+    """One service process: its name (``actor-0``…), role and ports."""
+
+    name: str
+    role: Role
+    grpc_port: int
+    metrics_port: int
+    env: dict[str, str]
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+
+class ClusterPlan(NamedTuple):
+    """Every process of a run; ``services`` are started (and awaited) before the actors."""
+
+    services: tuple[ChildSpec, ...]
+    actors: tuple[ChildSpec, ...]
+
+    @property
+    def all(self) -> tuple[ChildSpec, ...]:
+        return self.services + self.actors
+
+    def by_role(self, role: Role) -> ChildSpec | None:
+        return next((c for c in self.all if c.role == role), None)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free TCP ports on loopback (held open together so they differ)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def needs_discriminator(cfg: TrainConfig) -> bool:
+    """Replay buffer and discriminator learner run only for the discriminator reward."""
+    return cfg.reward.kind == RewardKind.DISCRIMINATOR
+
+
+def plan_cluster(cfg: TrainConfig, *, threads_per_process: int = 1) -> ClusterPlan:
+    """Names, roles and free ports of every process of ``cfg``'s run (pure apart from the ports)."""
+    roles = [Role.POLICY_LEARNER]
+    if needs_discriminator(cfg):
+        roles = [Role.REPLAY, Role.DISCRIMINATOR_LEARNER, Role.POLICY_LEARNER]
+    ports = free_ports(2 * (len(roles) + cfg.num_actors))
+    base_env = {_THREADS_ENV: str(threads_per_process), "OMP_NUM_THREADS": str(threads_per_process), "MKL_NUM_THREADS": str(threads_per_process)}
+    services = tuple(ChildSpec(role.value, role, ports[2 * i], ports[2 * i + 1], dict(base_env)) for i, role in enumerate(roles))
+    offset = 2 * len(roles)
+    actors = tuple(
+        ChildSpec(f"actor-{i}", Role.ACTOR, ports[offset + 2 * i], ports[offset + 2 * i + 1], {**base_env, _ACTOR_ID_ENV: f"actor-{i}"})
+        for i in range(cfg.num_actors)
+    )
+    return ClusterPlan(services, actors)
+
+
+def address_overrides(plan: ClusterPlan) -> list[str]:
+    """``--set services.<peer>_address=…`` for every service in the plan."""
+    fields = {Role.POLICY_LEARNER: "policy_learner_address", Role.DISCRIMINATOR_LEARNER: "discriminator_learner_address", Role.REPLAY: "replay_address"}
+    sets = []
+    for spec in plan.services:
+        sets += ["--set", f"services.{fields[spec.role]}={spec.address}"]
+    return sets
+
+
+def child_command(spec: ChildSpec, config_path: Path, plan: ClusterPlan, ready_file: Path) -> list[str]:
+    """The ``spiral serve`` command line of one child: the same entry point a pod runs."""
+    return [
+        sys.executable, "-m", "spiral", "serve", spec.role.value,
+        "--config", str(config_path),
+        "--grpc-port", str(spec.grpc_port),
+        "--metrics-port", str(spec.metrics_port),
+        "--ready-file", str(ready_file),
+        *address_overrides(plan),
+    ]  # fmt: skip
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    """A ``preexec_fn``: SIGTERM this child when the launcher dies (Linux ``PR_SET_PDEATHSIG``)."""
+
+    def preexec() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # not Linux: the launcher's own cleanup still applies
+            pass
+        if os.getppid() != parent_pid:  # the launcher died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+class Child:
+    """A running (or finished) child process and its restart history. Not thread-safe."""
+
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec = spec
+        self.process: subprocess.Popen | None = None
+        self.restarts = 0
+        self.stopping = False  # the launcher asked it to stop: its exit is expected
+        self.exit_code: int | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+
+class LocalCluster:
+    """Starts, watches, restarts and stops the processes of one local run. Not thread-safe:
+    drive it from the main thread (PR_SET_PDEATHSIG follows the thread that forked)."""
+
+    def __init__(self, cfg: TrainConfig, *, resume: bool = True, threads_per_process: int = 1, extra_env: dict[str, str] | None = None) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        self.launch_dir = self.out / "launch"
+        self.logs_dir = self.out / "logs"
+        self.config_path = self.launch_dir / "config.yaml"
+        self.plan = plan_cluster(cfg, threads_per_process=threads_per_process)
+        self.resume = resume
+        self.extra_env = dict(extra_env or {})
+        self.children = {spec.name: Child(spec) for spec in self.plan.all}
+
+    # ------------------------------------------------------------------------------ start ---
+
+    def ready_file(self, name: str) -> Path:
+        return self.launch_dir / "ready" / f"{name}.json"
+
+    def write_config(self) -> Path:
+        self.launch_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
+        return self.config_path
+
+    def _discard_previous_state(self) -> None:
+        """``--no-resume``: learners are told by $SPIRAL_RESUME; the replay checkpoint is moved aside."""
+        replay_ckpt = Path(self.cfg.replay.checkpoint_path or self.out / "replay" / "replay.ckpt")
+        if replay_ckpt.exists():
+            shutil.move(replay_ckpt, replay_ckpt.with_name(replay_ckpt.name + ".previous"))
+
+    def start(self, *, wait_ready: bool = True) -> None:
+        """Write the config, start the services, wait until they serve, then start the actors.
+
+        Raises:
+            RuntimeError: a service exited or did not come up within the timeout (names it and
+                its log file).
+        """
+        self.write_config()
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        if not self.resume:
+            self._discard_previous_state()
+        for spec in self.plan.services:
+            self.spawn(spec.name)
+        if wait_ready:
+            self.wait_ready([s.name for s in self.plan.services])
+        for spec in self.plan.actors:
+            self.spawn(spec.name)
+
+    def spawn(self, name: str) -> Child:
+        """Start (or restart) child ``name``."""
+        child = self.children[name]
+        spec = child.spec
+        ready = self.ready_file(name)
+        ready.unlink(missing_ok=True)
+        env = {**os.environ, **spec.env, **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        first_start = child.process is None
+        env[_RESUME_ENV] = "1" if (self.resume or not first_start) else "0"
+        logfile = (self.logs_dir / f"{name}.log").open("ab")
+        try:
+            child.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+                child_command(spec, self.config_path, self.plan, ready),
+                stdin=subprocess.DEVNULL,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - only called from the main thread
+            )
+        finally:
+            logfile.close()
+        child.stopping = False
+        child.exit_code = None
+        log.info("started %s (pid %d) on %s", name, child.process.pid, spec.address)
+        return child
+
+    def wait_ready(self, names: Iterable[str], timeout: float = READY_TIMEOUT_SECONDS) -> dict[str, dict]:
+        """Wait for the ready files of ``names``; returns their contents.
+
+        Raises:
+            RuntimeError: one exited first or the timeout passed (names it and its log).
+        """
+        pending = list(names)
+        found: dict[str, dict] = {}
+        deadline = time.monotonic() + timeout
+        while pending:
+            for name in list(pending):
+                path = self.ready_file(name)
+                if path.exists():
+                    found[name] = json.loads(path.read_text())
+                    pending.remove(name)
+                elif not self.children[name].alive:
+                    raise RuntimeError(f"{name} exited with code {self.children[name].process.returncode} before serving; see {self.logs_dir / (name + '.log')}")
+            if pending and time.monotonic() > deadline:
+                raise RuntimeError(f"{', '.join(pending)} did not start serving within {timeout:g} s; see {self.logs_dir}")
+            if pending:
+                time.sleep(0.1)
+        return found
+
+    # ---------------------------------------------------------------------------- watching ---
+
+    def reap(self) -> list[Child]:
+        """Children that exited since the last call (their ``exit_code`` set)."""
+        exited = []
+        for child in self.children.values():
+            if child.process is not None and child.exit_code is None and child.process.poll() is not None:
+                child.exit_code = child.process.returncode
+                exited.append(child)
+        return exited
+
+    def alive(self) -> list[Child]:
+        return [c for c in self.children.values() if c.alive]
+
+    # ----------------------------------------------------------------------------- stopping ---
+
+    def signal(self, name: str, sig: int) -> None:
+        """Send ``sig`` to child ``name`` (tests kill actors and learners with it)."""
+        child = self.children[name]
+        if child.alive:
+            child.process.send_signal(sig)
+
+    def stop(self, names: Iterable[str] | None = None, grace: float = STOP_GRACE_SECONDS) -> None:
+        """SIGTERM ``names`` (default: all), wait up to ``grace`` s, SIGKILL the rest (whole group)."""
+        targets = [self.children[n] for n in names] if names is not None else list(self.children.values())
+        for child in targets:
+            child.stopping = True
+            if child.alive:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in targets:
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s: killing it", child.spec.name, grace)
+                try:
+                    os.killpg(child.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                child.process.wait()
+        self.reap()
+
+
+def _budget(cfg: TrainConfig) -> tuple[int, str]:
+    if cfg.total_updates is not None:
+        return cfg.total_updates, "updates"
+    assert cfg.total_frames is not None
+    return cfg.total_frames, "frames"
+
+
+class _Interrupt:
+    """SIGINT/SIGTERM → a flag the supervision loop polls."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def install(self) -> dict[int, object]:
+        def handle(signum: int, _frame: object) -> None:
+            self.signum = signum
+
+        return {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def run_local(cfg: TrainConfig, resume: bool, show_progress: bool, *, threads_per_process: int = 1) -> None:
+    """Train with every service in its own local process; return once the budget is spent.
+
+    Raises:
+        typer.Exit: 130 after Ctrl-C/SIGTERM (children stopped and checkpointed); 1 when a child
+            kept crashing or a service never came up.
+    """
+    cluster = LocalCluster(cfg, resume=resume, threads_per_process=threads_per_process)
+    interrupt = _Interrupt()
+    previous_handlers = interrupt.install()
+    total, unit = _budget(cfg)
+    expected = len(cluster.children)
+    pl = cluster.plan.by_role(Role.POLICY_LEARNER)
+    assert pl is not None
+    code = 0
+    try:
+        try:
+            cluster.start()
+        except RuntimeError as err:
+            log.error("%s", err)
+            code = 1
+            return
+        poller = LearnerPoller(pl.address, pl.metrics_port, cfg.services)
+        finished_at: float | None = None
+        with TrainProgress(total, unit, enabled=show_progress) as progress:
+            while True:
+                if interrupt.signum is not None:
+                    log.info("received %s: stopping every process (they checkpoint)", signal.Signals(interrupt.signum).name)
+                    code = 130
+                    break
+                for child in cluster.reap():
+                    name, rc = child.spec.name, child.exit_code
+                    if child.spec.role == Role.POLICY_LEARNER and rc == 0:
+                        finished_at = time.monotonic()
+                    elif finished_at is not None or (rc == 0 and child.spec.role in (Role.ACTOR, Role.DISCRIMINATOR_LEARNER)):
+                        log.info("%s exited with code %s", name, rc)  # 0: it saw the learner's done
+                    else:
+                        if child.restarts >= MAX_RESTARTS:
+                            log.error("%s exited with code %s %d times; giving up (see %s)", name, rc, child.restarts + 1, cluster.logs_dir / f"{name}.log")
+                            code = 1
+                            break
+                        child.restarts += 1
+                        log.warning("%s exited with code %s; restarting (%d/%d)", name, rc, child.restarts, MAX_RESTARTS)
+                        cluster.spawn(name)
+                if code:
+                    break
+                snapshot = poller.poll()
+                progress.update(snapshot, len(cluster.alive()), expected)
+                if finished_at is not None:
+                    others = [c for c in cluster.alive() if c.spec.role != Role.REPLAY]
+                    if not others or time.monotonic() - finished_at > FINISH_GRACE_SECONDS:
+                        break
+                time.sleep(POLL_SECONDS)
+        poller.close()
+    finally:
+        cluster.stop()
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+    if code:
+        raise typer.Exit(code)
+    _report(cluster)
+
+
+def _report(cluster: LocalCluster) -> None:
+    """The final lines: counters and held-out L2 from the learner's run log."""
+    records = read_log(cluster.out / "metrics.jsonl")
+    last = next((r for r in reversed(records) if "updates" in r), {})
+    lines = [f"trained {last.get('updates', 0)} updates, {last.get('frames', 0)} frames → {cluster.out}"]
+    evals = [r for r in records if "eval/held_out_l2" in r]
+    if evals:
+        e = evals[-1]
+        lines.append(f"held-out L2 {e['eval/held_out_l2']:.4f} · blank canvas {e['eval/blank_l2']:.4f} · random policy {e['eval/random_l2']:.4f}")
+    lines.append(f"images: {cluster.out / 'images'} · checkpoints: {cluster.out / 'checkpoints'} · logs: {cluster.logs_dir}")
+    for line in lines:
+        typer.echo(line)

@@ -1,0 +1,162 @@
+"""Distributed ``spiral train`` (processes + gRPC) against the single-process trainer, same config.
+
+Reports, from one run of each on this machine (ratios are what matter on a shared CPU):
+* frames/s of each (from their ``metrics.jsonl``: first to last update, start-up excluded) and
+  the ratio (target ≥ 0.8);
+* weight broadcast latency learner → subscriber (p50/p99), measured by a subscriber in this
+  process: arrival time − the version's ``published_unix_seconds``;
+* bytes per frame on the wire: trajectories (``spiral_trajectory_bytes_total``) and weights
+  (``spiral_weights_published_bytes_total``) over ``spiral_learner_frames_total``;
+* learning parity: held-out L2 after the same number of frames (target: within 10 %).
+
+Threads: the single-process trainer gets 2 (both cores); each service process gets 1.
+
+Usage: ``python tests/benchmarks/bench_distributed.py [--frames 30000] [--actors 2]``
+(the default preset; ~3 minutes per trainer on 2 idle cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import torch
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+from rich.table import Table
+
+from spiral.config import Role, ServicesConfig, load_preset
+from spiral.learning.run_log import read_log
+from spiral.learning.trainer import SingleProcessTrainer
+from spiral.services.weights import WeightsSubscriber
+
+console = Console()
+
+
+def throughput(metrics_jsonl: Path) -> float:
+    """Frames/s between the first and the last logged update."""
+    records = [r for r in read_log(metrics_jsonl) if "losses/total" in r]
+    if len(records) < 2:
+        return math.nan
+    first, last = records[0], records[-1]
+    return (last["frames"] - first["frames"]) / max(last["time"] - first["time"], 1e-9)
+
+
+def final_l2(metrics_jsonl: Path) -> float:
+    evals = [r for r in read_log(metrics_jsonl) if "eval/held_out_l2" in r]
+    return evals[-1]["eval/held_out_l2"] if evals else math.nan
+
+
+def overrides(frames: int, out: Path, actors: int) -> dict[str, object]:
+    # Evaluate only at the end (both trainers), log every update for the throughput window.
+    return {"output_dir": str(out), "total_frames": frames, "image_every": 10**9, "checkpoint_every": 10**9, "log_every": 1, "num_actors": actors}
+
+
+def run_single(frames: int, out: Path, actors: int) -> dict[str, float]:
+    torch.set_num_threads(2)
+    cfg = load_preset("default", overrides(frames, out, actors))
+    trainer = SingleProcessTrainer(cfg, resume=False)
+    started = time.perf_counter()
+    trainer.run(show_progress=False)
+    return {"wall": time.perf_counter() - started, "fps": throughput(out / "metrics.jsonl"), "l2": final_l2(out / "metrics.jsonl"), "frames": trainer.counters.frames}
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            totals[s.name] = totals.get(s.name, 0.0) + s.value
+    return totals
+
+
+def run_distributed(frames: int, out: Path, actors: int) -> dict[str, float]:
+    args = [sys.executable, "-m", "spiral", "train", "--quiet", "--no-resume"]
+    for key, value in overrides(frames, out, actors).items():
+        args += ["--output-dir", str(value)] if key == "output_dir" else ["--set", f"{key}={value}"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ready = out / "launch" / "ready" / f"{Role.POLICY_LEARNER.value}.json"
+    while not ready.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stdout.read())
+        time.sleep(0.2)
+    info = json.loads(ready.read_text())
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def record(weights) -> None:  # noqa: ANN001
+        with lock:
+            latencies.append(time.time() - weights.published_unix_seconds)
+
+    subscriber = WeightsSubscriber(info["address"], ServicesConfig(), on_update=record, subscriber_id="bench").start()
+    last: dict[str, float] = {}
+    while proc.poll() is None:
+        try:
+            last = scrape(info["metrics_port"])
+        except OSError:
+            pass
+        time.sleep(1.0)
+    subscriber.stop()
+    output = proc.stdout.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"spiral train exited {proc.returncode}:\n{output}")
+    learner_frames = last.get("spiral_learner_frames_total", math.nan)
+    lat = sorted(latencies[1:])  # the first is the version current when we subscribed
+    return {
+        "wall": time.perf_counter() - started,
+        "fps": throughput(out / "metrics.jsonl"),
+        "l2": final_l2(out / "metrics.jsonl"),
+        "frames": learner_frames,
+        "traj_bytes_per_frame": last.get("spiral_trajectory_bytes_total", math.nan) / learner_frames,
+        "weight_bytes_per_frame": last.get("spiral_weights_published_bytes_total", math.nan) / learner_frames,
+        "lag": last.get("spiral_learner_policy_lag_versions_sum", math.nan) / max(last.get("spiral_learner_policy_lag_versions_count", 0), 1),
+        "latency_p50": statistics.median(lat) if lat else math.nan,
+        "latency_p99": lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else math.nan,
+        "versions": len(latencies),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=30_000)
+    parser.add_argument("--actors", type=int, default=2)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        console.print(f"[bold]distributed[/] spiral train, default preset, {args.frames} frames, {args.actors} actors …")
+        dist = run_distributed(args.frames, Path(tmp) / "dist", args.actors)
+        console.print("[bold]single-process[/] trainer, same config …")
+        single = run_single(args.frames, Path(tmp) / "single", args.actors)
+    table = Table(title=f"spiral train: distributed vs single-process ({os.cpu_count()} cores, default preset, {args.frames} frames)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    ratio = dist["fps"] / single["fps"]
+    table.add_row("single-process frames/s (2 threads)", f"{single['fps']:.0f}")
+    table.add_row(f"distributed frames/s ({args.actors} actors + learner, 1 thread each)", f"{dist['fps']:.0f}")
+    table.add_row("ratio (target ≥ 0.8)", f"{ratio:.2f}")
+    table.add_row("wall time single / distributed incl. start-up (s)", f"{single['wall']:.0f} / {dist['wall']:.0f}")
+    table.add_row("weight broadcast latency p50 / p99 (ms)", f"{1000 * dist['latency_p50']:.1f} / {1000 * dist['latency_p99']:.1f} ({dist['versions']} versions)")
+    table.add_row("trajectory bytes per frame", f"{dist['traj_bytes_per_frame']:.0f}")
+    table.add_row("weight bytes per frame (to 2 actors + bench)", f"{dist['weight_bytes_per_frame']:.0f}")
+    table.add_row("mean policy lag (versions)", f"{dist['lag']:.2f}")
+    table.add_row("held-out L2 single / distributed", f"{single['l2']:.4f} / {dist['l2']:.4f}")
+    gap = abs(dist["l2"] - single["l2"]) / single["l2"]
+    table.add_row("held-out L2 gap (target ≤ 10 %)", f"{100 * gap:.1f} %")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

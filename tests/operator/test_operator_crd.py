@@ -1,0 +1,271 @@
+"""The generated SpiralJob CRD: committed file is fresh, schema ⇔ config models, and what it accepts/rejects.
+
+The API server is emulated in two steps: structural defaults are applied, then the OpenAPI schema
+is checked with jsonschema (Draft 4: Kubernetes' dialect with boolean exclusiveMinimum) and every
+CEL rule is evaluated through its Python twin (:attr:`CelRule.check`). Each rejected case is also
+rejected by the operator's own parsing, so the two can't disagree.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from pydantic import BaseModel
+from pydantic.alias_generators import to_camel
+
+from spiral.config import AgentConfig, DataConfig, DiscriminatorConfig, EnvConfig, LearnerConfig, ReplayConfig, RewardConfig, TrainConfig
+from spiral_operator.crd import CEL_RULES, build_crd, render_crd_yaml
+from spiral_operator.spec import TRAINING_TOP_LEVEL_FIELDS, SpecError, parse_spec, to_train_config
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = ROOT / "charts/spiral/files/crds/spiraljobs.spiral.dev.yaml"
+EXAMPLE = ROOT / "examples/spiraljob.yaml"
+
+
+def _version() -> dict[str, Any]:
+    return build_crd()["spec"]["versions"][0]
+
+
+def _spec_schema() -> dict[str, Any]:
+    return _version()["schema"]["openAPIV3Schema"]["properties"]["spec"]
+
+
+def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
+    """Structural defaulting as the API server does it: parent defaults first, then nested ones."""
+    if isinstance(value, dict):
+        result = dict(value)
+        for key, sub in (schema.get("properties") or {}).items():
+            if key not in result and "default" in sub:
+                result[key] = copy.deepcopy(sub["default"])
+            if key in result:
+                result[key] = apply_defaults(sub, result[key])
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key in result:
+                if key not in (schema.get("properties") or {}):
+                    result[key] = apply_defaults(extra, result[key])
+        return result
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [apply_defaults(schema["items"], v) for v in value]
+    return value
+
+
+def admission_errors(spec: dict[str, Any], old_spec: dict[str, Any] | None = None) -> list[str]:
+    """Messages the API server would answer for ``spec`` (empty: accepted)."""
+    schema = _spec_schema()
+    defaulted = apply_defaults(schema, spec)
+    errors = [e.message for e in jsonschema.Draft4Validator(schema).iter_errors(defaulted)]
+    if errors:
+        return errors
+    old = apply_defaults(schema, old_spec) if old_spec is not None else None
+    for rule in CEL_RULES:
+        node, old_node = defaulted, old
+        for key in rule.path:
+            node = node[key]
+            old_node = old_node[key] if old_node is not None else None
+        if not rule.check(node, old_node):
+            errors.append(rule.message)
+    return errors
+
+
+def operator_error(spec: dict[str, Any]) -> str | None:
+    try:
+        to_train_config(parse_spec(spec), "job", "ns")
+    except SpecError as err:
+        return str(err)
+    return None
+
+
+def _example_spec() -> dict[str, Any]:
+    return yaml.safe_load(EXAMPLE.read_text())["spec"]
+
+
+MINIMAL = {"image": "ghcr.io/spiral-k8s/spiral:0.1.0", "training": {"totalFrames": 1000}}
+
+
+def test_committed_crd_equals_a_fresh_generation() -> None:
+    assert CRD_FILE.read_text() == render_crd_yaml(), "run: python -m spiral_operator.crd > charts/spiral/files/crds/spiraljobs.spiral.dev.yaml"
+
+
+def test_module_entry_point_prints_the_crd() -> None:
+    out = subprocess.run([sys.executable, "-m", "spiral_operator.crd"], capture_output=True, text=True, check=True, timeout=60).stdout
+    assert out == render_crd_yaml()
+
+
+def test_crd_names_subresources_and_printer_columns() -> None:
+    crd = build_crd()
+    assert crd["metadata"]["name"] == "spiraljobs.spiral.dev"
+    assert crd["spec"]["group"] == "spiral.dev" and crd["spec"]["scope"] == "Namespaced"
+    names = crd["spec"]["names"]
+    assert (names["kind"], names["plural"], names["singular"], names["shortNames"]) == ("SpiralJob", "spiraljobs", "spiraljob", ["sj"])
+    version = _version()
+    assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
+    assert version["subresources"] == {
+        "status": {},
+        "scale": {"specReplicasPath": ".spec.actor.replicas", "statusReplicasPath": ".status.actors.ready", "labelSelectorPath": ".status.actorSelector"},
+    }
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert columns["Phase"] == ".status.phase" and columns["Age"] == ".metadata.creationTimestamp"
+    assert columns["Actors"] == ".status.actors.ready" and columns["Desired"] == ".spec.actor.replicas"
+    assert columns["Frames"] == ".status.progress.frames" and columns["Version"] == ".status.progress.policyVersion"
+
+
+def _assert_structural(schema: dict[str, Any], where: str = "spec") -> None:
+    """Every node has a type (or is int-or-string / preserve-unknown); no $ref, anyOf or null types."""
+    for banned in ("$ref", "anyOf", "oneOf", "allOf"):
+        assert banned not in schema, f"{where}: {banned} is not structural"
+    assert "type" in schema or schema.get("x-kubernetes-int-or-string"), f"{where}: no type"
+    for key, sub in (schema.get("properties") or {}).items():
+        _assert_structural(sub, f"{where}.{key}")
+    if isinstance(schema.get("items"), dict):
+        _assert_structural(schema["items"], f"{where}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        _assert_structural(schema["additionalProperties"], f"{where}{{}}")
+
+
+def test_schema_is_structural() -> None:
+    _assert_structural(_spec_schema())
+    _assert_structural(_version()["schema"]["openAPIV3Schema"]["properties"]["status"], "status")
+
+
+def _camel_fields(model: type[BaseModel]) -> set[str]:
+    return {to_camel(name) for name in model.model_fields}
+
+
+@pytest.mark.parametrize(
+    ("path", "model", "extra"),
+    [
+        (("environment",), EnvConfig, set()),
+        (("environment", "mujoco"), EnvConfig.model_fields["mujoco"].annotation, set()),
+        (("agent",), AgentConfig, set()),
+        (("discriminator",), DiscriminatorConfig, set()),
+        (("reward",), RewardConfig, set()),
+        (("replay", "buffer"), ReplayConfig, set()),
+        (("dataset",), DataConfig, {"volume"}),
+        (("training",), LearnerConfig, {to_camel(f) for f in TRAINING_TOP_LEVEL_FIELDS}),
+    ],
+    ids=lambda v: ".".join(v) if isinstance(v, tuple) else None,
+)
+def test_crd_sections_match_the_config_models(path: tuple[str, ...], model: type[BaseModel], extra: set[str]) -> None:
+    node = _spec_schema()
+    for key in path:
+        node = node["properties"][key]
+    assert set(node["properties"]) == _camel_fields(model) | extra
+    for name, field in model.model_fields.items():
+        prop = node["properties"][to_camel(name)]
+        if field.description:
+            assert prop["description"] == field.description
+        default = field.get_default(call_default_factory=True)
+        if default is not None and not isinstance(default, BaseModel):
+            dumped = model.model_validate({}).model_dump(mode="json")[name] if name in model.model_fields else None
+            assert prop["default"] == dumped, f"{name}: CRD default {prop.get('default')!r} != model default {dumped!r}"
+
+
+def test_every_train_config_field_comes_from_the_spec_or_the_operator() -> None:
+    from_spec = {"mode", "env", "agent", "discriminator", "reward", "learner", "data", "replay", "num_envs", *TRAINING_TOP_LEVEL_FIELDS}
+    operator_owned = {"services", "output_dir", "num_actors"}  # addresses, mount paths, actor bound
+    assert set(TrainConfig.model_fields) == from_spec | operator_owned
+
+
+def test_example_is_accepted_by_the_schema_and_the_operator() -> None:
+    spec = _example_spec()
+    assert admission_errors(spec) == []
+    assert operator_error(spec) is None
+    assert admission_errors(MINIMAL) == [] and operator_error(MINIMAL) is None
+
+
+def _with(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(base)
+    for dotted, value in changes.items():
+        node = spec
+        *parents, leaf = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value is _DROP:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return spec
+
+
+_DROP = object()
+
+BAD_SPECS = [
+    ("no image", _with(MINIMAL, image=_DROP), "'image' is a required property", "spec.image"),
+    ("no training", _with(MINIMAL, training=_DROP), "'training' is a required property", "spec.training"),
+    ("no budget", _with(MINIMAL, training={}), "set a budget", "set a budget"),
+    ("zero budget", _with(MINIMAL, training__totalFrames=0), "less than or equal to the minimum of 0", "spec.training.totalFrames"),
+    ("replicas above max", _with(MINIMAL, actor={"replicas": 9, "maxReplicas": 8}), "actor.replicas must lie within", "actor.replicas (9)"),
+    ("replicas below min", _with(MINIMAL, actor={"replicas": 1, "minReplicas": 2}), "actor.replicas must lie within", "actor.minReplicas (2)"),
+    ("negative replicas", _with(MINIMAL, actor={"replicas": -1}), "-1 is less than the minimum of 0", "spec.actor.replicas"),
+    ("unknown renderer", _with(MINIMAL, environment={"renderer": "opengl"}), "'opengl' is not one of ['fast', 'libmypaint', 'mujoco']", "spec.environment.renderer"),
+    ("grid finer than canvas", _with(MINIMAL, environment={"canvasSize": 32, "gridSize": 64}), "gridSize must be <= environment.canvasSize", "grid_size (64)"),
+    ("brush size zero", _with(MINIMAL, environment={"brushSizes": [0.0, 2.0]}), "less than or equal to the minimum of 0", "brush_sizes"),
+    ("l2 without target", _with(MINIMAL, mode="unconditional"), "reward.kind 'l2' needs a target", "reward.kind 'l2' needs a target"),
+    ("mujoco renderer on shapes", _with(MINIMAL, environment={"renderer": "mujoco"}), "renderer 'mujoco' goes with dataset 'mujoco-scenes'", "renderer 'mujoco'"),
+    ("file dataset without path", _with(MINIMAL, dataset={"name": "mnist"}), "dataset.path is required", "dataset.path is required"),
+    ("claim and storage class", _with(MINIMAL, checkpoint={"existingClaim": "ckpt", "storageClassName": "fast"}), "storageClassName applies only", None),
+    ("bad clean policy", _with(MINIMAL, runPolicy={"cleanPodPolicy": "Sometimes"}), "'Sometimes' is not one of ['All', 'Running', 'None']", "spec.runPolicy.cleanPodPolicy"),
+    ("negative backoff", _with(MINIMAL, runPolicy={"backoffLimit": -1}), "-1 is less than the minimum of 0", "spec.runPolicy.backoffLimit"),
+    ("bad PVC size", _with(MINIMAL, checkpoint={"size": "lots"}), "does not match", "spec.checkpoint.size"),
+    ("tls without secret", _with(MINIMAL, tls={}), "'secretName' is a required property", "spec.tls.secretName"),
+]
+
+
+@pytest.mark.parametrize(("spec", "want", "operator_want"), [c[1:] for c in BAD_SPECS], ids=[c[0] for c in BAD_SPECS])
+def test_bad_specs_are_rejected_with_the_expected_message(spec: dict[str, Any], want: str, operator_want: str | None) -> None:
+    errors = admission_errors(spec)
+    assert any(want in e for e in errors), errors
+    got = operator_error(spec)
+    if operator_want is None:
+        return  # a storage-only rule: the operator would just ignore storageClassName
+    assert got is not None and operator_want in got, got
+
+
+@pytest.mark.parametrize("section", ["environment", "agent"])
+def test_algorithm_sections_are_immutable_on_update(section: str) -> None:
+    old = _with(MINIMAL)
+    new = _with(MINIMAL, **{section: {"environment": {"canvasSize": 32, "gridSize": 16}, "agent": {"preset": "paper"}}[section]})
+    assert admission_errors(new) == []  # fine on create
+    assert any(f"spec.{section} is immutable" in e for e in admission_errors(new, old_spec=old))
+    assert admission_errors(old, old_spec=old) == []
+
+
+def test_mode_is_immutable_and_scaling_is_not() -> None:
+    old = _with(MINIMAL, reward={"kind": "discriminator"})
+    assert any("spec.mode is immutable" in e for e in admission_errors(_with(old, mode="unconditional"), old_spec=old))
+    assert admission_errors(_with(old, actor={"replicas": 5}), old_spec=old) == []
+
+
+def test_every_cel_rule_has_a_rejecting_case() -> None:
+    """Each rule's Python twin can fail: some bad spec above trips it."""
+    tripped = {rule.message for _, spec, *_ in BAD_SPECS for rule in CEL_RULES if rule.message in admission_errors(spec)}
+    transition = {r.message for r in CEL_RULES if "oldSelf" in r.rule}
+    assert tripped | transition == {r.message for r in CEL_RULES}
+
+
+def test_defaults_fill_nested_sections() -> None:
+    defaulted = apply_defaults(_spec_schema(), MINIMAL)
+    assert defaulted["environment"]["canvasSize"] == 64
+    assert defaulted["environment"]["mujoco"]["maxObjects"] == 5
+    assert defaulted["actor"]["resources"]["limits"]["memory"] == "2Gi"
+    assert defaulted["policyLearner"]["resources"]["requests"]["cpu"] == "2"
+    assert defaulted["runPolicy"] == {"backoffLimit": 3, "suspend": False, "cleanPodPolicy": "Running"}
+    # What the API server stores is what the operator parses: the defaults agree.
+    assert parse_spec(defaulted) == parse_spec(MINIMAL)
+
+
+def test_schema_converter_names_unsupported_types() -> None:
+    from spiral_operator.schema import SchemaError, type_schema
+
+    with pytest.raises(SchemaError, match=r"union .* has no structural schema \(only X \| None and int \| str\)"):
+        type_schema(int | float)
+    assert type_schema(int | str) == {"x-kubernetes-int-or-string": True}
+    assert type_schema(float | None) == {"type": "number", "nullable": True}

@@ -1,0 +1,239 @@
+"""The SpiralJob state machine (:func:`lifecycle.decide`) on plain observations: no cluster, no clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from spiral.config import Role
+from spiral_operator import reasons
+from spiral_operator.lifecycle import (
+    Observation,
+    PodObservation,
+    RoleCounts,
+    decide,
+    pod_observation,
+    set_condition,
+    timestamp,
+    workload_counts,
+)
+from spiral_operator.progress import Progress
+from spiral_operator.reasons import ConditionType
+from spiral_operator.spec import parse_spec
+
+T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+BASE: dict[str, Any] = {"image": "img", "training": {"totalFrames": 1000}, "runPolicy": {"backoffLimit": 2}}
+STATEFUL = (Role.POLICY_LEARNER, Role.DISCRIMINATOR_LEARNER, Role.REPLAY)
+
+
+def spec(**run_policy: Any) -> Any:
+    return parse_spec({**BASE, "runPolicy": {**BASE["runPolicy"], **run_policy}})
+
+
+def ready(actors: int = 2) -> dict[Role, RoleCounts]:
+    return {**{r: RoleCounts(1, 1) for r in STATEFUL}, Role.ACTOR: RoleCounts(2, actors)}
+
+
+def pod(role: Role, *, restarts: int = 0, exit_code: int | None = None, generation: int = 0, uid: str = "u1",
+        phase: str = "Running", terminating: bool = False) -> PodObservation:
+    return PodObservation(f"job-{role.value}-0", f"{role.value}-{uid}", role, phase, restarts, generation, exit_code, terminating)
+
+
+def healthy_pods(generation: int = 0, uid: str = "u1") -> list[PodObservation]:
+    return [pod(r, generation=generation, uid=uid) for r in STATEFUL]
+
+
+def obs(roles: dict[Role, RoleCounts] | None = None, pods: list[PodObservation] | None = None, progress: Progress | None = None) -> Observation:
+    return Observation(roles if roles is not None else ready(), pods if pods is not None else healthy_pods(), progress)
+
+
+def cond(status: dict[str, Any], type_: ConditionType) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions", []) if c["type"] == type_.value), None)
+
+
+def test_new_job_is_created_then_running_once_ready() -> None:
+    plan = decide(spec(), "job", {}, obs(roles={}, pods=[]), T0, generation=1)
+    assert plan.status["phase"] == "Created"
+    assert plan.status["startTime"] == timestamp(T0) and plan.status["observedGeneration"] == 1
+    assert plan.status["actorSelector"] == "spiral.dev/job-name=job,spiral.dev/role=actor"
+    assert not plan.restart and plan.stopped == frozenset() and plan.actor_replicas is None
+    plan = decide(spec(), "job", plan.status, obs(), T0)
+    assert plan.status["phase"] == "Running"
+    assert cond(plan.status, ConditionType.RUNNING)["status"] == "True"
+    assert [e.reason for e in plan.events] == [reasons.ALL_ROLES_READY]
+    assert plan.status["actors"] == {"desired": 2, "ready": 2}
+
+
+def test_running_condition_turns_false_when_a_role_is_not_ready() -> None:
+    running = decide(spec(), "job", {}, obs(), T0).status
+    roles = {**ready(), Role.REPLAY: RoleCounts(1, 0)}
+    plan = decide(spec(), "job", running, obs(roles=roles), T0 + dt.timedelta(seconds=5))
+    running_cond = cond(plan.status, ConditionType.RUNNING)
+    assert (running_cond["status"], running_cond["reason"]) == ("False", reasons.ROLES_NOT_READY)
+    assert "replay 0/1" in running_cond["message"]
+
+
+def test_learner_crash_triggers_one_coordinated_restart() -> None:
+    running = decide(spec(), "job", {}, obs(), T0).status
+    crashed = [pod(Role.POLICY_LEARNER, restarts=1, exit_code=1), pod(Role.REPLAY, restarts=1, exit_code=2), pod(Role.DISCRIMINATOR_LEARNER)]
+    plan = decide(spec(), "job", running, obs(pods=crashed), T0)
+    assert plan.restart and plan.restart_generation == 1
+    assert plan.status["restartCount"] == 1 and plan.status["phase"] == "Restarting"
+    restarting = cond(plan.status, ConditionType.RESTARTING)
+    assert (restarting["status"], restarting["reason"]) == ("True", reasons.COORDINATED_RESTART)
+    assert "policy-learner pod job-policy-learner-0 (exit code 1" in restarting["message"] and "restart 1 of backoffLimit 2" in restarting["message"]
+    assert [(e.warning, e.reason) for e in plan.events] == [(True, reasons.COORDINATED_RESTART)]
+    # The same observation again (pods not yet replaced): nothing new is counted.
+    again = decide(spec(), "job", plan.status, obs(pods=crashed), T0 + dt.timedelta(seconds=10))
+    assert not again.restart and again.status["restartCount"] == 1 and again.status["phase"] == "Restarting"
+    # New pods of generation 1, all ready: the restart completed.
+    done = decide(spec(), "job", again.status, obs(pods=healthy_pods(generation=1, uid="u2")), T0 + dt.timedelta(seconds=20))
+    assert done.status["phase"] == "Running"
+    assert cond(done.status, ConditionType.RESTARTING)["reason"] == reasons.RESTART_COMPLETED
+
+
+def test_old_generation_pods_and_actor_crashes_are_not_counted() -> None:
+    status = {**decide(spec(), "job", {}, obs(), T0).status, "restartCount": 1}
+    old = [pod(Role.REPLAY, restarts=3, exit_code=137, generation=0), *healthy_pods(generation=1, uid="u2")[:2]]
+    plan = decide(spec(), "job", status, obs(pods=old), T0)
+    assert not plan.restart and plan.status["restartCount"] == 1
+    actor = PodObservation("job-actor-x", "a", Role.ACTOR, "Running", 5, 0, 1, False)
+    plan = decide(spec(), "job", plan.status, obs(pods=[*healthy_pods(generation=1, uid="u2"), actor]), T0)
+    assert not plan.restart
+
+
+def test_exceeding_backoff_limit_fails_the_job_and_cleans_up() -> None:
+    status = {**decide(spec(), "job", {}, obs(), T0).status, "restartCount": 2}
+    crashed = [pod(Role.DISCRIMINATOR_LEARNER, restarts=1, exit_code=1, generation=2), *healthy_pods(generation=2)[::2]]
+    plan = decide(spec(), "job", status, obs(pods=crashed), T0)
+    assert plan.status["phase"] == "Failed" and not plan.restart
+    failed = cond(plan.status, ConditionType.FAILED)
+    assert failed["reason"] == reasons.BACKOFF_LIMIT_EXCEEDED and "backoffLimit is 2" in failed["message"]
+    assert cond(plan.status, ConditionType.RUNNING)["status"] == "False"
+    assert plan.status["completionTime"] == timestamp(T0)
+    assert plan.stopped == frozenset({Role.ACTOR, Role.DISCRIMINATOR_LEARNER, Role.REPLAY})  # cleanPodPolicy Running
+
+
+def test_pod_phase_failed_counts_as_a_crash() -> None:
+    running = decide(spec(), "job", {}, obs(), T0).status
+    plan = decide(spec(), "job", running, obs(pods=[pod(Role.REPLAY, phase="Failed"), *healthy_pods()[:2]]), T0)
+    assert plan.restart
+
+
+@pytest.mark.parametrize(("policy", "stopped"), [("All", set(Role)), ("Running", set(Role) - {Role.POLICY_LEARNER}), ("None", set())])
+def test_learner_exit_zero_succeeds_and_honours_clean_pod_policy(policy: str, stopped: set[Role]) -> None:
+    running = decide(spec(), "job", {}, obs(), T0).status
+    done = [pod(Role.POLICY_LEARNER, restarts=1, exit_code=0), *healthy_pods()[1:]]
+    plan = decide(spec(cleanPodPolicy=policy), "job", running, obs(pods=done), T0)
+    assert plan.status["phase"] == "Succeeded"
+    assert cond(plan.status, ConditionType.SUCCEEDED)["reason"] == reasons.BUDGET_REACHED
+    assert plan.stopped == frozenset(stopped)
+    # Terminal: later passes keep cleaning up and never restart.
+    later = decide(spec(cleanPodPolicy=policy), "job", plan.status, obs(pods=[pod(Role.REPLAY, restarts=9, exit_code=1)]), T0)
+    assert later.status["phase"] == "Succeeded" and not later.restart and later.stopped == frozenset(stopped)
+
+
+def test_exit_zero_of_a_terminating_or_stale_learner_is_not_success() -> None:
+    status = {**decide(spec(), "job", {}, obs(), T0).status, "restartCount": 1}
+    for learner in (pod(Role.POLICY_LEARNER, exit_code=0, terminating=True, generation=1), pod(Role.POLICY_LEARNER, exit_code=0, generation=0)):
+        plan = decide(spec(), "job", status, obs(pods=[learner]), T0)
+        assert plan.status["phase"] != "Succeeded"
+
+
+def test_active_deadline_fails_the_job() -> None:
+    status = decide(spec(activeDeadlineSeconds=60), "job", {}, obs(), T0).status
+    assert decide(spec(activeDeadlineSeconds=60), "job", status, obs(), T0 + dt.timedelta(seconds=59)).status["phase"] == "Running"
+    plan = decide(spec(activeDeadlineSeconds=60), "job", status, obs(), T0 + dt.timedelta(seconds=60))
+    assert plan.status["phase"] == "Failed"
+    assert cond(plan.status, ConditionType.FAILED)["reason"] == reasons.DEADLINE_EXCEEDED
+
+
+def test_suspend_then_resume_restarts_the_deadline_clock() -> None:
+    status = decide(spec(activeDeadlineSeconds=60), "job", {}, obs(), T0).status
+    suspended = decide(spec(suspend=True, activeDeadlineSeconds=60), "job", status, obs(), T0 + dt.timedelta(seconds=30))
+    assert suspended.status["phase"] == "Suspended"
+    assert cond(suspended.status, ConditionType.SUSPENDED)["reason"] == reasons.SUSPENDED_BY_USER
+    assert cond(suspended.status, ConditionType.RUNNING)["status"] == "False"
+    # Crashes while suspended are not failures (pods are going away on purpose).
+    quiet = decide(spec(suspend=True), "job", suspended.status, obs(pods=[pod(Role.REPLAY, restarts=2, exit_code=143)]), T0)
+    assert not quiet.restart and quiet.events == ()
+    resumed = decide(spec(activeDeadlineSeconds=60), "job", suspended.status, obs(roles={}, pods=[]), T0 + dt.timedelta(seconds=1000))
+    assert resumed.status["phase"] == "Created" and resumed.status["startTime"] == timestamp(T0 + dt.timedelta(seconds=1000))
+    suspended_cond = cond(resumed.status, ConditionType.SUSPENDED)
+    assert (suspended_cond["status"], suspended_cond["reason"]) == ("False", reasons.RESUMED)
+
+
+def test_ttl_after_finished_asks_for_deletion() -> None:
+    finished = {"phase": "Succeeded", "completionTime": timestamp(T0)}
+    assert not decide(spec(ttlSecondsAfterFinished=30), "job", finished, obs(), T0 + dt.timedelta(seconds=29)).delete_job
+    plan = decide(spec(ttlSecondsAfterFinished=30), "job", finished, obs(), T0 + dt.timedelta(seconds=30))
+    assert plan.delete_job and plan.events[0].reason == reasons.TTL_EXPIRED
+    assert not decide(spec(), "job", finished, obs(), T0 + dt.timedelta(days=30)).delete_job
+
+
+AUTOSCALE = {**BASE, "actor": {"replicas": 2, "minReplicas": 1, "maxReplicas": 3, "autoscaling": {"enabled": True, "cooldownSeconds": 60}}}
+
+
+def _progress(queue: float) -> Progress:
+    return Progress(frames=10, policy_version=1, episode_reward=None, held_out_l2=None, queue_depth=queue)
+
+
+@pytest.mark.parametrize(
+    ("replicas", "ready_actors", "queue", "want"),
+    [
+        (2, 2, 0.0, 3),  # starving learner, all actors up: one more
+        (2, 1, 0.0, None),  # an actor is still starting: wait
+        (3, 3, 0.0, None),  # at maxReplicas
+        (2, 2, 65.0, 1),  # > 2 × batch 32 waiting: one fewer
+        (1, 1, 65.0, None),  # at minReplicas
+        (2, 2, 10.0, None),  # healthy queue: leave it
+    ],
+)
+def test_autoscaler_rule(replicas: int, ready_actors: int, queue: float, want: int | None) -> None:
+    job = parse_spec({**AUTOSCALE, "actor": {**AUTOSCALE["actor"], "replicas": replicas}})
+    roles = {**ready(), Role.ACTOR: RoleCounts(replicas, ready_actors)}
+    running = decide(job, "job", {}, obs(roles=roles), T0).status
+    plan = decide(job, "job", running, obs(roles=roles, progress=_progress(queue)), T0)
+    assert plan.actor_replicas == want
+    if want is not None:
+        assert plan.status["lastScaleTime"] == timestamp(T0)
+        assert any(e.reason == reasons.ACTORS_SCALED for e in plan.events)
+
+
+def test_autoscaler_cooldown_and_disabled() -> None:
+    job = parse_spec(AUTOSCALE)
+    running = {**decide(job, "job", {}, obs(), T0).status, "lastScaleTime": timestamp(T0)}
+    assert decide(job, "job", running, obs(progress=_progress(0)), T0 + dt.timedelta(seconds=59)).actor_replicas is None
+    assert decide(job, "job", running, obs(progress=_progress(0)), T0 + dt.timedelta(seconds=60)).actor_replicas == 3
+    assert decide(spec(), "job", running, obs(progress=_progress(0)), T0 + dt.timedelta(seconds=60)).actor_replicas is None
+
+
+def test_progress_is_copied_into_status() -> None:
+    plan = decide(spec(), "job", {}, obs(progress=Progress(1234, 7, -0.5, 0.02, 3.0)), T0)
+    assert plan.status["progress"] == {"frames": 1234, "policyVersion": 7, "episodeReward": -0.5, "heldOutL2": 0.02,
+                                       "queueDepth": 3.0, "updateTime": timestamp(T0)}
+
+
+def test_set_condition_keeps_transition_time_unless_status_flips() -> None:
+    first = set_condition([], ConditionType.RUNNING, True, "A", "a", T0)
+    same = set_condition(first, ConditionType.RUNNING, True, "B", "b", T0 + dt.timedelta(hours=1))
+    assert same[0]["lastTransitionTime"] == timestamp(T0) and same[0]["reason"] == "B"
+    flipped = set_condition(same, ConditionType.RUNNING, False, "C", "c", T0 + dt.timedelta(hours=2))
+    assert flipped[0]["lastTransitionTime"] == timestamp(T0 + dt.timedelta(hours=2))
+    assert len(set_condition(flipped, ConditionType.FAILED, True, "D", "d", T0)) == 2
+
+
+def test_pod_observation_reads_a_real_pod_shape() -> None:
+    raw = {
+        "metadata": {"name": "job-replay-0", "uid": "abc", "labels": {"spiral.dev/role": "replay"},
+                     "annotations": {"spiral.dev/restart-generation": "3"}, "deletionTimestamp": "2026-01-01T00:00:00Z"},
+        "status": {"phase": "Running", "containerStatuses": [
+            {"name": "replay", "restartCount": 2, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+             "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]},
+    }
+    assert pod_observation(raw) == PodObservation("job-replay-0", "abc", Role.REPLAY, "Running", 2, 3, 137, True)
+    assert pod_observation({"metadata": {"labels": {"spiral.dev/role": "other"}}}) is None
+    assert workload_counts(None) == RoleCounts(0, 0)
+    assert workload_counts({"spec": {"replicas": 3}, "status": {}}) == RoleCounts(3, 0)
