@@ -3,8 +3,9 @@
 The flags mirror ``kopf run`` (``--namespace``, ``--all-namespaces``, ``--liveness``, ``--debug``,
 ``--quiet``, ``--log-format``) so the Helm chart can pass the same arguments. Serves Prometheus
 metrics on ``--metrics-port`` (8080) and Kopf's liveness probe at ``--liveness``
-(``http://0.0.0.0:8081/healthz``). Credentials: the pod's service account in-cluster, else the local
-kubeconfig.
+(``http://0.0.0.0:8081/healthz``). Settings come from flags only (no environment variables of its own); each
+SpiralJob names its image in ``spec.image``. Credentials: the pod's service account in-cluster, else
+the local kubeconfig. The permissions it needs are listed in :mod:`spiral_operator.rbac`.
 """
 
 from __future__ import annotations
@@ -34,12 +35,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parse the flags and run the operator until SIGTERM/SIGINT."""
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The flags as ``main`` sees them (the Helm chart's rendered args are tested against this).
+
+    Raises:
+        SystemExit: an unknown flag, a bad value, or neither ``--namespace`` nor ``--all-namespaces``
+            (argparse prints the usage and the reason to stderr first).
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     if not args.namespace and not args.all_namespaces:
         parser.error("choose the scope: --namespace NS (repeatable) or --all-namespaces")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the flags and run the operator until SIGTERM/SIGINT."""
+    args = parse_args(argv)
 
     # Heavy imports only after --help and flag errors, so those stay instant.
     import kopf

@@ -142,6 +142,7 @@ class RewardConfig(_Frozen):
     temporal_credit: bool = Field(False, description="SPIRAL++: r_t = f(c_t) − f(c_{t−1}) instead of a final-step reward.")
     stroke_penalty: float = Field(0.0, ge=0.0, description="Subtracted for each new continuous stroke (paper's MNIST setting).")
     scale: float = Field(1.0, gt=0.0, description="Multiplies the reward before learning.")
+    blur_sigma: float = Field(0.0, ge=0.0, le=16.0, description="Gaussian blur (pixels) of canvas and target before −L2: near misses earn partial credit. 0 = plain L2. Evaluation always uses plain L2.")
 
 
 # ----------------------------------------------------------------------------------- learner ---
@@ -272,6 +273,7 @@ class TrainConfig(_Frozen):
     num_actors: int = Field(2, ge=1, le=1024, description="Actor processes (`spiral train`) or pods.")
     total_frames: int | None = Field(None, gt=0, description="Budget in environment steps; one of frames/updates.")
     total_updates: int | None = Field(None, gt=0, description="Budget in policy updates.")
+    max_wall_minutes: float | None = Field(None, gt=0.0, description="Also stop after this much wall-clock time (for fixed-time comparisons such as '30 CPU-minutes').")
     seed: int = Field(0)
     torch_threads: int | None = Field(None, ge=1, le=256, description="torch intra-op threads per process; None = torch's default. The launcher gives each service 1 on small machines.")
     output_dir: Path = Field(Path("runs/spiral"), description="Checkpoints, PNG grids, logs.")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlsplit
+
 import helm_python as helm
+import pytest
 
 import chartkit
+from spiral_operator.__main__ import parse_args
 
 
 def _container(release: chartkit.Rendered) -> dict:
@@ -16,14 +21,58 @@ def test_runs_spiral_operator_from_the_project_image(default_release: chartkit.R
     container = _container(default_release)
     assert container["command"] == ["spiral-operator"]
     assert container["image"] == "ghcr.io/spiral-k8s/spiral:0.1.0"  # tag defaults to appVersion
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["SPIRAL_IMAGE"] == container["image"]
+    # spiral-operator reads no environment of its own: everything is a flag.
+    assert "env" not in container
 
 
 def test_cluster_scope_watches_all_namespaces(default_release: chartkit.Rendered) -> None:
     args = _container(default_release)["args"]
     assert "--all-namespaces" in args and not any(a.startswith("--namespace") for a in args)
-    assert "--liveness=http://0.0.0.0:8081/healthz" in args and "--log-format=json" in args
+    assert "--liveness=http://0.0.0.0:8081/healthz" in args and "--log-format=json" in args and "--metrics-port=8080" in args
+
+
+# --------------------------------------------------- the rendered args against the real CLI ---
+
+ARG_CASES = [pytest.param(chartkit.load_value_set(name), id=name) for name in chartkit.value_sets()] + [
+    pytest.param({"rbac": {"scope": "namespace"}, "logging": {"level": "warning"}}, id="namespace-quiet"),
+    pytest.param({"operator": {"metricsPort": 9100, "healthPort": 9101}}, id="custom-ports"),
+]
+
+
+@pytest.mark.parametrize("values", ARG_CASES)
+def test_spiral_operator_accepts_the_rendered_args_and_they_match_the_pod(chart: helm.Chart, values: dict[str, Any]) -> None:
+    """The operator's own parser takes the args as rendered, and what it parses agrees with the
+    container ports, the probes, the RBAC scope and the logging values."""
+    release = chartkit.render(chart, values)
+    container = _container(release)
+    args = parse_args(container["args"])  # SystemExit (test error) on a flag spiral-operator does not know
+
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert args.metrics_port == ports["metrics"]
+    liveness = urlsplit(args.liveness)
+    assert liveness.port == ports["health"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": liveness.path, "port": "health"}
+
+    if values.get("rbac", {}).get("scope", "cluster") == "cluster":
+        assert args.all_namespaces and not args.namespace
+    else:
+        assert not args.all_namespaces
+        assert args.namespace == values.get("operator", {}).get("watchNamespaces", [chartkit.NAMESPACE])
+    if values.get("rbac", {}).get("create", True):  # the Roles, if any, cover exactly the watched namespaces
+        assert sorted(args.namespace) == sorted(r["metadata"]["namespace"] for r in release.of_kind("Role"))
+
+    log_values = {"level": "info", "format": "json", **values.get("logging", {})}
+    assert args.log_format == log_values["format"]
+    assert (args.debug, args.quiet) == (log_values["level"] == "debug", log_values["level"] == "warning")
+
+
+def test_spiral_operator_rejects_an_unknown_flag_the_chart_could_pass(chart: helm.Chart, capsys: pytest.CaptureFixture[str]) -> None:
+    # The parser the test above relies on really refuses what the operator would refuse at start-up.
+    args = _container(chartkit.render(chart, {"operator": {"extraArgs": ["--standalone"]}}))["args"]
+    with pytest.raises(SystemExit):
+        parse_args(args)
+    assert "unrecognized arguments: --standalone" in capsys.readouterr().err
 
 
 def test_namespace_scope_watches_listed_namespaces_with_debug_logging(rendered_sets: dict[str, chartkit.Rendered]) -> None:
@@ -38,8 +87,8 @@ def test_namespace_scope_defaults_to_release_namespace(chart: helm.Chart) -> Non
 
 
 def test_explicit_args_replace_derived_ones(chart: helm.Chart) -> None:
-    args = _container(chartkit.render(chart, {"operator": {"args": ["--standalone", "-A"]}}))["args"]
-    assert args == ["--standalone", "-A"]
+    args = _container(chartkit.render(chart, {"operator": {"args": ["-A", "--monitor-interval=30"]}}))["args"]
+    assert args == ["-A", "--monitor-interval=30"]
 
 
 def test_digest_pins_image_and_pull_settings_apply(rendered_sets: dict[str, chartkit.Rendered]) -> None:
@@ -51,8 +100,8 @@ def test_digest_pins_image_and_pull_settings_apply(rendered_sets: dict[str, char
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]
     assert pod["priorityClassName"] == "system-cluster-critical"
     assert pod["tolerations"][0]["key"] == "dedicated" and pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
-    assert container["args"][-1] == "--standalone"
-    assert {"name": "SPIRAL_LOG_EXTRA", "value": "1"} in container["env"]
+    assert container["args"][-1] == "--monitor-interval=30"
+    assert container["env"] == [{"name": "SPIRAL_LOG_EXTRA", "value": "1"}]
 
 
 def test_security_context_is_hardened(default_release: chartkit.Rendered) -> None:

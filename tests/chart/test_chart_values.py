@@ -55,6 +55,16 @@ VALIDATE_CASES = [
         id="all-namespaces-with-role",
     ),
     pytest.param(
+        {"operator": {"extraArgs": ["--metrics-port=9999"]}},
+        'operator.extraArgs contains "--metrics-port=9999", which the chart already derives from operator.metricsPort',
+        id="extra-args-repeat-derived-flag",
+    ),
+    pytest.param(
+        {"operator": {"extraArgs": ["-q"]}},
+        'operator.extraArgs contains "-q", which the chart already derives from logging.level',
+        id="extra-args-repeat-short-flag",
+    ),
+    pytest.param(
         {"operator": {"watchNamespaces": ["team-a"]}},
         'operator.watchNamespaces=[team-a] is only used with rbac.scope=namespace (got rbac.scope="cluster")',
         id="watch-namespaces-with-cluster-scope",

@@ -4,6 +4,10 @@ KMock stores objects and streams watch events but runs no controllers, so the te
 StatefulSet/Deployment controllers and the kubelet: they patch ``status.readyReplicas`` and create
 or patch pods. The policy learner's /metrics is a real prometheus_client HTTP server fed by
 ``spiral.metrics``.
+
+KMock also records every request, so each test ends with an RBAC audit: every request the operator
+sent (Kopf's and :class:`KubeApi`'s, told from the test's own by the User-Agent) must be allowed by
+:data:`spiral_operator.rbac.REQUIRED_RULES` in a Role of the watched namespace.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -29,12 +34,14 @@ from spiral_operator.handlers import Deps, build_registry, build_settings
 from spiral_operator.kube import KubeApi
 from spiral_operator.metrics import create_operator_metrics
 from spiral_operator.progress import url_fetcher
+from spiral_operator.rbac import REQUIRED_RULES, Grant, grants
 
 NS = "ns1"
 JOB = "paint"
 JOBS = "spiral.dev/v1alpha1/spiraljobs"
 INTERVAL = 0.2
-
+#: User-Agent of the test's own API calls (creating and patching jobs), left out of the RBAC audit.
+TEST_USER_AGENT = "spiral-tests"
 
 
 def _declare_resources(server: kmock.KubernetesEmulator) -> None:
@@ -44,7 +51,8 @@ def _declare_resources(server: kmock.KubernetesEmulator) -> None:
     )
     for key, kind in [("v1/pods", "Pod"), ("v1/events", "Event"), ("v1/services", "Service"), ("v1/configmaps", "ConfigMap"),
                       ("v1/persistentvolumeclaims", "PersistentVolumeClaim"), ("apps/v1/statefulsets", "StatefulSet"),
-                      ("apps/v1/deployments", "Deployment"), ("networking.k8s.io/v1/networkpolicies", "NetworkPolicy")]:
+                      ("apps/v1/deployments", "Deployment"), ("networking.k8s.io/v1/networkpolicies", "NetworkPolicy"),
+                      ("monitoring.coreos.com/v1/servicemonitors", "ServiceMonitor")]:
         server.resources[key] = kmock.ResourceInfo(kind=kind, namespaced=True, verbs={"get", "list", "watch", "create", "patch", "delete"})
     # Kopf waits for these two to be discoverable before it starts watching anything.
     server.resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs={"get", "list", "watch"})
@@ -81,6 +89,52 @@ class VersionedEmulator(kmock.KubernetesEmulator):
         return await super()._render_error(exc)
 
 
+# ------------------------------------------------------------------------------------ RBAC ---
+
+#: Discovery URLs (Kopf's resource scan): non-resource URLs that the default ``system:discovery``
+#: ClusterRole grants every authenticated user, so the chart need not.
+_DISCOVERY = re.compile(r"^/(version|api|api/v1|apis|apis/[^/]+/[^/]+)/?$")
+_WRITE_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+
+
+def rbac_grant(request: Any) -> Grant | None:
+    """The (apiGroup, resource[/subresource], verb) the API server's RBAC authoriser checks for a
+    request, as in Kubernetes' RequestInfo; None for a non-resource URL."""
+    if request.resource is None or not request.resource.plural:
+        return None
+    resource = f"{request.resource.plural}/{request.subresource}" if request.subresource else request.resource.plural
+    method = str(request.method.value).upper()
+    if method == "GET":
+        verb = "watch" if request.params.get("watch") in ("true", "1") else "get" if request.name else "list"
+    elif method == "DELETE":
+        verb = "delete" if request.name else "deletecollection"
+    else:
+        verb = _WRITE_VERBS[method]
+    return Grant(request.resource.group or "", resource, verb)
+
+
+def audit(server: kmock.KubernetesEmulator) -> tuple[set[Grant], list[str]]:
+    """(grants the operator used, requests REQUIRED_RULES in a Role of namespace NS would deny)."""
+    allowed = grants(REQUIRED_RULES)
+    used: set[Grant] = set()
+    denied: list[str] = []
+    for request in list(server):
+        if request.headers.get("User-Agent") == TEST_USER_AGENT:
+            continue
+        where = f"{request.method.value} {request.url.path} (User-Agent {request.headers.get('User-Agent')!r})"
+        grant = rbac_grant(request)
+        if grant is None:
+            if str(request.method.value).upper() != "GET" or not _DISCOVERY.match(request.url.path):
+                denied.append(f"{where}: a non-resource URL other than discovery")
+            continue
+        used.add(grant)
+        if grant not in allowed:
+            denied.append(f"{where}: needs {grant}, which REQUIRED_RULES does not grant")
+        if request.namespace != NS:
+            denied.append(f"{where}: outside the watched namespace {NS!r}, so a Role there cannot allow it")
+    return used, denied
+
+
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60), pytest.mark.kmock(cls=VersionedEmulator)]
 
 
@@ -108,7 +162,7 @@ class Cluster:
 
     def __init__(self, server: kmock.KubernetesEmulator) -> None:
         self.server = server
-        self.api = KubeApi.for_host(str(server.url))
+        self.api = KubeApi.for_host(str(server.url), user_agent=TEST_USER_AGENT)
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -222,6 +276,8 @@ async def running(kmock: kmock.KubernetesEmulator) -> AsyncIterator[tuple[Cluste
         await asyncio.to_thread(thread.join, 10)
         assert not thread.is_alive(), "operator did not stop"
         learner.close()
+    _, denied = audit(kmock)
+    assert not denied, "the operator made requests its RBAC rules deny:\n" + "\n".join(denied)
 
 
 async def test_create_renders_owned_children_and_status(running: Any) -> None:
@@ -402,3 +458,42 @@ async def test_delete_releases_the_job(running: Any) -> None:
     await eventually(lambda: cluster.job() and "spiral.dev/finalizer" in cluster.job()["metadata"].get("finalizers", []), what="finalizer")
     await cluster.delete_job()
     await eventually(lambda: cluster.job() is None, what="job deleted")
+
+
+async def test_operator_needs_every_rbac_rule_and_reverts_drift_in_its_children(running: Any, kmock: kmock.KubernetesEmulator) -> None:
+    """A job's whole life (children incl. a ServiceMonitor, drift, restart, success, TTL) uses each
+    requested grant of REQUIRED_RULES: the list has nothing to spare (the fixture checks nothing is missing)."""
+    cluster, _, _ = running
+    spec = {**SPEC, "monitoring": {"serviceMonitor": True},
+            "runPolicy": {"backoffLimit": 1, "ttlSecondsAfterFinished": 1, "cleanPodPolicy": "All"}}
+    await cluster.create_job(spec)
+    children = [("v1/configmaps", f"{JOB}-config"), ("v1/persistentvolumeclaims", f"{JOB}-checkpoints"), ("v1/services", f"{JOB}-replay"),
+                ("apps/v1/statefulsets", f"{JOB}-replay"), ("apps/v1/deployments", f"{JOB}-actor"),
+                ("networking.k8s.io/v1/networkpolicies", f"{JOB}-grpc"), ("monitoring.coreos.com/v1/servicemonitors", JOB)]
+    for resource, name in children:
+        await eventually(lambda: cluster.obj(resource, name), what=f"{resource} {name}")
+
+    # Someone edits a label the operator owns on every child: the next pass patches it back.
+    for resource, name in children:
+        cluster.server.objects[resource, NS, name].patch({"metadata": {"labels": {"spiral.dev/job-name": "edited"}}})
+    for resource, name in children:
+        await eventually(lambda: cluster.obj(resource, name)["metadata"]["labels"]["spiral.dev/job-name"] == JOB, what=f"{name} reverted")
+
+    # A learner crash: the coordinated restart deletes the old pods.
+    await cluster.all_ready()
+    for role in ("policy-learner", "discriminator-learner", "replay"):
+        await cluster.put_pod(role, uid=f"{role}-a")
+    await eventually(lambda: cluster.job()["status"]["phase"] == "Running", what="Running")
+    await cluster.put_pod("policy-learner", uid="policy-learner-a", restarts=1, exit_code=1)
+    await eventually(lambda: cluster.obj("v1/pods", f"{JOB}-replay-0") is None, what="old pods deleted")
+
+    # The learner finishes: Succeeded, then the TTL deletes the job.
+    await cluster.put_pod("policy-learner", uid="policy-learner-b", restarts=1, exit_code=0, generation=1)
+    await eventually(lambda: cluster.job() is None, what="TTL deletion")
+    await eventually(lambda: "BudgetReached" in cluster.event_reasons(), what="events")
+
+    used, denied = audit(kmock)
+    assert not denied, denied
+    requested = grants(rule for rule in REQUIRED_RULES if rule.requested)
+    assert sorted(requested - used) == [], "granted but never used; drop them from REQUIRED_RULES or explain"
+    assert used == requested

@@ -93,8 +93,8 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{/*
-The operator's arguments: operator.args verbatim, else derived from the scope, probes and logging.
-Rendered as a YAML list.
+The operator's arguments: operator.args verbatim, else derived from the scope, ports and logging.
+Rendered as a YAML list; spiral_operator.__main__.parse_args must accept it (tests/chart/test_chart_operator.py).
 */}}
 {{- define "spiral.operatorArgs" -}}
 {{- if .Values.operator.args }}
@@ -108,6 +108,7 @@ Rendered as a YAML list.
 {{- $args = append $args (printf "--namespace=%s" .) }}
 {{- end }}
 {{- end }}
+{{- $args = append $args (printf "--metrics-port=%d" (int .Values.operator.metricsPort)) }}
 {{- $args = append $args (printf "--liveness=http://0.0.0.0:%d/healthz" (int .Values.operator.healthPort)) }}
 {{- if eq .Values.logging.level "debug" }}
 {{- $args = append $args "--debug" }}

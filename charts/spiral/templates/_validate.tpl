@@ -22,6 +22,15 @@ got and what is valid (STYLE.md §4). Included once, by operator/deployment.yaml
 {{- fail (printf "operator.watchNamespaces=%v is only used with rbac.scope=namespace (got rbac.scope=%q); with \"cluster\" the operator watches every namespace" $v.operator.watchNamespaces $v.rbac.scope) }}
 {{- end }}
 {{- end }}
+{{- if not $v.operator.args }}
+{{- $derived := dict "--namespace" "rbac.scope and operator.watchNamespaces" "-n" "rbac.scope and operator.watchNamespaces" "--all-namespaces" "rbac.scope" "-A" "rbac.scope" "--metrics-port" "operator.metricsPort" "--liveness" "operator.healthPort" "--debug" "logging.level" "-d" "logging.level" "-v" "logging.level" "--verbose" "logging.level" "--quiet" "logging.level" "-q" "logging.level" "--log-format" "logging.format" }}
+{{- range $v.operator.extraArgs }}
+{{- $flag := regexReplaceAll "=.*$" (toString .) "" }}
+{{- if hasKey $derived $flag }}
+{{- fail (printf "operator.extraArgs contains %q, which the chart already derives from %s; set that value instead (or give the whole list in operator.args)" . (get $derived $flag)) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if and $v.rbac.create (ne $v.rbac.scope "cluster") $v.metrics.jobs.podMonitor.enabled }}
 {{- range $v.metrics.jobs.podMonitor.namespaces }}
 {{- if not (has . (include "spiral.watchNamespaces" $ | splitList ",")) }}

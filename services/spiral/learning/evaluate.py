@@ -33,19 +33,28 @@ def mean_l2(canvases: torch.Tensor, targets: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def reconstruct(env: BatchedEnv, policy: torch.nn.Module, targets: torch.Tensor, batch_size: int) -> Reconstruction:
-    """Paint every target with the greedy policy, ``batch_size`` at a time."""
+def reconstruct(
+    env: BatchedEnv, policy: torch.nn.Module, targets: torch.Tensor, batch_size: int, greedy: bool = True, seed: int = 0
+) -> Reconstruction:
+    """Paint every target, ``batch_size`` at a time: greedily (argmax per component) or by sampling.
+
+    Both are reported: an agent whose paint probability stays under ½ never paints greedily, yet
+    its sampled programs may already reconstruct well.
+    """
     canvases, actions = [], []
     was_training = policy.training
     policy.eval()
+    rng_state = torch.get_rng_state()
+    torch.manual_seed(seed)  # sampled evaluation is reproducible and leaves the training RNG alone
     try:
         for start in range(0, targets.shape[0], batch_size):
             chunk = targets[start : start + batch_size]
-            rollout = collect_rollout(env, policy, chunk, None, chunk.shape[0], greedy=True)
+            rollout = collect_rollout(env, policy, chunk, None, chunk.shape[0], greedy=greedy)
             canvases.append(rollout.final_canvas)
             actions.append(rollout.actions)
     finally:
         policy.train(was_training)
+        torch.set_rng_state(rng_state)
     painted = torch.cat(canvases)
     return Reconstruction(targets, painted, torch.cat(actions, dim=1), mean_l2(painted, targets))
 

@@ -84,6 +84,7 @@ class SingleProcessTrainer:
         self.run_log = RunLog(self.out / "metrics.jsonl")
         self.eval_targets = self.dataset.held_out[:EVAL_SIZE] if cfg.mode == Mode.CONDITIONAL else None
         self._baselines: Baselines | None = None
+        self._started = time.monotonic()
         if resume and find_checkpoint(self.out / "checkpoints") is not None:
             self.restore(self.out / "checkpoints")
 
@@ -92,8 +93,11 @@ class SingleProcessTrainer:
     @property
     def done(self) -> bool:
         c = self.cfg
-        return (c.total_frames is not None and self.counters.frames >= c.total_frames) or (
-            c.total_updates is not None and self.counters.updates >= c.total_updates
+        out_of_time = c.max_wall_minutes is not None and time.monotonic() - self._started > 60 * c.max_wall_minutes
+        return (
+            out_of_time
+            or (c.total_frames is not None and self.counters.frames >= c.total_frames)
+            or (c.total_updates is not None and self.counters.updates >= c.total_updates)
         )
 
     @property
@@ -168,11 +172,13 @@ class SingleProcessTrainer:
             if self._baselines is None:
                 self._baselines = baselines(self.env, self.eval_targets, batch, seed=self.cfg.seed)
             result = reconstruct(self.env, self.policy, self.eval_targets, batch)
+            sampled = reconstruct(self.env, self.policy, self.eval_targets, batch, greedy=False)
             if write_images:
                 pairs = torch.stack((result.targets[:32], result.canvases[:32]), dim=1)  # target above its painting
                 save_grid(_pair_rows(pairs), images / f"reconstructions-{self.counters.updates:07d}.png", nrow=16, scale=2)
             return {
                 "eval/held_out_l2": result.l2,
+                "eval/held_out_l2_sampled": sampled.l2,
                 "eval/blank_l2": self._baselines.blank_l2,
                 "eval/random_l2": self._baselines.random_l2,
             }
@@ -252,7 +258,7 @@ class SingleProcessTrainer:
     def write_curves(self) -> Path:
         keys = ("charts/episode_reward", "losses/entropy")
         if self.eval_targets is not None:
-            keys = ("eval/held_out_l2",) + keys
+            keys = ("eval/held_out_l2", "eval/held_out_l2_sampled") + keys
         hlines = {}
         if self._baselines is not None:
             hlines = {"blank canvas": self._baselines.blank_l2, "random policy": self._baselines.random_l2}

@@ -14,7 +14,7 @@ from spiral.agents import Discriminator, SpiralPolicy
 from spiral.config import ConditioningMode, DiscriminatorConfig, LearnerConfig, Mode, RewardConfig, RewardKind
 from spiral.envs.spec import Component
 from spiral.learning.losses import a2c_vtrace_loss, clip_gradients, discriminator_inputs, discriminator_loss
-from spiral.learning.rewards import compute_rewards, discriminator_scores, l2_scores
+from spiral.learning.rewards import compute_rewards, discriminator_scores, gaussian_blur, l2_scores
 from spiral.learning.rollout import Rollout
 
 
@@ -55,6 +55,8 @@ def canvas_scores(
     if reward.kind == RewardKind.L2:
         if rollout.targets is None:
             raise ValueError("reward.kind 'l2' needs targets; this rollout has none (unconditional)")
+        if reward.blur_sigma > 0:
+            return l2_scores(gaussian_blur(canvases, reward.blur_sigma), gaussian_blur(rollout.targets, reward.blur_sigma))
         return l2_scores(canvases, rollout.targets)
     if discriminator is None:
         raise ValueError("reward.kind 'discriminator' needs discriminator weights; none were given")

@@ -62,6 +62,11 @@ logger = logging.getLogger(__name__)
 ACTOR_ID_ENV = "SPIRAL_ACTOR_ID"
 #: Seconds between GetStatus polls (the learner lingers 3 s after done: several polls fit).
 STATUS_POLL_SECONDS = 0.5
+#: Trajectories an actor may have played but not yet had acknowledged. One: the actor waits for
+#: the learner to queue its trajectory before playing the next, so each actor adds at most one
+#: trajectory (one version) of policy lag. The learner is the bottleneck on a few cores anyway; a
+#: waiting actor leaves it the CPU. (With 2 in flight the default preset's mean lag was ~7.)
+MAX_OUTSTANDING = 1
 #: Statuses after which resending cannot help.
 _PERMANENT = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 
@@ -111,6 +116,8 @@ class Actor:
         self.done = threading.Event()
         self.fatal: SpiralServiceError | None = None
         self._send_queue: queue.Queue[trajectory_pb2.Trajectory] = queue.Queue(maxsize=1)
+        # Trajectories played but not yet acknowledged by the learner (see MAX_OUTSTANDING).
+        self._outstanding = threading.BoundedSemaphore(MAX_OUTSTANDING)
         self._replay_queue: queue.Queue[ImageBatch] = queue.Queue(maxsize=2)
         self._channel = create_channel(cfg.services.policy_learner_address, cfg.services, options=CHANNEL_OPTIONS)
         self._stub = services_pb2_grpc.PolicyLearnerStub(self._channel)
@@ -181,6 +188,7 @@ class Actor:
                 if summary.num_trajectories:
                     self.trajectories_sent += 1
                 break
+            self._outstanding.release()
 
     # ----------------------------------------------------------------------- replay thread ---
 
@@ -233,6 +241,12 @@ class Actor:
             except queue.Full:
                 continue
 
+    def _acquire_slot(self) -> bool:
+        while not self._finished():
+            if self._outstanding.acquire(timeout=POLL_SECONDS):
+                return True
+        return False
+
     def play_once(self) -> None:
         """One batch of episodes with the loaded weights, handed to the sender (and replay)."""
         batch = self.cfg.num_envs
@@ -274,7 +288,9 @@ class Actor:
         logger.info("actor %s: %d envs, learner %s", self.actor_id, self.cfg.num_envs, self.cfg.services.policy_learner_address)
         try:
             while not self._finished():
-                if not self._load_newest(subscriber):
+                # Wait for the previous trajectory's acknowledgment *before* taking the newest
+                # weights: the next batch then acts with the freshest policy.
+                if not self._acquire_slot() or not self._load_newest(subscriber):
                     break
                 self.play_once()
         finally:

@@ -1,41 +1,17 @@
 {{/*
-The operator's permissions, least privilege: exactly what the reconcilers touch. Shared by the
-ClusterRole (rbac.scope=cluster) and the per-namespace Roles (rbac.scope=namespace).
+The operator's rules, least privilege. They are generated from the operator's own list
+(operator/spiral_operator/rbac.py, `python -m spiral_operator.rbac`) into files/rbac/ and granted
+unchanged, by the ClusterRole (rbac.scope=cluster) or by one Role per watched namespace
+(rbac.scope=namespace). All of them are namespaced: the operator runs Kopf standalone (no peering
+objects) with resource scanning off (no CRD or Namespace watch), so nothing cluster-scoped is needed.
 */}}
-{{- define "spiral.rbac.namespacedRules" -}}
-- apiGroups: ["spiral.dev"]
-  resources: ["spiraljobs"]
-  verbs: ["get", "list", "watch", "patch", "update"]
-- apiGroups: ["spiral.dev"]
-  resources: ["spiraljobs/status", "spiraljobs/scale"]
-  verbs: ["get", "patch", "update"]
-- apiGroups: ["apps"]
-  resources: ["deployments", "statefulsets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: [""]
-  resources: ["services", "configmaps", "persistentvolumeclaims"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["get", "list", "watch", "delete"]
-# Kopf posts its per-object log lines as Events through either API.
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create"]
-- apiGroups: ["networking.k8s.io"]
-  resources: ["networkpolicies"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["monitoring.coreos.com"]
-  resources: ["servicemonitors"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+{{- define "spiral.rbac.operatorRules" -}}
+{{- $file := .Files.Get "files/rbac/operator-rules.yaml" | fromYaml }}
+{{- if hasKey $file "Error" }}
+{{- fail (printf "files/rbac/operator-rules.yaml is not valid YAML: %s" $file.Error) }}
 {{- end }}
-
-{{/* Cluster-scoped reads Kopf needs in either mode: the CRD it serves. */}}
-{{- define "spiral.rbac.crdRules" -}}
-- apiGroups: ["apiextensions.k8s.io"]
-  resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
+{{- if not $file.rules }}
+{{- fail "files/rbac/operator-rules.yaml has no rules; regenerate it: python -m spiral_operator.rbac > charts/spiral/files/rbac/operator-rules.yaml" }}
+{{- end }}
+{{- toYaml $file.rules }}
 {{- end }}
