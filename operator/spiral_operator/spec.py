@@ -210,6 +210,7 @@ class TrainingSpec(_TrainingBase):  # type: ignore[valid-type,misc]
     total_updates: int | None = _config_field("total_updates")
     seed: int = _config_field("seed")
     torch_threads: int | None = _config_field("torch_threads")
+    max_wall_minutes: float | None = _config_field("max_wall_minutes")
     checkpoint_every: int = _config_field("checkpoint_every")
     image_every: int = _config_field("image_every")
     log_every: int = _config_field("log_every")
@@ -222,7 +223,7 @@ class TrainingSpec(_TrainingBase):  # type: ignore[valid-type,misc]
 
 
 #: The training fields that are TrainConfig top-level keys rather than LearnerConfig keys.
-TRAINING_TOP_LEVEL_FIELDS = ("total_frames", "total_updates", "seed", "torch_threads", "checkpoint_every", "image_every", "log_every")
+TRAINING_TOP_LEVEL_FIELDS = ("total_frames", "total_updates", "max_wall_minutes", "seed", "torch_threads", "checkpoint_every", "image_every", "log_every")
 
 
 # ------------------------------------------------------------------------------- run control ---

@@ -152,7 +152,9 @@ class TrainProgress:
 
     def update(self, snapshot: LearnerSnapshot, alive: int, expected: int) -> None:
         if not snapshot.ok:
-            self._progress.update(self._task, info=f"waiting for the policy learner… {alive}/{expected} processes")
+            # Before its first answer: starting; afterwards: restarting or finished.
+            info = "waiting for the policy learner…" if self.last_summary is None else describe(self.last_summary, alive, expected) + " · learner away"
+            self._progress.update(self._task, info=info if self.last_summary else f"{info} {alive}/{expected} processes")
             return
         summary = summarise(self._previous, snapshot)
         self._previous = snapshot
