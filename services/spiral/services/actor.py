@@ -309,7 +309,7 @@ def run(cfg: TrainConfig, *, job: str = "local", ready_file: Path | None = None)
         SystemExit: code 1 after a permanent failure (a refused trajectory, a protocol mismatch);
             128 + signal number when stopped by a signal before the learner was done.
     """
-    configure_torch_threads()
+    configure_torch_threads(getattr(cfg, "torch_threads", None))
     stop = StopFlag().install()
     registry = CollectorRegistry()
     metrics = create_metrics(registry)

@@ -265,7 +265,7 @@ def run(cfg: TrainConfig, *, job: str = "local", ready_file: Path | None = None)
     Raises:
         SystemExit: 128 + signal number when stopped by a signal first.
     """
-    configure_torch_threads()
+    configure_torch_threads(getattr(cfg, "torch_threads", None))
     stop = StopFlag().install()
     learner, server = start_discriminator_learner(cfg, job=job, ready_file=ready_file, resume=resume_allowed(), stop=stop)
     replay = ReplayClient(cfg.services.replay_address, cfg.services)

@@ -65,7 +65,6 @@ logger = logging.getLogger(__name__)
 #: Trajectories the batching queue holds. Each is a whole batch of an actor's episodes (one
 #: update's worth). One is enough: every actor also keeps one trajectory waiting in a blocked
 #: handler, so the learner never starves, and each extra slot is one more version of policy lag.
-QUEUE_CAPACITY = 1
 #: After the budget is spent the learner keeps answering GetStatus (done = True) this long, so
 #: that actors and the discriminator learner (polling every ~0.5 s) see it and exit 0.
 DONE_LINGER_SECONDS = 3.0
@@ -83,14 +82,17 @@ CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconn
 # ------------------------------------------------------------------------- shared helpers ---
 
 
-def configure_torch_threads() -> None:
-    """Apply ``$SPIRAL_TORCH_THREADS`` (intra-op threads) when set; otherwise torch's default.
+def configure_torch_threads(configured: int | None = None) -> None:
+    """Set torch's intra-op threads: ``$SPIRAL_TORCH_THREADS`` (the launcher's per-process
+    choice) wins over ``configured`` (``cfg.torch_threads``); neither → torch's default.
 
     Raises:
         ValueError: the variable is not a positive integer (names it and the value).
     """
     raw = os.environ.get(THREADS_ENV)
     if not raw:
+        if configured is not None:
+            torch.set_num_threads(configured)
         return
     try:
         threads = int(raw)
@@ -229,7 +231,8 @@ class PolicyLearner:
         self.discriminator: Discriminator | None = build_discriminator(cfg, self.env) if self.uses_discriminator else None
         self.discriminator_version = -1
         self.publisher = WeightsPublisher(cfg.services.weight_chunk_bytes, metrics=self.metrics, job=job, role=Role.POLICY_LEARNER)
-        self.queue: queue.Queue[_Queued] = queue.Queue(maxsize=QUEUE_CAPACITY)
+        self.queue: queue.Queue[_Queued] = queue.Queue(maxsize=cfg.learner.queue_size)
+        self._started = time.monotonic()
         self.counters = Counters()
         self.version = 0
         self.restarts = 0
@@ -264,8 +267,11 @@ class PolicyLearner:
     @property
     def budget_spent(self) -> bool:
         c = self.cfg
-        return (c.total_frames is not None and self.counters.frames >= c.total_frames) or (
-            c.total_updates is not None and self.counters.updates >= c.total_updates
+        out_of_time = c.max_wall_minutes is not None and time.monotonic() - self._started > 60 * c.max_wall_minutes
+        return (
+            out_of_time
+            or (c.total_frames is not None and self.counters.frames >= c.total_frames)
+            or (c.total_updates is not None and self.counters.updates >= c.total_updates)
         )
 
     @property
@@ -574,7 +580,7 @@ def run(cfg: TrainConfig, *, job: str = "local", ready_file: Path | None = None)
     Raises:
         SystemExit: 128 + signal number when stopped by a signal before the budget was spent.
     """
-    configure_torch_threads()
+    configure_torch_threads(getattr(cfg, "torch_threads", None))
     stop = StopFlag().install()
     learner, server = start_policy_learner(cfg, job=job, ready_file=ready_file, resume=resume_allowed(), stop=stop)
     subscriber = None
