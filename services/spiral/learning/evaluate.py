@@ -10,8 +10,16 @@ from typing import NamedTuple
 
 import torch
 
+from pathlib import Path
+
 from spiral.envs.base import BatchedEnv
+from spiral.images import save_grid
 from spiral.learning.rollout import collect_rollout, random_rollout
+
+#: Held-out images used for each evaluation (fixed: the first N of the held-out split).
+EVAL_SIZE = 256
+#: Canvases painted at once during evaluation (independent of num_envs: evaluation is batched inference).
+EVAL_BATCH = 64
 
 
 class Reconstruction(NamedTuple):
@@ -68,3 +76,50 @@ def baselines(env: BatchedEnv, targets: torch.Tensor, batch_size: int, seed: int
         [random_rollout(env, min(batch_size, targets.shape[0] - s), generator) for s in range(0, targets.shape[0], batch_size)]
     )
     return Baselines(blank_l2=mean_l2(blank.expand_as(targets), targets), random_l2=mean_l2(random_canvases, targets))
+
+
+def pair_rows(targets: torch.Tensor, canvases: torch.Tensor, per_row: int = 16) -> torch.Tensor:
+    """Interleave rows: ``per_row`` targets, then the ``per_row`` paintings of them, and so on."""
+    rows = []
+    for start in range(0, targets.shape[0], per_row):
+        rows.extend([targets[start : start + per_row], canvases[start : start + per_row]])
+    return torch.cat(rows)
+
+
+class Evaluator:
+    """Periodic evaluation shared by the single-process trainer and the policy learner service.
+
+    Conditional runs: greedy and sampled held-out L2 on the first :data:`EVAL_SIZE` held-out images,
+    beside the blank-canvas and random-policy baselines (computed once), and a PNG of targets above
+    paintings. Unconditional runs: a PNG grid of samples from fixed noise. Not thread-safe.
+    """
+
+    def __init__(self, env: BatchedEnv, held_out: torch.Tensor | None, noise_size: int, seed: int, images_dir: Path) -> None:
+        self.env = env
+        self.targets = held_out[:EVAL_SIZE] if held_out is not None else None
+        self.noise_size = noise_size
+        self.seed = seed
+        self.images_dir = images_dir
+        self.baselines: Baselines | None = None
+
+    def __call__(self, policy: torch.nn.Module, step: int, write_images: bool = True) -> dict[str, float]:
+        if self.targets is not None:
+            if self.baselines is None:
+                self.baselines = baselines(self.env, self.targets, EVAL_BATCH, seed=self.seed)
+            greedy = reconstruct(self.env, policy, self.targets, EVAL_BATCH)
+            sampled = reconstruct(self.env, policy, self.targets, EVAL_BATCH, greedy=False, seed=self.seed)
+            if write_images:
+                grid = pair_rows(greedy.targets[:32], greedy.canvases[:32])
+                save_grid(grid, self.images_dir / f"reconstructions-{step:07d}.png", nrow=16, scale=2)
+            return {
+                "eval/held_out_l2": greedy.l2,
+                "eval/held_out_l2_sampled": sampled.l2,
+                "eval/blank_l2": self.baselines.blank_l2,
+                "eval/random_l2": self.baselines.random_l2,
+            }
+        noise = torch.randn(EVAL_BATCH, self.noise_size, generator=torch.Generator().manual_seed(self.seed + 1))
+        with torch.no_grad():
+            canvases = collect_rollout(self.env, policy, None, noise, EVAL_BATCH).final_canvas
+        if write_images:
+            save_grid(canvases, self.images_dir / f"samples-{step:07d}.png", nrow=8, scale=2)
+        return {"eval/sample_ink": float(canvases.mean())}

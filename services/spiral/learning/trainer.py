@@ -23,9 +23,8 @@ from spiral.agents import Discriminator, SpiralPolicy
 from spiral.config import Mode, RewardKind, TrainConfig
 from spiral.data import ImageDataset, load_dataset
 from spiral.envs.factory import make_env
-from spiral.images import save_grid
 from spiral.learning.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from spiral.learning.evaluate import Baselines, baselines, reconstruct
+from spiral.learning.evaluate import Baselines, Evaluator
 from spiral.learning.losses import make_discriminator_optimizer, make_policy_optimizer
 from spiral.learning.rollout import Rollout, collect_rollout
 from spiral.learning.run_log import RunLog, plot_curves
@@ -33,8 +32,6 @@ from spiral.learning.updates import conditioning_for, discriminator_update, poli
 
 log = logging.getLogger(__name__)
 
-#: Held-out images used for each evaluation (fixed: the first N of the held-out split).
-EVAL_SIZE = 256
 
 
 class Counters(NamedTuple):
@@ -82,8 +79,8 @@ class SingleProcessTrainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.counters = Counters()
         self.run_log = RunLog(self.out / "metrics.jsonl")
-        self.eval_targets = self.dataset.held_out[:EVAL_SIZE] if cfg.mode == Mode.CONDITIONAL else None
-        self._baselines: Baselines | None = None
+        held_out = self.dataset.held_out if cfg.mode == Mode.CONDITIONAL else None
+        self.evaluator = Evaluator(self.env, held_out, cfg.agent.noise_size, cfg.seed, self.out / "images")
         self._started = time.monotonic()
         if resume and find_checkpoint(self.out / "checkpoints") is not None:
             self.restore(self.out / "checkpoints")
@@ -165,29 +162,8 @@ class SingleProcessTrainer:
     # -------------------------------------------------------------------------- evaluation ---
 
     def evaluate(self, write_images: bool = True) -> dict[str, float]:
-        """Held-out L2 (conditional) or a sample grid (unconditional)."""
-        images = self.out / "images"
-        batch = self.cfg.num_envs
-        if self.eval_targets is not None:
-            if self._baselines is None:
-                self._baselines = baselines(self.env, self.eval_targets, batch, seed=self.cfg.seed)
-            result = reconstruct(self.env, self.policy, self.eval_targets, batch)
-            sampled = reconstruct(self.env, self.policy, self.eval_targets, batch, greedy=False)
-            if write_images:
-                pairs = torch.stack((result.targets[:32], result.canvases[:32]), dim=1)  # target above its painting
-                save_grid(_pair_rows(pairs), images / f"reconstructions-{self.counters.updates:07d}.png", nrow=16, scale=2)
-            return {
-                "eval/held_out_l2": result.l2,
-                "eval/held_out_l2_sampled": sampled.l2,
-                "eval/blank_l2": self._baselines.blank_l2,
-                "eval/random_l2": self._baselines.random_l2,
-            }
-        generator = torch.Generator().manual_seed(self.cfg.seed + 1)
-        noise = torch.randn(min(batch, 64), self.cfg.agent.noise_size, generator=generator)
-        rollout = collect_rollout(self.env, self.policy, None, noise, noise.shape[0])
-        if write_images:
-            save_grid(rollout.final_canvas, images / f"samples-{self.counters.updates:07d}.png", nrow=8, scale=2)
-        return {"eval/sample_ink": float(rollout.final_canvas.mean())}
+        """Held-out L2 (conditional) or a sample grid (unconditional); see :class:`Evaluator`."""
+        return self.evaluator(self.policy, self.counters.updates, write_images)
 
     # ------------------------------------------------------------------------- checkpoints ---
 
@@ -253,15 +229,16 @@ class SingleProcessTrainer:
                     self.checkpoint()
                 progress.update(task, completed=self._progress(unit), info=_summary(record, last_eval))
         self.write_curves()
-        return TrainResult(self.counters, last_eval.get("eval/held_out_l2"), self._baselines, self.out)
+        return TrainResult(self.counters, last_eval.get("eval/held_out_l2"), self.evaluator.baselines, self.out)
 
     def write_curves(self) -> Path:
         keys = ("charts/episode_reward", "losses/entropy")
-        if self.eval_targets is not None:
+        if self.evaluator.targets is not None:
             keys = ("eval/held_out_l2", "eval/held_out_l2_sampled") + keys
         hlines = {}
-        if self._baselines is not None:
-            hlines = {"blank canvas": self._baselines.blank_l2, "random policy": self._baselines.random_l2}
+        if self.evaluator.baselines is not None:
+            b = self.evaluator.baselines
+            hlines = {"blank canvas": b.blank_l2, "random policy": b.random_l2}
         return plot_curves(self.out / "metrics.jsonl", self.out / "curves.png", keys, hlines=hlines)
 
     def _x(self) -> dict[str, int]:
@@ -269,16 +246,6 @@ class SingleProcessTrainer:
 
     def _progress(self, unit: str) -> int:
         return self.counters.updates if unit == "updates" else self.counters.frames
-
-
-def _pair_rows(pairs: torch.Tensor) -> torch.Tensor:
-    """[N, 2, C, H, W] → rows of 16 targets followed by their 16 paintings."""
-    n = pairs.shape[0]
-    rows = []
-    for start in range(0, n, 16):
-        chunk = pairs[start : start + 16]
-        rows.extend([chunk[:, 0], chunk[:, 1]])
-    return torch.cat(rows)
 
 
 def _summary(record: dict[str, float], last_eval: dict[str, float]) -> str:

@@ -39,13 +39,12 @@ from spiral.agents import Discriminator
 from spiral.config import Mode, RewardKind, Role, TrainConfig
 from spiral.data import ImageDataset, load_dataset
 from spiral.envs.factory import make_env
-from spiral.images import save_grid
 from spiral.learning.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from spiral.learning.evaluate import Baselines, baselines, reconstruct
+from spiral.learning.evaluate import Evaluator
 from spiral.learning.losses import make_policy_optimizer
-from spiral.learning.rollout import Rollout, collect_rollout
+from spiral.learning.rollout import Rollout
 from spiral.learning.run_log import RunLog
-from spiral.learning.trainer import EVAL_SIZE, build_discriminator, build_policy
+from spiral.learning.trainer import build_discriminator, build_policy
 from spiral.learning.updates import PolicyUpdateStats, policy_update
 from spiral.metrics import SpiralMetrics, create_metrics
 from spiral.services.errors import DeadlineExceededError, check_protocol_version
@@ -171,14 +170,6 @@ class VersionHighWater:
         os.replace(tmp, self.path)
 
 
-def pair_rows(targets: torch.Tensor, canvases: torch.Tensor, per_row: int = 16) -> torch.Tensor:
-    """Rows of ``per_row`` targets, each followed by the row of their paintings."""
-    rows = []
-    for start in range(0, targets.shape[0], per_row):
-        rows.extend([targets[start : start + per_row], canvases[start : start + per_row]])
-    return torch.cat(rows)
-
-
 # ---------------------------------------------------------------------------------- learner ---
 
 
@@ -238,8 +229,9 @@ class PolicyLearner:
         self.restarts = 0
         self.high_water = VersionHighWater(self.out / "checkpoints" / "policy-version")
         self.run_log = RunLog(self.out / "metrics.jsonl")
-        self.eval_targets = self.dataset.held_out[:EVAL_SIZE] if self.conditional else None
-        self._baselines: Baselines | None = None
+        self.evaluator = Evaluator(
+            self.env, self.dataset.held_out if self.conditional else None, cfg.agent.noise_size, cfg.seed, self.out / "images"
+        )
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._latest_reward = math.nan
@@ -394,21 +386,10 @@ class PolicyLearner:
 
     def evaluate(self) -> dict[str, float]:
         """Held-out L2 and a PNG grid (conditional), or a grid of samples (unconditional)."""
-        images = self.out / "images"
-        batch = self.cfg.num_envs
-        updates = self.counters.updates
-        if self.eval_targets is not None:
-            if self._baselines is None:
-                self._baselines = baselines(self.env, self.eval_targets, batch, seed=self.cfg.seed)
-            result = reconstruct(self.env, self.policy, self.eval_targets, batch)
-            save_grid(pair_rows(result.targets[:32], result.canvases[:32]), images / f"reconstructions-{updates:07d}.png", nrow=16, scale=2)
-            self.metrics.learner_l2.labels(self.job, "held_out").set(result.l2)
-            return {"eval/held_out_l2": result.l2, "eval/blank_l2": self._baselines.blank_l2, "eval/random_l2": self._baselines.random_l2}
-        generator = torch.Generator().manual_seed(self.cfg.seed + 1)
-        noise = torch.randn(min(batch, 64), self.cfg.agent.noise_size, generator=generator)
-        rollout = collect_rollout(self.env, self.policy, None, noise, noise.shape[0])
-        save_grid(rollout.final_canvas, images / f"samples-{updates:07d}.png", nrow=8, scale=2)
-        return {"eval/sample_ink": float(rollout.final_canvas.mean())}
+        record = self.evaluator(self.policy, self.counters.updates)
+        if "eval/held_out_l2" in record:
+            self.metrics.learner_l2.labels(self.job, "held_out").set(record["eval/held_out_l2"])
+        return record
 
     def run(self, discriminator: WeightsSubscriber | None = None) -> bool:
         """Learn until the budget is spent (returns True) or the stop flag is set (False).
