@@ -23,6 +23,7 @@ from spiral.agents import Discriminator, SpiralPolicy
 from spiral.config import Mode, RewardKind, TrainConfig
 from spiral.data import ImageDataset, load_dataset
 from spiral.envs.factory import make_env
+from spiral.learning.budget import budget_spent
 from spiral.learning.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from spiral.learning.evaluate import Baselines, Evaluator
 from spiral.learning.losses import make_discriminator_optimizer, make_policy_optimizer
@@ -89,13 +90,7 @@ class SingleProcessTrainer:
 
     @property
     def done(self) -> bool:
-        c = self.cfg
-        out_of_time = c.max_wall_minutes is not None and time.monotonic() - self._started > 60 * c.max_wall_minutes
-        return (
-            out_of_time
-            or (c.total_frames is not None and self.counters.frames >= c.total_frames)
-            or (c.total_updates is not None and self.counters.updates >= c.total_updates)
-        )
+        return budget_spent(self.cfg, self.counters.frames, self.counters.updates, self._started)
 
     @property
     def budget(self) -> tuple[int, str]:
