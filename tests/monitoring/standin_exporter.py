@@ -1,12 +1,12 @@
-"""STAND-IN for the real services' /metrics until `spiral train` exists (replace via monitoring_targets.py).
+"""STAND-IN for the operator's /metrics (the SPIRAL services are scraped for real; see monitoring_targets.py).
 
-Registers the real metric definitions (``spiral.metrics.create_metrics`` or
-``spiral_operator.metrics.create_operator_metrics``) on a fresh registry, gives every metric a
-sample (label ``spiral_job="local"``), serves them with ``prometheus_client.start_http_server`` on
-a free loopback port, prints ``PORT <n>`` and keeps exercising them (so rates and quantiles have
-data) until stdin closes or the process is terminated.
+The real operator needs a Kubernetes API server to reconcile against, so this registers the real
+metric definitions (``spiral_operator.metrics.create_operator_metrics``) on a fresh registry, gives
+every metric a sample, serves them with ``prometheus_client.start_http_server`` on a free loopback
+port, prints ``PORT <n>`` and keeps exercising them (so rates and quantiles have data) until stdin
+closes or the process is terminated.
 
-    python tests/monitoring/standin_exporter.py services|operator
+    python tests/monitoring/standin_exporter.py
 """
 
 from __future__ import annotations
@@ -17,22 +17,11 @@ import sys
 import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from spiral.config import Role
-from spiral.metrics import create_metrics
 from spiral_operator.metrics import create_operator_metrics
 
-#: Label values used when exercising metrics; roles cover every service so `role` templating has choices.
+#: Label values used when exercising metrics (the values the operator's handlers use).
 LABEL_VALUES: dict[str, tuple[str, ...]] = {
-    "spiral_job": ("local",),
-    "role": tuple(role.value for role in Role),
-    "peer": ("policy-learner",),
-    "term": ("total",),
-    "split": ("train", "heldout"),
-    "table": ("fakes",),
-    "side": ("insert", "sample"),
-    "method": ("/spiral.v1.Replay/Insert",),
-    "code": ("OK",),
-    "handler": ("spiraljob-create",),
+    "handler": ("create", "monitor"),
     "result": ("success",),
     "kind": ("temporary",),
     "namespace": ("local",),
@@ -62,14 +51,9 @@ def exercise(children: list[Counter | Gauge | Histogram], rng: random.Random) ->
             child.observe(rng.uniform(0.001, 2.0))
 
 
-def main(kind: str) -> None:
+def main() -> None:
     registry = CollectorRegistry()
-    if kind == "services":
-        metrics: object = create_metrics(registry)
-    elif kind == "operator":
-        metrics = create_operator_metrics(registry)
-    else:
-        raise SystemExit(f"kind must be one of services, operator (got {kind!r})")
+    metrics = create_operator_metrics(registry)
     children = [c for f in dataclasses.fields(metrics) for c in _children(getattr(metrics, f.name))]
     rng = random.Random(0)
     exercise(children, rng)
@@ -83,4 +67,4 @@ def main(kind: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "services")
+    main()

@@ -113,6 +113,10 @@ class Actor:
         self.loaded_version = -1
         self.loaded_published = 0.0
         self.uses_replay = cfg.reward.kind == RewardKind.DISCRIMINATOR
+        # A labelled counter has no series until first touched: export every peer's reconnects at
+        # 0 so a healthy actor reads 0 reconnects/s on the dashboard, not "no data".
+        for peer in (Role.POLICY_LEARNER, Role.REPLAY) if self.uses_replay else (Role.POLICY_LEARNER,):
+            self.metrics.actor_reconnects.labels(job, peer.value)
         self.done = threading.Event()
         self.fatal: SpiralServiceError | None = None
         self._send_queue: queue.Queue[trajectory_pb2.Trajectory] = queue.Queue(maxsize=1)

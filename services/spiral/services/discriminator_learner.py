@@ -90,6 +90,9 @@ class DiscriminatorLearner:
         self.updates = 0
         self.version = 0
         self.restarts = 0
+        # A labelled counter has no series until first touched: export restarts at 0 from the
+        # start so increase() (dashboard, SpiralLearnerRestarting) reads 0, not "no data".
+        self.metrics.learner_restarts.labels(job, Role.DISCRIMINATOR_LEARNER.value)
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._latest: DiscriminatorUpdateStats | None = None

@@ -228,6 +228,9 @@ class PolicyLearner:
         self.counters = Counters()
         self.version = 0
         self.restarts = 0
+        # A labelled counter has no series until first touched: export restarts at 0 from the
+        # start so increase() (dashboard, SpiralLearnerRestarting) reads 0, not "no data".
+        self.metrics.learner_restarts.labels(job, Role.POLICY_LEARNER.value)
         self.high_water = VersionHighWater(self.out / "checkpoints" / "policy-version")
         self.run_log = RunLog(self.out / "metrics.jsonl")
         self.evaluator = Evaluator(

@@ -7,8 +7,8 @@ end-to-end ``spiral train`` tests can use :class:`PrometheusServer` the same way
   :func:`grafana_to_promql` and :func:`promql_metric_names` (a small PromQL lexer, enough to list
   the metric names an expression selects, so a test can check them against the registry);
 * :class:`PrometheusServer`: starts ``/usr/bin/prometheus`` on a free loopback port with a private
-  storage dir, waits for readiness and for the first scrapes by polling (never sleeping blindly),
-  and answers instant queries through ``/api/v1/query``.
+  storage dir, waits for readiness, for the first scrapes and for data (:meth:`~PrometheusServer.wait_for_data`)
+  by polling (never sleeping blindly), and answers instant queries through ``/api/v1/query``.
 """
 
 from __future__ import annotations
@@ -420,13 +420,14 @@ class PrometheusServer:
             raise PrometheusError(f"{path} {dict(params or {})} failed: {body.get('errorType')}: {body.get('error')}")
         return body["data"]
 
-    def query(self, expr: str) -> QueryResult:
-        """Evaluate ``expr`` at the current time.
+    def query(self, expr: str, at: float | None = None) -> QueryResult:
+        """Evaluate ``expr`` at the current time, or at Unix time ``at`` (so several queries see one instant).
 
         Raises:
             PrometheusError: if Prometheus rejects the expression (the message is Prometheus's).
         """
-        data = self._get("/api/v1/query", {"query": expr})
+        params = {"query": expr} if at is None else {"query": expr, "time": f"{at:.3f}"}
+        data = self._get("/api/v1/query", params)
         result = data["result"]
         return QueryResult(data["resultType"], result if isinstance(result, list) else [result])
 
@@ -456,4 +457,24 @@ class PrometheusServer:
             if time.monotonic() > deadline:
                 health = [(t["scrapeUrl"], t["health"], t["lastError"]) for t in self.targets_health()]
                 raise PrometheusError(f"targets not scraped {count} times within {timeout_s}s: {health}")
+            time.sleep(min(0.2, self._scrape_interval_s / 4))
+
+    def wait_for_data(self, exprs: Sequence[str], timeout_s: float = 60.0) -> float:
+        """Block until every expression returns data at one instant; return that instant (Unix seconds).
+
+        Pass the returned time as ``query(..., at=...)`` to evaluate other queries at the same
+        instant, so a service that pauses afterwards cannot turn a rate into "no data".
+
+        Raises:
+            PrometheusError: if some expression still has no data at the deadline (names them), or
+                an expression is invalid.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            at = time.time()
+            missing = [expr for expr in exprs if not self.query(expr, at=at).has_data]
+            if not missing:
+                return at
+            if time.monotonic() > deadline:
+                raise PrometheusError(f"no data within {timeout_s}s for: {missing}")
             time.sleep(min(0.2, self._scrape_interval_s / 4))
