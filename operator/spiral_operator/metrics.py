@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from spiral.metrics import sample_names
+
 
 @dataclass(frozen=True)
 class OperatorMetrics:
@@ -29,14 +31,4 @@ def registered_operator_metric_names() -> set[str]:
     """Metric and sample names exported by the operator (for dashboard/alert checks)."""
     registry = CollectorRegistry()
     create_operator_metrics(registry)
-    names: set[str] = set()
-    # Labelled metrics have no samples until .labels() is called, so derive the sample names from the type.
-    suffixes = {
-        "counter": ("_total", "_created"),
-        "histogram": ("_bucket", "_sum", "_count", "_created"),
-        "summary": ("", "_sum", "_count", "_created"),
-    }
-    for family in registry.collect():
-        names.add(family.name)
-        names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
-    return names
+    return sample_names(registry)

@@ -91,21 +91,26 @@ def create_metrics(registry: CollectorRegistry) -> SpiralMetrics:
     )
 
 
-def registered_metric_names(registry: CollectorRegistry | None = None) -> set[str]:
-    """The sample names (with ``_bucket``/``_sum``/``_count``/``_total``/``_created``) a registry exports.
+def sample_names(registry: CollectorRegistry) -> set[str]:
+    """Every metric family name and every sample name (``_total``, ``_bucket``, ...) a registry can export.
 
-    Used by the chart tests: every PromQL expression may only name these.
+    Labelled metrics have no samples until ``.labels()`` is called, so the sample names are derived
+    from each family's type rather than read from its (possibly empty) samples.
     """
-    registry = registry or CollectorRegistry()
-    create_metrics(registry)
-    names: set[str] = set()
-    # Labelled metrics have no samples until .labels() is called, so derive the sample names from the type.
     suffixes = {
         "counter": ("_total", "_created"),
         "histogram": ("_bucket", "_sum", "_count", "_created"),
         "summary": ("", "_sum", "_count", "_created"),
     }
+    names: set[str] = set()
     for family in registry.collect():
         names.add(family.name)
         names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
     return names
+
+
+def registered_metric_names(registry: CollectorRegistry | None = None) -> set[str]:
+    """The names every SPIRAL service can export (used by the chart tests: PromQL may only name these)."""
+    registry = registry or CollectorRegistry()
+    create_metrics(registry)
+    return sample_names(registry)
