@@ -22,7 +22,6 @@ returns. Child logs go to ``<output_dir>/logs/<name>.log``.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -32,7 +31,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,6 +39,7 @@ import typer
 import yaml
 
 from spiral.config import RewardKind, Role, TrainConfig
+from spiral.launch.parent import PARENT_PID_ENV
 from spiral.launch.progress import LearnerPoller, TrainProgress
 from spiral.learning.run_log import read_log
 
@@ -143,21 +143,6 @@ def child_command(spec: ChildSpec, config_path: Path, plan: ClusterPlan, ready_f
     ]  # fmt: skip
 
 
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    """A ``preexec_fn``: SIGTERM this child when the launcher dies (Linux ``PR_SET_PDEATHSIG``)."""
-
-    def preexec() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):  # not Linux: the launcher's own cleanup still applies
-            pass
-        if os.getppid() != parent_pid:  # the launcher died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return preexec
-
-
 class Child:
     """A running (or finished) child process and its restart history. Not thread-safe."""
 
@@ -232,7 +217,7 @@ class LocalCluster:
         spec = child.spec
         ready = self.ready_file(name)
         ready.unlink(missing_ok=True)
-        env = {**os.environ, **spec.env, **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **spec.env, **self.extra_env, "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())}
         first_start = child.process is None
         env[_RESUME_ENV] = "1" if (self.resume or not first_start) else "0"
         logfile = (self.logs_dir / f"{name}.log").open("ab")
@@ -243,8 +228,7 @@ class LocalCluster:
                 stdout=logfile,
                 stderr=subprocess.STDOUT,
                 env=env,
-                start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - only called from the main thread
+                start_new_session=True,  # the child arms PR_SET_PDEATHSIG itself (spiral.launch.parent)
             )
         finally:
             logfile.close()

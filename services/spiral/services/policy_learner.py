@@ -544,8 +544,6 @@ def start_policy_learner(
         job=job,
         registry=registry,
         metrics=metrics,
-        grace_seconds=cfg.services.shutdown_grace_seconds,
-        max_workers=cfg.services.max_workers,
         before_stop=[learner.publisher.close],
         ready_file=ready_file,
     )

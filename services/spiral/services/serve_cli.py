@@ -18,6 +18,7 @@ import typer
 import yaml
 
 from spiral.config import ConfigError, Role, TrainConfig, load_config
+from spiral.launch.parent import die_with_parent_from_env
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ def serve_command(
     log_level: str = typer.Option("INFO", "--log-level", envvar="SPIRAL_LOG_LEVEL", help="Python logging level."),
 ) -> None:
     """Run one SPIRAL service (ROLE) until it finishes or receives SIGTERM."""
+    die_with_parent_from_env()
     parsed_role = parse_role(role)
     logging.basicConfig(
         level=log_level.upper(),

@@ -40,9 +40,6 @@ logger = logging.getLogger(__name__)
 #: Seconds in-flight calls get to finish on shutdown; below Kubernetes' default 30 s termination
 #: grace so that the on-stop checkpoint still fits before SIGKILL.
 DEFAULT_GRACE_SECONDS = 5.0
-#: Handler threads. Every open stream (a weights subscription, an actor's trajectory stream, a
-#: blocked insert) holds one, so this bounds concurrent streams, not throughput.
-DEFAULT_MAX_WORKERS = 64
 
 
 class ServiceBinding(NamedTuple):
@@ -319,8 +316,8 @@ def serve(
     job: str = "local",
     registry: CollectorRegistry | None = None,
     metrics: SpiralMetrics | None = None,
-    grace_seconds: float = DEFAULT_GRACE_SECONDS,
-    max_workers: int = DEFAULT_MAX_WORKERS,
+    grace_seconds: float | None = None,
+    max_workers: int | None = None,
     metrics_http: bool = True,
     install_signal_handlers: bool = False,
     on_stop: Sequence[Callable[[], None]] = (),
@@ -336,7 +333,9 @@ def serve(
         job: the ``spiral_job`` label of every metric (the SpiralJob name; ``local`` outside Kubernetes).
         registry, metrics: pass both when the servicers already update metrics created on
             ``registry``; otherwise a fresh registry and metric set are made.
-        grace_seconds: how long in-flight calls may finish after a stop request.
+        grace_seconds: how long in-flight calls may finish after a stop request
+            (default ``cfg.shutdown_grace_seconds``).
+        max_workers: gRPC server threads (default ``cfg.max_workers``); every open stream holds one.
         metrics_http: serve ``registry`` on ``cfg.metrics_port`` (/metrics).
         install_signal_handlers: stop on SIGTERM/SIGINT (call from the main thread).
         on_stop: callbacks run after serving stopped (checkpoints).
@@ -365,7 +364,7 @@ def serve(
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"grpc-{role.value}"),
+        futures.ThreadPoolExecutor(max_workers=max_workers or cfg.max_workers, thread_name_prefix=f"grpc-{role.value}"),
         interceptors=[_ObservingInterceptor(metrics, job, role.value)],
         options=options,
     )
@@ -402,7 +401,8 @@ def serve(
     for binding in bindings:
         health_servicer.set(binding.name, health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    running = RunningServer(server, health_servicer, cfg.bind_address, port, httpd, registry, metrics, grace_seconds, on_stop, before_stop)
+    grace = cfg.shutdown_grace_seconds if grace_seconds is None else grace_seconds
+    running = RunningServer(server, health_servicer, cfg.bind_address, port, httpd, registry, metrics, grace, on_stop, before_stop)
     logger.info(
         "%s serving %s on %s (%s), metrics on port %s",
         role.value,
