@@ -64,7 +64,7 @@ def train_command(
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    if single_process or not _services_available():
+    if single_process:
         from spiral.learning.trainer import SingleProcessTrainer
 
         result = SingleProcessTrainer(cfg, resume=resume).run(show_progress=not quiet)
@@ -73,15 +73,6 @@ def train_command(
     from spiral.launch.local import run_local  # the multi-process launcher
 
     run_local(cfg, resume=resume, show_progress=not quiet)
-
-
-def _services_available() -> bool:
-    """The multi-process launcher ships with the services; until then train in one process."""
-    try:
-        import spiral.launch.local  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _report(result) -> None:
