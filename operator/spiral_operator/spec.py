@@ -17,7 +17,7 @@ import enum
 import functools
 from collections.abc import Mapping
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
@@ -186,18 +186,17 @@ _DataSpecBase = camel_model(DataConfig)
 
 
 class DatasetSpec(_DataSpecBase):  # type: ignore[valid-type,misc]
-    """A built-in dataset name, and for file datasets a path inside the pods (on ``volume``)."""
+    """A built-in dataset name, and for file datasets a path inside the pods (on ``volume``).
+
+    The path rule is :class:`spiral.config.DataConfig`'s; only the section's name differs.
+    """
+
+    section_name: ClassVar[str] = "dataset"
 
     volume: dict[str, Any] | None = Field(
         None,
         description=f"A Kubernetes volume source (e.g. `persistentVolumeClaim: {{claimName: data}}`) mounted read-only at {DATA_DIR}; point `path` inside it.",
     )
-
-    @model_validator(mode="after")
-    def _check_path(self) -> "DatasetSpec":
-        if self.name.value != "shapes" and self.path is None:
-            raise ValueError(f"dataset.path is required for dataset {self.name.value!r} (only 'shapes' needs no files)")
-        return self
 
 
 _TrainingBase = camel_model(LearnerConfig)
@@ -211,9 +210,9 @@ class TrainingSpec(_TrainingBase):  # type: ignore[valid-type,misc]
     seed: int = _config_field("seed")
     torch_threads: int | None = _config_field("torch_threads")
     max_wall_minutes: float | None = _config_field("max_wall_minutes")
-    checkpoint_every: int = _config_field("checkpoint_every")
-    image_every: int = _config_field("image_every")
-    log_every: int = _config_field("log_every")
+    checkpoint_every_updates: int = _config_field("checkpoint_every_updates")
+    eval_every_updates: int = _config_field("eval_every_updates")
+    log_every_updates: int = _config_field("log_every_updates")
 
     @model_validator(mode="after")
     def _check_budget(self) -> "TrainingSpec":
@@ -223,7 +222,7 @@ class TrainingSpec(_TrainingBase):  # type: ignore[valid-type,misc]
 
 
 #: The training fields that are TrainConfig top-level keys rather than LearnerConfig keys.
-TRAINING_TOP_LEVEL_FIELDS = ("total_frames", "total_updates", "max_wall_minutes", "seed", "torch_threads", "checkpoint_every", "image_every", "log_every")
+TRAINING_TOP_LEVEL_FIELDS = ("total_frames", "total_updates", "max_wall_minutes", "seed", "torch_threads", "checkpoint_every_updates", "eval_every_updates", "log_every_updates")
 
 
 # ------------------------------------------------------------------------------- run control ---

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -120,7 +120,7 @@ class ConditioningMode(str, enum.Enum):
 class DiscriminatorConfig(_Frozen):
     loss: DiscriminatorLoss = Field(DiscriminatorLoss.WGAN_GP)
     conditioning: ConditioningMode = Field(ConditioningMode.PAIR, description="Ignored (forced `none`) for unconditional jobs.")
-    gp_weight: float = Field(10.0, ge=0.0, description="WGAN-GP λ (Gulrajani et al. default 10).")
+    gp_coef: float = Field(10.0, ge=0.0, description="WGAN-GP λ (Gulrajani et al. default 10).")
     gp_target_norm: float = Field(1.0, gt=0.0, description="Gradient-norm target of the penalty.")
     channels: int = Field(32, ge=4, le=512, description="First conv width; doubles per stride-2 layer.")
     learning_rate: float = Field(1e-4, gt=0.0, le=1.0, description="Adam lr (SPIRAL-NOTES §3).")
@@ -176,7 +176,20 @@ class DatasetName(str, enum.Enum):
     MUJOCO_SCENES = "mujoco-scenes"
 
 
+#: What ``data.path`` must point at, per dataset (named in the error when it is missing).
+DATA_PATH_CONTENTS: dict[DatasetName, str] = {
+    DatasetName.MNIST: "the folder holding MNIST's IDX .gz files (`spiral data download mnist`)",
+    DatasetName.OMNIGLOT: "the folder holding the Omniglot zip archives, or one archive",
+    DatasetName.CELEBA: "the img_align_celeba/ folder or img_align_celeba.zip",
+    DatasetName.FOLDER: "a folder of PNG/JPEG images (searched recursively)",
+    DatasetName.MUJOCO_SCENES: "the rendered MuJoCo Scenes dataset (`spiral data mujoco-scenes`)",
+}
+
+
 class DataConfig(_Frozen):
+    #: How error messages name this section: ``data`` here, ``dataset`` in a SpiralJob.
+    section_name: ClassVar[str] = "data"
+
     name: DatasetName = Field(DatasetName.SHAPES)
     path: Path | None = Field(None, description="Folder or archive; required for every dataset but `shapes`.")
     held_out_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="Deterministic held-out split, never trained on.")
@@ -184,6 +197,15 @@ class DataConfig(_Frozen):
     subset: str | None = Field(None, description="Dataset-specific subset (e.g. Omniglot `images_background_small1:images_background_small2` = train:held-out archives).")
     max_images: int | None = Field(None, ge=2, description="Read at most this many images (seeded choice before decoding); full CelebA is ~200k images / 2.5 GB uint8 at 64×64.")
     num_shapes: int = Field(11_000, ge=2, description="Images generated for the built-in `shapes` dataset (train + held-out).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "DataConfig":
+        if self.name != DatasetName.SHAPES and self.path is None:
+            raise ValueError(
+                f"{self.section_name}.path is required for dataset {self.name.value!r} (only 'shapes' needs no files): "
+                f"set it to {DATA_PATH_CONTENTS[self.name]}"
+            )
+        return self
 
 
 # ------------------------------------------------------------------------------------ replay ---
@@ -278,9 +300,9 @@ class TrainConfig(_Frozen):
     seed: int = Field(0)
     torch_threads: int | None = Field(None, ge=1, le=256, description="torch intra-op threads per process; None = torch's default. The launcher gives each service 1 on small machines.")
     output_dir: Path = Field(Path("runs/spiral"), description="Checkpoints, PNG grids, logs.")
-    checkpoint_every: int = Field(200, ge=1, description="Policy updates between checkpoints.")
-    image_every: int = Field(100, ge=1, description="Policy updates between PNG grids.")
-    log_every: int = Field(10, ge=1, description="Policy updates between log lines.")
+    checkpoint_every_updates: int = Field(200, ge=1, description="Policy updates between checkpoints.")
+    eval_every_updates: int = Field(100, ge=1, description="Policy updates between held-out evaluations (L2 + a PNG grid).")
+    log_every_updates: int = Field(10, ge=1, description="Policy updates between log lines.")
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
@@ -294,6 +316,25 @@ class TrainConfig(_Frozen):
                 "renderer 'mujoco' goes with dataset 'mujoco-scenes' and the painting renderers with the others"
             )
         return self
+
+
+    # ------------------------------------------------------------------ derived, read-only ---
+
+    @property
+    def uses_discriminator(self) -> bool:
+        """True when a discriminator is trained: the discriminator reward needs its critic."""
+        return self.reward.kind == RewardKind.DISCRIMINATOR
+
+    def roles(self) -> tuple[Role, ...]:
+        """The services this run needs, in start order (servers before their clients).
+
+        The one answer the local launcher, the services and the operator's renderer all use: the
+        replay buffer and the discriminator learner exist only to train a critic, so an ``l2`` run
+        has neither.
+        """
+        if self.uses_discriminator:
+            return (Role.REPLAY, Role.DISCRIMINATOR_LEARNER, Role.POLICY_LEARNER, Role.ACTOR)
+        return (Role.POLICY_LEARNER, Role.ACTOR)
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

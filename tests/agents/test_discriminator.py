@@ -60,7 +60,7 @@ def test_width_doubles_per_layer_and_no_batchnorm():
 def test_trains_one_wgan_step():
     disc = Discriminator(1, 32, DiscriminatorConfig(channels=8), ConditioningMode.NONE)
     real, fake = torch.rand(4, 1, 32, 32), torch.rand(4, 1, 32, 32)
-    loss = wgan_gp_loss(disc, real, fake, gp_weight=10.0, gp_target_norm=1.0)
+    loss = wgan_gp_loss(disc, real, fake, gp_coef=10.0, gp_target_norm=1.0)
     loss.total.backward()
     assert all(p.grad is not None and bool(torch.isfinite(p.grad).all()) for p in disc.parameters())
 

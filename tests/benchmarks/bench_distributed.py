@@ -67,7 +67,7 @@ def final_l2(metrics_jsonl: Path) -> float:
 
 def overrides(frames: int, out: Path, actors: int) -> dict[str, object]:
     # Evaluate only at the end (both trainers), log every update for the throughput window.
-    return {"output_dir": str(out), "total_frames": frames, "image_every": 10**9, "checkpoint_every": 10**9, "log_every": 1, "num_actors": actors}
+    return {"output_dir": str(out), "total_frames": frames, "eval_every_updates": 10**9, "checkpoint_every_updates": 10**9, "log_every_updates": 1, "num_actors": actors}
 
 
 def run_single(frames: int, out: Path, actors: int, threads: int) -> dict[str, float]:

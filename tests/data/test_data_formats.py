@@ -198,7 +198,7 @@ def test_mnist_missing_files_are_named_with_their_source(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte\.gz is missing.*train-labels-idx1-ubyte\.gz.*yann\.lecun\.com.*spiral data download mnist"):
         _load(DatasetName.MNIST, tmp_path / "empty")
-    with pytest.raises(DatasetError, match="data.path is required for dataset 'mnist'"):
+    with pytest.raises(ValueError, match="data.path is required for dataset 'mnist'"):
         _load(DatasetName.MNIST, None)
 
 

@@ -65,7 +65,7 @@ def test_a_killed_actor_does_not_stop_training_and_a_restarted_one_rejoins(tmp_p
 
 
 def test_a_killed_policy_learner_resumes_and_versions_never_go_back(tmp_path: Path, cluster_factory) -> None:  # noqa: ANN001
-    cfg = tiny_config(tmp_path, total_updates=100_000, checkpoint_every=3, num_actors=1)
+    cfg = tiny_config(tmp_path, total_updates=100_000, checkpoint_every_updates=3, num_actors=1)
     cluster = cluster_factory(cfg)
     cluster.start()
     poller = poller_for(cluster)

@@ -47,7 +47,7 @@ def test_spiral_train_runs_the_services_to_the_budget_and_exits_0(tmp_path: Path
 
 
 def test_ctrl_c_stops_every_process_with_checkpoints_written(tmp_path: Path) -> None:
-    proc = spiral_train(tmp_path, total_updates=100_000, checkpoint_every=100_000)
+    proc = spiral_train(tmp_path, total_updates=100_000, checkpoint_every_updates=100_000)
     try:
         ready = tmp_path / "launch" / "ready" / "policy-learner.json"
         wait_for(ready.exists, 40, "the policy learner to serve")

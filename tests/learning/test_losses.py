@@ -157,7 +157,7 @@ def test_gradient_penalty_equals_squared_norm_gap_for_linear_critic(norm, target
 def test_wgan_gp_loss_value_and_gradient_for_linear_critic():
     real, fake = _images()
     critic = LinearCritic(real.shape[1:], norm=2.0)
-    out = wgan_gp_loss(critic, real, fake, gp_weight=10.0, gp_target_norm=1.0)
+    out = wgan_gp_loss(critic, real, fake, gp_coef=10.0, gp_target_norm=1.0)
     assert isinstance(out, DiscriminatorLoss)
     w = critic.w.detach()
     d_real = (real * w).flatten(1).sum(1) + 0.3
@@ -208,7 +208,7 @@ def test_nonsaturating_loss_is_two_log_two_at_zero_logits():
 def test_discriminator_loss_dispatches_on_config():
     real, fake = _images()
     critic = LinearCritic(real.shape[1:], norm=3.0)
-    wgan = discriminator_loss(critic, real, fake, DiscriminatorConfig(loss=LossKind.WGAN_GP, gp_weight=2.0))
+    wgan = discriminator_loss(critic, real, fake, DiscriminatorConfig(loss=LossKind.WGAN_GP, gp_coef=2.0))
     assert wgan.gradient_penalty.item() == pytest.approx(4.0)  # (3 − 1)²
     assert wgan.total.item() == pytest.approx(wgan.adversarial.item() + 8.0)
     sn = discriminator_loss(critic, real, fake, DiscriminatorConfig(loss=LossKind.SN_NONSATURATING))

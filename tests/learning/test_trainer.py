@@ -27,9 +27,9 @@ def tiny_config(tmp_path: Path, **extra) -> dict:
         "num_envs": 32,
         "total_updates": 60,
         "output_dir": str(tmp_path / "run"),
-        "log_every": 1,
-        "image_every": 1000,
-        "checkpoint_every": 1000,
+        "log_every_updates": 1,
+        "eval_every_updates": 1000,
+        "checkpoint_every_updates": 1000,
         "seed": 3,
     }
     for key, value in extra.items():
@@ -84,7 +84,7 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_run_writes_checkpoint_curves_and_grids(tmp_path):
-    cfg = load_config_dict(tiny_config(tmp_path, total_updates=2, image_every=2, checkpoint_every=2))
+    cfg = load_config_dict(tiny_config(tmp_path, total_updates=2, eval_every_updates=2, checkpoint_every_updates=2))
     result = SingleProcessTrainer(cfg, resume=False).run(show_progress=False)
     out = result.output_dir
     assert (out / "checkpoints" / "latest.pt").is_file()

@@ -46,8 +46,8 @@ TINY_DISCRIMINATOR_RUN: dict[str, Any] = {
     "replay.min_size_to_sample": 16,
     "total_frames": None,
     "total_updates": 1_000_000,
-    "checkpoint_every": 1_000_000,  # no checkpoint I/O while scraped; the stop still writes one
-    "image_every": 10,  # a held-out evaluation every 10 updates: the L2 panel's held-out line
+    "checkpoint_every_updates": 1_000_000,  # no checkpoint I/O while scraped; the stop still writes one
+    "eval_every_updates": 10,  # a held-out evaluation every 10 updates: the L2 panel's held-out line
     "services.grpc_port": 0,
     "services.metrics_port": 0,
     "services.shutdown_grace_seconds": 1.0,

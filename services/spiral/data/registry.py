@@ -21,7 +21,7 @@ from spiral.config import ColorMode, DataConfig, DatasetName, InkStyle
 from spiral.data.base import DatasetError, ImageDataset, _to_uint8
 from spiral.data.celeba import read_celeba
 from spiral.data.folder import read_image_folder, select_subset
-from spiral.data.mnist import MNIST_FILES, MNIST_URL, read_mnist
+from spiral.data.mnist import read_mnist
 from spiral.data.omniglot import read_omniglot_archive, resolve_omniglot_archives
 from spiral.data.shapes import DEFAULT_NUM_SHAPES, generate_shapes
 from spiral.data.splits import split_caps, split_indices
@@ -51,9 +51,9 @@ class _Request(NamedTuple):
     num_shapes: int
 
 
-def _require_path(cfg: DataConfig, expected: str) -> Path:
-    if cfg.path is None:
-        raise DatasetError(f"data.path is required for dataset {cfg.name.value!r}: set it to {expected}")
+def _require_path(cfg: DataConfig) -> Path:
+    # DataConfig already refuses a file dataset without a path (the rule lives in spiral.config).
+    assert cfg.path is not None, cfg
     return Path(cfg.path).expanduser()
 
 
@@ -80,7 +80,7 @@ def _load_shapes(req: _Request) -> _Loaded:
 
 def _load_mnist(req: _Request) -> _Loaded:
     _reject_subset(req.cfg)
-    path = _require_path(req.cfg, f"the folder holding {', '.join(MNIST_FILES)} (from {MNIST_URL})")
+    path = _require_path(req.cfg)
     mnist = read_mnist(path)
     seed, size = req.cfg.seed, req.canvas_size
     if mnist.train is None:
@@ -93,7 +93,7 @@ def _load_mnist(req: _Request) -> _Loaded:
 
 
 def _load_omniglot(req: _Request) -> _Loaded:
-    path = _require_path(req.cfg, "the folder holding the Omniglot zip archives, or one archive")
+    path = _require_path(req.cfg)
     archives = resolve_omniglot_archives(path, req.cfg.subset)
     seed, size, color = req.cfg.seed, req.canvas_size, req.color
     label = f"omniglot:{archives.train.stem}"
@@ -108,7 +108,7 @@ def _load_omniglot(req: _Request) -> _Loaded:
 
 def _load_celeba(req: _Request) -> _Loaded:
     _reject_subset(req.cfg)
-    path = _require_path(req.cfg, "the img_align_celeba/ folder or img_align_celeba.zip")
+    path = _require_path(req.cfg)
     faces = read_celeba(path, req.canvas_size, req.color, req.cfg.held_out_fraction, req.max_images, req.cfg.seed)
     return _Loaded(faces.train, faces.held_out, None, "celeba")
 
@@ -123,7 +123,7 @@ def _load_folder(req: _Request) -> _Loaded:
             f"{valid}, to convert line art to env.ink, or leave it unset for natural images (never inverted)"
         )
     native = InkStyle(subset) if subset is not None else None
-    path = _require_path(req.cfg, "a folder of PNG/JPEG images (searched recursively)")
+    path = _require_path(req.cfg)
     background = 0 if native is InkStyle.WHITE_ON_BLACK else 255
     images = read_image_folder(path, req.canvas_size, req.color, background, req.max_images, req.cfg.seed)
     return _Loaded(images, None, native, f"folder:{path.name}")
@@ -131,7 +131,7 @@ def _load_folder(req: _Request) -> _Loaded:
 
 def _load_mujoco_scenes(req: _Request) -> _Loaded:
     _reject_subset(req.cfg)
-    path = _require_path(req.cfg, "the rendered MuJoCo Scenes dataset (`spiral data mujoco-scenes`)")
+    path = _require_path(req.cfg)
     from spiral.data.mujoco_scenes import load_mujoco_scenes  # lazy: keeps MuJoCo out of every other import
 
     images = _to_uint8(load_mujoco_scenes(path, req.canvas_size), f"MuJoCo Scenes at {path}")

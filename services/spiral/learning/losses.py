@@ -127,7 +127,7 @@ class DiscriminatorLoss(NamedTuple):
 
     Not to be confused with ``spiral.config.DiscriminatorLoss``, the Enum that *chooses* the loss.
 
-    total:             what to minimise: adversarial + gp_weight · gradient_penalty.
+    total:             what to minimise: adversarial + gp_coef · gradient_penalty.
     adversarial:       WGAN: mean D(fake) − mean D(real); non-saturating: the two cross-entropies.
     gradient_penalty:  mean (‖∇D(x̂)‖ − target)² (zero for the non-saturating loss).
     d_real, d_fake:    mean scores on real and fake inputs (detached, for logging/metrics).
@@ -165,7 +165,7 @@ def wgan_gp_loss(
     disc: Critic,
     real: torch.Tensor,
     fake: torch.Tensor,
-    gp_weight: float,
+    gp_coef: float,
     gp_target_norm: float,
     generator: torch.Generator | None = None,
 ) -> DiscriminatorLoss:
@@ -173,7 +173,7 @@ def wgan_gp_loss(
 
     Args:
         disc: the critic; real/fake: discriminator inputs ``[B, C_in, H, W]`` (same shape).
-        gp_weight: λ; gp_target_norm: the penalty's target gradient norm.
+        gp_coef: λ; gp_target_norm: the penalty's target gradient norm.
         generator: for the interpolation coefficients.
 
     Raises:
@@ -182,9 +182,9 @@ def wgan_gp_loss(
     _same_shape(("real", real), ("fake", fake))
     d_real, d_fake = disc(real), disc(fake)
     adversarial = d_fake.mean() - d_real.mean()
-    penalty = gradient_penalty(disc, real, fake, gp_target_norm, generator) if gp_weight > 0 else adversarial.new_zeros(())
+    penalty = gradient_penalty(disc, real, fake, gp_target_norm, generator) if gp_coef > 0 else adversarial.new_zeros(())
     return DiscriminatorLoss(
-        total=adversarial + gp_weight * penalty,
+        total=adversarial + gp_coef * penalty,
         adversarial=adversarial,
         gradient_penalty=penalty,
         d_real=d_real.detach().mean(),
@@ -220,14 +220,14 @@ def discriminator_loss(
     cfg: DiscriminatorConfig,
     generator: torch.Generator | None = None,
 ) -> DiscriminatorLoss:
-    """The loss ``cfg.loss`` chooses: WGAN-GP (with ``cfg.gp_weight``/``gp_target_norm``) or non-saturating.
+    """The loss ``cfg.loss`` chooses: WGAN-GP (with ``cfg.gp_coef``/``gp_target_norm``) or non-saturating.
 
     Raises:
         ValueError: an unknown ``cfg.loss`` (names the valid ones) or mismatched shapes.
     """
     kind = DiscriminatorLossKind(cfg.loss)
     if kind == DiscriminatorLossKind.WGAN_GP:
-        return wgan_gp_loss(disc, real, fake, cfg.gp_weight, cfg.gp_target_norm, generator)
+        return wgan_gp_loss(disc, real, fake, cfg.gp_coef, cfg.gp_target_norm, generator)
     if kind == DiscriminatorLossKind.SN_NONSATURATING:
         return nonsaturating_loss(disc, real, fake)
     raise ValueError(f"discriminator.loss must be one of {[k.value for k in DiscriminatorLossKind]}, got {kind!r}")

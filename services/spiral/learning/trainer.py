@@ -215,12 +215,12 @@ class SingleProcessTrainer:
             while not self.done:
                 record = self.train_step()
                 updates = self.counters.updates
-                if updates % self.cfg.log_every == 0 or self.done:
+                if updates % self.cfg.log_every_updates == 0 or self.done:
                     self.run_log.write({**record, **self._x()})
-                if updates % self.cfg.image_every == 0 or self.done:
+                if updates % self.cfg.eval_every_updates == 0 or self.done:
                     last_eval = self.evaluate()
                     self.run_log.write({**last_eval, **self._x()})
-                if updates % self.cfg.checkpoint_every == 0 or self.done:
+                if updates % self.cfg.checkpoint_every_updates == 0 or self.done:
                     self.checkpoint()
                 progress.update(task, completed=self._progress(unit), info=_summary(record, last_eval))
         self.write_curves()

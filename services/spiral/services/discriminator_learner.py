@@ -14,7 +14,7 @@ most :data:`MAX_LEAD` steps ahead of the policy learner's update count (polled t
 ``GetStatus``), so two learners sharing few cores keep the same ratio instead of racing. The
 policy learner's ``done`` ends this learner too (checkpoint, exit 0).
 
-Checkpoints: ``<output_dir>/checkpoints/discriminator/latest.pt`` every ``checkpoint_every``
+Checkpoints: ``<output_dir>/checkpoints/discriminator/latest.pt`` every ``checkpoint_every_updates``
 critic steps, at the end and on SIGTERM. Scalars go to ``<output_dir>/metrics-discriminator.jsonl``.
 """
 
@@ -180,11 +180,11 @@ class DiscriminatorLearner:
                     continue
                 images = sampled.images
                 stats = self.train_step(images.canvases, images.targets)
-                if self.updates % self.cfg.log_every == 0:
+                if self.updates % self.cfg.log_every_updates == 0:
                     self.run_log.write(
                         {"losses/discriminator": stats.total_loss, "charts/d_real": stats.d_real, "charts/d_fake": stats.d_fake, "discriminator_updates": self.updates, "time": time.time()}
                     )
-                if self.updates % self.cfg.checkpoint_every == 0:
+                if self.updates % self.cfg.checkpoint_every_updates == 0:
                     self.checkpoint()
         finally:
             self.checkpoint()

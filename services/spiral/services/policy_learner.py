@@ -8,8 +8,8 @@ with the latest discriminator weights (or −L2), runs the unchanged
 (``SubscribeWeights``) under a version that only ever increases, across restarts too.
 
 Checkpoints (``<output_dir>/checkpoints/latest.pt``, the single-process trainer's format plus
-``version`` and ``restarts``) are written every ``checkpoint_every`` updates, at the end and on
-SIGTERM; a restarted learner resumes from the last one. Every ``image_every`` updates the greedy
+``version`` and ``restarts``) are written every ``checkpoint_every_updates`` updates, at the end and on
+SIGTERM; a restarted learner resumes from the last one. Every ``eval_every_updates`` updates the greedy
 policy reconstructs held-out images: a PNG grid, ``metrics.jsonl`` and
 ``spiral_learner_l2{split="held_out"}``. When the budget (frames or updates) is spent the learner
 checkpoints, answers ``GetStatus.done = True`` for a moment so that actors and the discriminator
@@ -405,7 +405,7 @@ class PolicyLearner:
                 stats = self.train_step(rollout)
                 updates = self.counters.updates
                 last = self.budget_spent
-                if updates % self.cfg.log_every == 0 or last:
+                if updates % self.cfg.log_every_updates == 0 or last:
                     self.run_log.write(
                         {
                             "losses/total": stats.total_loss,
@@ -419,9 +419,9 @@ class PolicyLearner:
                             **self._x(),
                         }
                     )
-                if updates % self.cfg.image_every == 0 or last:
+                if updates % self.cfg.eval_every_updates == 0 or last:
                     self.run_log.write({**self.evaluate(), **self._x()})
-                if updates % self.cfg.checkpoint_every == 0 and not last:
+                if updates % self.cfg.checkpoint_every_updates == 0 and not last:
                     self.checkpoint()
         finally:
             self.checkpoint()
