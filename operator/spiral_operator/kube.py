@@ -67,8 +67,7 @@ def is_subset(desired: Any, actual: Any) -> bool:
         return isinstance(actual, Mapping) and all(k in actual and is_subset(v, actual[k]) for k, v in desired.items())
     if isinstance(desired, list):
         return isinstance(actual, list) and len(desired) == len(actual) and all(is_subset(d, a) for d, a in zip(desired, actual))
-    if isinstance(desired, (int, float)) and isinstance(actual, (int, float)) and not isinstance(desired, bool):
-        return desired == actual
+    # Scalars: Python's == already treats the server's 1.0 and our 1 as equal.
     return desired == actual
 
 
