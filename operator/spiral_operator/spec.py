@@ -3,8 +3,10 @@
 The algorithm sections (``environment``, ``agent``, ``discriminator``, ``reward``, ``training``,
 ``dataset``, ``replay.buffer``) *are* the models of ``spiral.config`` with camelCase aliases
 (:func:`camel_model`), so the CRD (generated from these classes by :mod:`spiral_operator.crd`), the CLI
-and the operator can never drift apart. The Kubernetes sections (per-role pods, run policy,
-checkpoint storage, monitoring, TLS) are defined here.
+and the operator can never drift apart. Rules that span sections (a budget, ``l2`` ⇒ conditional,
+renderer ↔ dataset) are :class:`TrainConfig`'s: parsing builds one and lets it raise, so no rule is
+restated here. The Kubernetes sections (per-role pods, run policy, checkpoint storage, monitoring,
+TLS) and their own rules are defined here.
 
 Callers: the handlers parse every spec through :func:`parse_spec` and :func:`to_train_config`;
 :mod:`spiral_operator.manifests` renders from the parsed objects. Pure: no I/O.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import copy
 import enum
 import functools
+import re
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
@@ -213,12 +216,7 @@ class TrainingSpec(_TrainingBase):  # type: ignore[valid-type,misc]
     checkpoint_every_updates: int = _config_field("checkpoint_every_updates")
     eval_every_updates: int = _config_field("eval_every_updates")
     log_every_updates: int = _config_field("log_every_updates")
-
-    @model_validator(mode="after")
-    def _check_budget(self) -> "TrainingSpec":
-        if self.total_frames is None and self.total_updates is None:
-            raise ValueError("set a budget: training.totalFrames or training.totalUpdates (both must be > 0)")
-        return self
+    # The budget rule (totalFrames or totalUpdates) is TrainConfig's; SpiralJobSpec applies it.
 
 
 #: The training fields that are TrainConfig top-level keys rather than LearnerConfig keys.
@@ -306,6 +304,16 @@ class SpiralJobSpec(_Spec):
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Prometheus integration.")
     tls: TLSSpec | None = Field(None, description="Mutual TLS between the services; without it the NetworkPolicy confines plaintext gRPC to the job's pods.")
 
+    @model_validator(mode="after")
+    def _check_train_config(self) -> "SpiralJobSpec":
+        # The rules across sections are TrainConfig's: build one and let it raise. Its `services`
+        # only address the job's peers by name and no rule reads them, so the defaults stand in here.
+        try:
+            TrainConfig.model_validate(_train_config_data(self))
+        except ValidationError as err:
+            raise ValueError(_train_config_problems(err)) from None
+        return self
+
 
 # ----------------------------------------------------------------------------------- parsing ---
 
@@ -357,19 +365,43 @@ def services_config(name: str, spec: SpiralJobSpec) -> dict[str, Any]:
     }
 
 
-def to_train_config(spec: SpiralJobSpec, name: str, namespace: str) -> TrainConfig:
-    """The :class:`TrainConfig` every pod of the job loads from its ConfigMap.
+#: TrainConfig keys a SpiralJob spells differently, named next to TrainConfig's own error messages.
+_SPEC_NAMES: tuple[tuple[str, str], ...] = (
+    ("total_frames", "training.totalFrames"),
+    ("total_updates", "training.totalUpdates"),
+    ("env", "environment"),
+    ("data", "dataset"),
+    ("learner", "training"),
+    ("num_envs", "actor.environmentsPerActor"),
+    ("num_actors", "actor.maxReplicas"),
+)
+
+
+def _in_spec_terms(message: str) -> str:
+    """``message`` of a TrainConfig rule, followed by the spec's names for the TrainConfig keys it mentions."""
+    named = [f"{key} is {spec_name}" for key, spec_name in _SPEC_NAMES if re.search(rf"\b{key}\b", message)]
+    return f"{message} (in a SpiralJob, {', '.join(named)})" if named else message
+
+
+def _train_config_problems(err: ValidationError) -> str:
+    problems = []
+    for e in err.errors():
+        message = _in_spec_terms(e["msg"].removeprefix("Value error, "))
+        where = ".".join(str(p) for p in e["loc"])
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
+
+
+def _train_config_data(spec: SpiralJobSpec) -> dict[str, Any]:
+    """The TrainConfig input of ``spec``: every section but ``services`` (which depends on the job's name).
 
     ``num_actors`` is ``actor.maxReplicas`` (a bound, not the live count) so scaling actors never
     changes the config and never restarts learners.
-
-    Raises:
-        SpecError: cross-section rules of TrainConfig (e.g. reward `l2` needs mode `conditional`).
     """
     learner_fields = set(LearnerConfig.model_fields)
     data_fields = set(DataConfig.model_fields)
     training = spec.training
-    data = {
+    return {
         "mode": spec.mode.value,
         "env": spec.environment.model_dump(mode="json"),
         "agent": spec.agent.model_dump(mode="json"),
@@ -378,15 +410,25 @@ def to_train_config(spec: SpiralJobSpec, name: str, namespace: str) -> TrainConf
         "learner": training.model_dump(mode="json", include=learner_fields),
         "data": spec.dataset.model_dump(mode="json", include=data_fields),
         "replay": spec.replay.buffer.model_dump(mode="json"),
-        "services": services_config(name, spec),
         "num_envs": spec.actor.environments_per_actor,
         "num_actors": spec.actor.max_replicas,
         "output_dir": str(PurePosixPath(CHECKPOINT_DIR)),
         **training.model_dump(mode="json", include=set(TRAINING_TOP_LEVEL_FIELDS)),
     }
+
+
+def to_train_config(spec: SpiralJobSpec, name: str, namespace: str) -> TrainConfig:
+    """The :class:`TrainConfig` every pod of job ``name`` loads from its ConfigMap.
+
+    Peers are addressed by their Service's short name, so ``namespace`` does not enter the config.
+
+    Raises:
+        SpecError: a TrainConfig rule failed (only for a spec that did not come from :func:`parse_spec`,
+            which applies the same rules).
+    """
     try:
         # TrainConfig.model_validate is what spiral.config.load_config_dict runs; calling it directly
         # lets the message name spec fields without echoing the whole rendered config back.
-        return TrainConfig.model_validate(data)
+        return TrainConfig.model_validate({**_train_config_data(spec), "services": services_config(name, spec)})
     except ValidationError as err:
-        raise SpecError(_format_errors(err)) from None
+        raise SpecError(f"spec: {_train_config_problems(err)}") from None

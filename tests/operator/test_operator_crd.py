@@ -9,6 +9,7 @@ rejected by the operator's own parsing, so the two can't disagree.
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
 
 from spiral.config import AgentConfig, DataConfig, DiscriminatorConfig, EnvConfig, LearnerConfig, ReplayConfig, RewardConfig, TrainConfig
@@ -269,3 +270,31 @@ def test_schema_converter_names_unsupported_types() -> None:
         type_schema(int | float)
     assert type_schema(int | str) == {"x-kubernetes-int-or-string": True}
     assert type_schema(float | None) == {"type": "number", "nullable": True}
+
+
+#: (case, spec changes, the equivalent TrainConfig input): each rule that spans sections of the spec.
+CONFIG_RULES = [
+    ("budget", {"training": {}}, {}),
+    ("l2 needs a target", {"mode": "unconditional"}, {"mode": "unconditional", "total_frames": 1}),
+    ("renderer vs dataset", {"environment": {"renderer": "mujoco"}}, {"env": {"renderer": "mujoco"}, "total_frames": 1}),
+    ("grid vs canvas", {"environment": {"canvasSize": 32, "gridSize": 64}}, {"env": {"canvas_size": 32, "grid_size": 64}, "total_frames": 1}),
+]
+# The data-path rule is DataConfig's too (DatasetSpec inherits it), but its message names the
+# section as the spec spells it (`dataset.path`); BAD_SPECS checks that one.
+
+
+@pytest.mark.parametrize(("changes", "config"), [c[1:] for c in CONFIG_RULES], ids=[c[0] for c in CONFIG_RULES])
+def test_spec_parser_reports_the_config_models_own_rule(changes: dict[str, Any], config: dict[str, Any]) -> None:
+    """The spec parser restates no rule of spiral.config: its message is the config model's own."""
+    with pytest.raises(ValidationError) as raised:
+        TrainConfig.model_validate(config)
+    rule_message = raised.value.errors()[0]["msg"].removeprefix("Value error, ")
+    with pytest.raises(SpecError, match=re.escape(rule_message)):
+        parse_spec({**MINIMAL, **changes})
+
+
+def test_config_rule_messages_name_the_spec_fields() -> None:
+    with pytest.raises(SpecError, match=re.escape("(in a SpiralJob, total_frames is training.totalFrames, total_updates is training.totalUpdates)")):
+        parse_spec({**MINIMAL, "training": {}})
+    with pytest.raises(SpecError, match=re.escape("(in a SpiralJob, env is environment)")):
+        parse_spec({**MINIMAL, "environment": {"renderer": "mujoco"}})
