@@ -81,6 +81,14 @@ CEL_RULES: tuple[CelRule, ...] = (
         field_path=".replicas",
     ),
     CelRule(
+        path=(),
+        rule="!has(self.actor.autoscaling.scaleDownQueueDepth) || self.actor.autoscaling.scaleDownQueueDepth <= self.training.queueSize",
+        message="actor.autoscaling.scaleDownQueueDepth must be <= training.queueSize (the learner's queue never holds more)",
+        check=lambda s, _: s["actor"]["autoscaling"].get("scaleDownQueueDepth") is None
+        or s["actor"]["autoscaling"]["scaleDownQueueDepth"] <= s["training"]["queueSize"],
+        field_path=".actor.autoscaling.scaleDownQueueDepth",
+    ),
+    CelRule(
         path=("training",),
         rule="has(self.totalFrames) || has(self.totalUpdates)",
         message="set a budget: training.totalFrames or training.totalUpdates (> 0)",

@@ -24,9 +24,11 @@ Rules, in order:
   once — per *job*, not per pod. More than ``backoffLimit`` restarts fails the job.
 * **Actor crashes** are left to the actor Deployment (only that actor restarts).
 * **activeDeadlineSeconds** since the last start/resume fails the job.
-* **Autoscaling** (optional): while Running, with the learner's queue empty and every actor ready,
-  add one actor; with more than ``scaleDownQueueDepth`` trajectories waiting, remove one; never
-  beyond [minReplicas, maxReplicas], at most one step per ``cooldownSeconds``.
+* **Autoscaling** (optional): while Running, with the policy learner's queue empty and every actor
+  ready, add one actor; with the queue full (``scaleDownQueueDepth``, default ``training.queueSize``:
+  actors wait on back-pressure), remove one. A reading counts only when the previous pass read the
+  same (``status.progress.queueDepth``), since the default one-slot queue has no depth between the
+  two thresholds; never beyond [minReplicas, maxReplicas], at most one step per ``cooldownSeconds``.
 """
 
 from __future__ import annotations
@@ -216,6 +218,32 @@ def _progress_status(progress: Progress, now: dt.datetime) -> dict[str, Any]:
     return {**{k: v for k, v in fields.items() if v is not None}, "updateTime": timestamp(now)}
 
 
+class ScaleStep(NamedTuple):
+    replicas: int
+    why: str
+
+
+def autoscale_step(spec: SpiralJobSpec, ready_actors: int, queue_depth: float, previous_queue_depth: float | None) -> ScaleStep | None:
+    """The actor autoscaler's step for two consecutive readings of the learner's queue (None: stay).
+
+    Thresholds are the queue's two ends, relative to ``training.queueSize``: empty (the learner
+    starves) adds an actor once every actor is ready; full (``scaleDownQueueDepth``, default the
+    whole queue: actors block on back-pressure) removes one. Cooldown is the caller's.
+    """
+    current = spec.actor.replicas
+    queue_size = spec.training.queue_size
+    full = spec.actor.autoscaling.scale_down_queue_depth or queue_size
+    if previous_queue_depth is None:
+        return None
+    if max(queue_depth, previous_queue_depth) <= 0 and ready_actors >= current and current < spec.actor.max_replicas:
+        return ScaleStep(current + 1, "the learner's queue was empty on two passes in a row")
+    if min(queue_depth, previous_queue_depth) >= full and current > spec.actor.min_replicas:
+        return ScaleStep(
+            current - 1, f"the learner's queue held {queue_depth:g} of {queue_size} trajectories (full at {full}) on two passes in a row"
+        )
+    return None
+
+
 def _not_ready(roles: Mapping[Role, RoleCounts]) -> list[str]:
     lacking = [f"{r.value} {roles[r].ready}/{roles[r].desired}" for r in STATEFUL_ROLES if roles[r].ready < roles[r].desired]
     actors = roles[Role.ACTOR]
@@ -238,6 +266,7 @@ def decide(
     actor_replicas: int | None = None
     delete_job = False
     roles = {role: observation.roles.get(role, RoleCounts(0, 0)) for role in Role}
+    previous_queue_depth = (status.get("progress") or {}).get("queueDepth")
 
     # Bookkeeping every pass: counts, selector, progress, generation.
     for role, key in ROLE_STATUS_KEYS.items():
@@ -380,17 +409,9 @@ def decide(
     if autoscaling.enabled and phase == Phase.RUNNING and all_ready and progress is not None and progress.queue_depth is not None:
         last = parse_timestamp(new.get("lastScaleTime"))
         cooled = last is None or now >= last + dt.timedelta(seconds=autoscaling.cooldown_seconds)
-        high = autoscaling.scale_down_queue_depth or 2 * spec.training.batch_size
-        current = spec.actor.replicas
-        target = current
-        if progress.queue_depth <= 0 and roles[Role.ACTOR].ready >= current and current < spec.actor.max_replicas:
-            target = current + 1
-            why = "the learner's queue is empty"
-        elif progress.queue_depth > high and current > spec.actor.min_replicas:
-            target = current - 1
-            why = f"the learner's queue holds {progress.queue_depth:g} > {high} trajectories"
-        if cooled and target != current:
-            actor_replicas = target
+        step = autoscale_step(spec, roles[Role.ACTOR].ready, progress.queue_depth, previous_queue_depth)
+        if cooled and step is not None:
+            actor_replicas = step.replicas
             new["lastScaleTime"] = timestamp(now)
-            events.append(Event(False, reasons.ACTORS_SCALED, f"actors {current} → {target}: {why}"))
+            events.append(Event(False, reasons.ACTORS_SCALED, f"actors {spec.actor.replicas} → {step.replicas}: {step.why}"))
     return done()

@@ -140,12 +140,24 @@ _REPLAY_RESOURCES = _resources("500m", "1Gi", "1", "2Gi")
 
 
 class ActorAutoscaling(_Spec):
-    """Queue-driven actor autoscaler: grow while the learner starves, shrink while its queue overflows."""
+    """Queue-driven actor autoscaler: grow while the policy learner starves, shrink while actors wait on its full queue.
+
+    The signal is the policy learner's batching queue (``spiral_learner_queue_depth``), which holds at
+    most ``training.queueSize`` trajectories: empty means the learner waits for actors, full means
+    actors wait for the learner (back-pressure), so an extra actor would only queue.
+    """
 
     enabled: bool = Field(False, description="Let the operator move actor.replicas within [minReplicas, maxReplicas].")
     cooldown_seconds: int = Field(60, ge=0, le=86400, description="Seconds between two scaling steps; lets the queue settle after a step.")
     scale_down_queue_depth: int | None = Field(
-        None, ge=1, description="Learner queue depth above which one actor is removed; default 2 × training.batchSize (two full batches waiting)."
+        None,
+        ge=1,
+        description=(
+            "Trajectories in the policy learner's queue at or above which one actor is removed; at most training.queueSize, "
+            "default training.queueSize (the queue is full: actors wait on back-pressure). One actor is added only while the "
+            "queue is empty. Either reading must repeat on two consecutive operator passes before it counts (hysteresis: "
+            "the default one-slot queue has no depth between empty and full), then cooldownSeconds applies."
+        ),
     )
 
 
@@ -303,6 +315,16 @@ class SpiralJobSpec(_Spec):
     run_policy: RunPolicy = Field(default_factory=RunPolicy, description="Restarts, deadline, TTL, suspension, cleanup.")
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Prometheus integration.")
     tls: TLSSpec | None = Field(None, description="Mutual TLS between the services; without it the NetworkPolicy confines plaintext gRPC to the job's pods.")
+
+    @model_validator(mode="after")
+    def _check_autoscaling(self) -> "SpiralJobSpec":
+        depth, queue_size = self.actor.autoscaling.scale_down_queue_depth, self.training.queue_size
+        if depth is not None and depth > queue_size:
+            raise ValueError(
+                f"actor.autoscaling.scaleDownQueueDepth ({depth}) must be <= training.queueSize ({queue_size}): the "
+                "learner's queue never holds more, so no actor would ever be removed; lower it or leave it unset (= queueSize)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_train_config(self) -> "SpiralJobSpec":

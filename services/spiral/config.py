@@ -158,7 +158,6 @@ class LearnerConfig(_Frozen):
     baseline_coef: float = Field(0.5, ge=0.0)
     discount: float = Field(1.0, ge=0.0, le=1.0, description="1.0 for short episodes.")
     max_grad_norm: float = Field(40.0, gt=0.0)
-    batch_size: int = Field(32, ge=1, le=4096, description="Reserved: one update currently consumes one trajectory of `num_envs` episodes, in both trainers.")
     queue_size: int = Field(1, ge=1, le=1024, description="Trajectories the policy learner's batching queue holds; each extra slot adds about one version of policy lag.")
     clip_rho_threshold: float = Field(1.0, gt=0.0)
     clip_pg_rho_threshold: float = Field(1.0, gt=0.0)

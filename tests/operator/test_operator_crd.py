@@ -217,6 +217,8 @@ BAD_SPECS = [
     ("negative backoff", _with(MINIMAL, runPolicy={"backoffLimit": -1}), "-1 is less than the minimum of 0", "spec.runPolicy.backoffLimit"),
     ("bad PVC size", _with(MINIMAL, checkpoint={"size": "lots"}), "does not match", "spec.checkpoint.size"),
     ("tls without secret", _with(MINIMAL, tls={}), "'secretName' is a required property", "spec.tls.secretName"),
+    ("scale-down depth above the queue", _with(MINIMAL, actor={"autoscaling": {"scaleDownQueueDepth": 2}}),
+     "scaleDownQueueDepth must be <= training.queueSize", "scaleDownQueueDepth (2) must be <= training.queueSize (1)"),
 ]
 
 

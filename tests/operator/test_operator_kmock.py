@@ -447,7 +447,7 @@ async def test_autoscaler_adds_an_actor_while_the_learner_starves(running: Any) 
     await cluster.set_ready("apps/v1/deployments", f"{JOB}-actor", 3)
     await asyncio.sleep(INTERVAL * 4)
     assert cluster.job()["spec"]["actor"]["replicas"] == 3  # bounded by maxReplicas
-    learner.metrics.learner_queue_depth.labels(JOB).set(500)  # > 2 × batch size 32
+    learner.metrics.learner_queue_depth.labels(JOB).set(1)  # training.queueSize 1 is full: actors wait on back-pressure
     await eventually(lambda: cluster.job()["spec"]["actor"]["replicas"] == 2, what="scaled down")
     await eventually(lambda: "ActorsScaled" in cluster.event_reasons(), what="ActorsScaled event")
 

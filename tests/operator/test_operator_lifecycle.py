@@ -21,7 +21,7 @@ from spiral_operator.lifecycle import (
 )
 from spiral_operator.progress import Progress
 from spiral_operator.reasons import ConditionType
-from spiral_operator.spec import parse_spec
+from spiral_operator.spec import SpecError, parse_spec
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
 BASE: dict[str, Any] = {"image": "img", "training": {"totalFrames": 1000}, "runPolicy": {"backoffLimit": 2}}
@@ -173,7 +173,9 @@ def test_ttl_after_finished_asks_for_deletion() -> None:
     assert not decide(spec(), "job", finished, obs(), T0 + dt.timedelta(days=30)).delete_job
 
 
-AUTOSCALE = {**BASE, "actor": {"replicas": 2, "minReplicas": 1, "maxReplicas": 3, "autoscaling": {"enabled": True, "cooldownSeconds": 60}}}
+#: A four-slot learner queue: empty (0) adds an actor, full (4) removes one, 1..3 leaves them.
+AUTOSCALE = {**BASE, "training": {"totalFrames": 1000, "queueSize": 4},
+             "actor": {"replicas": 2, "minReplicas": 1, "maxReplicas": 3, "autoscaling": {"enabled": True, "cooldownSeconds": 60}}}
 
 
 def _progress(queue: float) -> Progress:
@@ -181,20 +183,24 @@ def _progress(queue: float) -> Progress:
 
 
 @pytest.mark.parametrize(
-    ("replicas", "ready_actors", "queue", "want"),
+    ("replicas", "ready_actors", "before", "queue", "want"),
     [
-        (2, 2, 0.0, 3),  # starving learner, all actors up: one more
-        (2, 1, 0.0, None),  # an actor is still starting: wait
-        (3, 3, 0.0, None),  # at maxReplicas
-        (2, 2, 65.0, 1),  # > 2 × batch 32 waiting: one fewer
-        (1, 1, 65.0, None),  # at minReplicas
-        (2, 2, 10.0, None),  # healthy queue: leave it
+        (2, 2, 0.0, 0.0, 3),  # starving learner, all actors up: one more
+        (2, 1, 0.0, 0.0, None),  # an actor is still starting: wait
+        (3, 3, 0.0, 0.0, None),  # at maxReplicas
+        (2, 2, 4.0, 4.0, 1),  # queue full (queueSize 4): actors wait on back-pressure, one fewer
+        (1, 1, 4.0, 4.0, None),  # at minReplicas
+        (2, 2, 2.0, 2.0, None),  # between empty and full: leave it
+        (2, 2, 4.0, 0.0, None),  # hysteresis: one empty reading after a full one moves nothing
+        (2, 2, 0.0, 4.0, None),  # ... nor one full reading after an empty one
+        (2, 2, None, 0.0, None),  # no earlier reading yet
     ],
+    ids=["starving", "actor-starting", "at-max", "full", "at-min", "between", "was-full", "was-empty", "first-reading"],
 )
-def test_autoscaler_rule(replicas: int, ready_actors: int, queue: float, want: int | None) -> None:
+def test_autoscaler_rule(replicas: int, ready_actors: int, before: float | None, queue: float, want: int | None) -> None:
     job = parse_spec({**AUTOSCALE, "actor": {**AUTOSCALE["actor"], "replicas": replicas}})
     roles = {**ready(), Role.ACTOR: RoleCounts(replicas, ready_actors)}
-    running = decide(job, "job", {}, obs(roles=roles), T0).status
+    running = decide(job, "job", {}, obs(roles=roles, progress=None if before is None else _progress(before)), T0).status
     plan = decide(job, "job", running, obs(roles=roles, progress=_progress(queue)), T0)
     assert plan.actor_replicas == want
     if want is not None:
@@ -202,9 +208,26 @@ def test_autoscaler_rule(replicas: int, ready_actors: int, queue: float, want: i
         assert any(e.reason == reasons.ACTORS_SCALED for e in plan.events)
 
 
+def test_autoscaler_scales_down_when_the_default_one_slot_queue_stays_full() -> None:
+    job = parse_spec({**BASE, "actor": {**AUTOSCALE["actor"], "replicas": 2}})  # training.queueSize 1
+    running = decide(job, "job", {}, obs(progress=_progress(1.0)), T0).status
+    plan = decide(job, "job", running, obs(progress=_progress(1.0)), T0)
+    assert plan.actor_replicas == 1
+    assert [e.message for e in plan.events if e.reason == reasons.ACTORS_SCALED] == [
+        "actors 2 → 1: the learner's queue held 1 of 1 trajectories (full at 1) on two passes in a row"]
+
+
+def test_autoscaler_scale_down_depth_above_the_queue_is_rejected() -> None:
+    with pytest.raises(SpecError, match=r"actor\.autoscaling\.scaleDownQueueDepth \(5\) must be <= training\.queueSize \(4\)"):
+        parse_spec({**AUTOSCALE, "actor": {**AUTOSCALE["actor"], "autoscaling": {"enabled": True, "scaleDownQueueDepth": 5}}})
+    lower = parse_spec({**AUTOSCALE, "actor": {**AUTOSCALE["actor"], "autoscaling": {"enabled": True, "scaleDownQueueDepth": 3}}})
+    running = decide(lower, "job", {}, obs(progress=_progress(3.0)), T0).status
+    assert decide(lower, "job", running, obs(progress=_progress(3.0)), T0).actor_replicas == 1
+
+
 def test_autoscaler_cooldown_and_disabled() -> None:
     job = parse_spec(AUTOSCALE)
-    running = {**decide(job, "job", {}, obs(), T0).status, "lastScaleTime": timestamp(T0)}
+    running = {**decide(job, "job", {}, obs(progress=_progress(0)), T0).status, "lastScaleTime": timestamp(T0)}
     assert decide(job, "job", running, obs(progress=_progress(0)), T0 + dt.timedelta(seconds=59)).actor_replicas is None
     assert decide(job, "job", running, obs(progress=_progress(0)), T0 + dt.timedelta(seconds=60)).actor_replicas == 3
     assert decide(spec(), "job", running, obs(progress=_progress(0)), T0 + dt.timedelta(seconds=60)).actor_replicas is None
