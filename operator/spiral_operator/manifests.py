@@ -4,7 +4,8 @@ For job ``NAME``: ConfigMap ``NAME-config`` (the rendered TrainConfig), PVC ``NA
 (unless an existing claim is used), StatefulSet + headless Service ``NAME-policy-learner``,
 ``NAME-discriminator-learner`` and ``NAME-replay`` (ports ``grpc`` 50051 and ``metrics`` 9400), a
 Deployment ``NAME-actor`` with a metrics-only headless Service of the same name (so a ServiceMonitor
-can reach the actors), NetworkPolicy ``NAME-grpc`` and, when asked, ServiceMonitor ``NAME``.
+can reach the actors), NetworkPolicy ``NAME-grpc`` and, when asked, ServiceMonitor ``NAME``. Each
+kind has its ``render_*`` function; :func:`render_children` only decides which to call, in order.
 
 The handlers add owner references (``kopf.adopt``) afterwards. Two pod-template annotations drive
 roll-outs: ``spiral.dev/config-hash`` (a config change restarts the pods that read it) and
@@ -17,7 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -153,9 +154,13 @@ def _grpc_probe(period: int, failures: int) -> dict[str, Any]:
     return {"grpc": {"port": GRPC_PORT}, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 5}
 
 
-def _pod_template(
-    spec: SpiralJobSpec, name: str, role: Role, role_spec: RoleSpec, config_digest: str, restart_generation: int
-) -> dict[str, Any]:
+class _Volumes(NamedTuple):
+    mounts: list[dict[str, Any]]
+    volumes: list[dict[str, Any]]
+
+
+def _volumes(spec: SpiralJobSpec, name: str, role: Role) -> _Volumes:
+    """The config, scratch, checkpoint (learners only), dataset and TLS volumes of a ``role`` pod."""
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_PATH, "subPath": CONFIG_KEY, "readOnly": True},
         # The root filesystem is read-only; torch, matplotlib and libmypaint need a scratch /tmp.
@@ -174,8 +179,12 @@ def _pod_template(
     if spec.tls is not None:
         mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
         volumes.append({"name": "tls", "secret": {"secretName": spec.tls.secret_name, "defaultMode": 0o440}})
+    return _Volumes(mounts, volumes)
 
-    container: dict[str, Any] = {
+
+def _container(spec: SpiralJobSpec, name: str, role: Role, role_spec: RoleSpec, mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one container of a ``role`` pod: ``spiral serve ROLE`` on the mounted config."""
+    return {
         "name": role.value,
         "image": spec.image,
         "imagePullPolicy": spec.image_pull_policy.value,
@@ -198,6 +207,25 @@ def _pod_template(
         "securityContext": _container_security_context(),
         "volumeMounts": mounts,
     }
+
+
+def _checkpoint_affinity(spec: SpiralJobSpec, name: str, role: Role) -> dict[str, Any] | None:
+    """Pod affinity that keeps the discriminator learner on the policy learner's node, where a ReadWriteOnce claim is attached."""
+    if role != Role.DISCRIMINATOR_LEARNER or spec.checkpoint.access_mode != AccessMode.READ_WRITE_ONCE:
+        return None
+    return {
+        "podAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": selector_labels(name, Role.POLICY_LEARNER)}, "topologyKey": "kubernetes.io/hostname"}
+            ]
+        }
+    }
+
+
+def _pod_template(
+    spec: SpiralJobSpec, name: str, role: Role, role_spec: RoleSpec, config_digest: str, restart_generation: int
+) -> dict[str, Any]:
+    volumes = _volumes(spec, name, role)
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -210,8 +238,8 @@ def _pod_template(
             "fsGroup": RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [container],
-        "volumes": volumes,
+        "containers": [_container(spec, name, role, role_spec, volumes.mounts)],
+        "volumes": volumes.volumes,
     }
     if spec.service_account_name:
         pod_spec["serviceAccountName"] = spec.service_account_name
@@ -221,15 +249,9 @@ def _pod_template(
         pod_spec["nodeSelector"] = dict(role_spec.node_selector)
     if role_spec.tolerations:
         pod_spec["tolerations"] = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in role_spec.tolerations]
-    if role == Role.DISCRIMINATOR_LEARNER and spec.checkpoint.access_mode == AccessMode.READ_WRITE_ONCE:
-        # A ReadWriteOnce claim attaches to one node: both learners must land on the policy learner's node.
-        pod_spec["affinity"] = {
-            "podAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": [
-                    {"labelSelector": {"matchLabels": selector_labels(name, Role.POLICY_LEARNER)}, "topologyKey": "kubernetes.io/hostname"}
-                ]
-            }
-        }
+    affinity = _checkpoint_affinity(spec, name, role)
+    if affinity is not None:
+        pod_spec["affinity"] = affinity
     template = {
         "metadata": {
             "labels": labels(name, role.value),
@@ -245,7 +267,55 @@ def _pod_template(
 # ---------------------------------------------------------------------------------- children ---
 
 
-def _service(name: str, namespace: str, role: Role, ports: list[dict[str, Any]]) -> dict[str, Any]:
+_GRPC_SERVICE_PORT = {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"}
+_METRICS_SERVICE_PORT = {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP", "appProtocol": "http"}
+
+
+def _role_spec(spec: SpiralJobSpec, role: Role) -> RoleSpec:
+    return {
+        Role.ACTOR: spec.actor,
+        Role.POLICY_LEARNER: spec.policy_learner,
+        Role.DISCRIMINATOR_LEARNER: spec.discriminator_learner,
+        Role.REPLAY: spec.replay,
+    }[role]
+
+
+def desired_replicas(spec: SpiralJobSpec, role: Role, stopped: frozenset[Role]) -> int:
+    """Pods of ``role``: none while suspended or stopped, else one per StatefulSet and ``actor.replicas`` actors."""
+    if spec.run_policy.suspend or role in stopped:
+        return 0
+    return spec.actor.replicas if role == Role.ACTOR else 1
+
+
+def render_config_map(name: str, namespace: str, config_yaml: str) -> dict[str, Any]:
+    """ConfigMap ``NAME-config``: the TrainConfig every pod mounts at ``/etc/spiral/config.yaml``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(name, namespace, config_map_name(name), "job"),
+        "data": {CONFIG_KEY: config_yaml},
+    }
+
+
+def render_checkpoint_claim(spec: SpiralJobSpec, name: str, namespace: str) -> dict[str, Any]:
+    """PVC ``NAME-checkpoints`` (rendered only when ``checkpoint.existingClaim`` is unset)."""
+    pvc_spec: dict[str, Any] = {
+        "accessModes": [spec.checkpoint.access_mode.value],
+        "resources": {"requests": {"storage": spec.checkpoint.size}},
+    }
+    if spec.checkpoint.storage_class_name:
+        pvc_spec["storageClassName"] = spec.checkpoint.storage_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(name, namespace, f"{name}-checkpoints", "job"),
+        "spec": pvc_spec,
+    }
+
+
+def render_service(name: str, namespace: str, role: Role) -> dict[str, Any]:
+    """Headless Service ``NAME-ROLE``: gRPC and metrics for servers, metrics only for the actors (clients)."""
+    ports = [dict(_METRICS_SERVICE_PORT)] if role == Role.ACTOR else [dict(_GRPC_SERVICE_PORT), dict(_METRICS_SERVICE_PORT)]
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -262,17 +332,80 @@ def _service(name: str, namespace: str, role: Role, ports: list[dict[str, Any]])
     }
 
 
-_GRPC_SERVICE_PORT = {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"}
-_METRICS_SERVICE_PORT = {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP", "appProtocol": "http"}
-
-
-def _role_spec(spec: SpiralJobSpec, role: Role) -> RoleSpec:
+def render_statefulset(name: str, namespace: str, role: Role, replicas: int, template: dict[str, Any]) -> dict[str, Any]:
+    """StatefulSet ``NAME-ROLE`` of a learner or the replay (one pod, its own headless Service)."""
     return {
-        Role.ACTOR: spec.actor,
-        Role.POLICY_LEARNER: spec.policy_learner,
-        Role.DISCRIMINATOR_LEARNER: spec.discriminator_learner,
-        Role.REPLAY: spec.replay,
-    }[role]
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(name, namespace, child_name(name, role), role.value),
+        "spec": {
+            "replicas": replicas,
+            "serviceName": child_name(name, role),
+            # Parallel: a crash-looping pod must not block its own replacement during a restart.
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "selector": {"matchLabels": selector_labels(name, role)},
+            "template": template,
+        },
+    }
+
+
+def render_actor_deployment(name: str, namespace: str, replicas: int, template: dict[str, Any]) -> dict[str, Any]:
+    """Deployment ``NAME-actor``: stateless actors, the target of the SpiralJob's scale subresource."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, namespace, child_name(name, Role.ACTOR), Role.ACTOR.value),
+        "spec": {
+            "replicas": replicas,
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector_labels(name, Role.ACTOR)},
+            # Actors are stateless: replace them freely, a few at a time.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+            "template": template,
+        },
+    }
+
+
+def render_network_policy(spec: SpiralJobSpec, name: str, namespace: str) -> dict[str, Any]:
+    """NetworkPolicy ``NAME-grpc``: gRPC only between the job's own pods, /metrics from the allowed namespaces.
+
+    It selects pods by job, not by role, so it covers whichever roles the job runs.
+    """
+    metrics_from: dict[str, Any] = (
+        {"namespaceSelector": {"matchLabels": dict(spec.monitoring.metrics_namespace_selector)}}
+        if spec.monitoring.metrics_namespace_selector is not None
+        else {"namespaceSelector": {}}
+    )
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(name, namespace, network_policy_name(name), "job"),
+        "spec": {
+            "podSelector": {"matchLabels": {JOB_NAME_LABEL: name}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                # gRPC (plaintext unless spec.tls) only between this job's own pods.
+                {"from": [{"podSelector": {"matchLabels": {JOB_NAME_LABEL: name}}}], "ports": [{"protocol": "TCP", "port": GRPC_PORT}]},
+                # /metrics for Prometheus and the operator's progress reads.
+                {"from": [metrics_from], "ports": [{"protocol": "TCP", "port": METRICS_PORT}]},
+            ],
+        },
+    }
+
+
+def render_service_monitor(spec: SpiralJobSpec, name: str, namespace: str) -> dict[str, Any]:
+    """ServiceMonitor ``NAME`` (when ``monitoring.serviceMonitor``): every Service of the job, port ``metrics``."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": _meta(name, namespace, name, "job"),
+        "spec": {
+            "selector": {"matchLabels": {JOB_NAME_LABEL: name, "app.kubernetes.io/managed-by": MANAGED_BY}},
+            "namespaceSelector": {"matchNames": [namespace]},
+            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": spec.monitoring.interval}],
+        },
+    }
 
 
 def render_children(
@@ -296,106 +429,19 @@ def render_children(
     """
     config_yaml = render_config_yaml(spec, name, namespace)
     digest = config_hash(config_yaml)
-    suspended = spec.run_policy.suspend
 
-    def replicas(role: Role, wanted: int) -> int:
-        return 0 if suspended or role in stopped else wanted
-
-    children: list[dict[str, Any]] = [
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": _meta(name, namespace, config_map_name(name), "job"),
-            "data": {CONFIG_KEY: config_yaml},
-        }
-    ]
+    children = [render_config_map(name, namespace, config_yaml)]
     if spec.checkpoint.existing_claim is None:
-        pvc_spec: dict[str, Any] = {
-            "accessModes": [spec.checkpoint.access_mode.value],
-            "resources": {"requests": {"storage": spec.checkpoint.size}},
-        }
-        if spec.checkpoint.storage_class_name:
-            pvc_spec["storageClassName"] = spec.checkpoint.storage_class_name
-        children.append(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": _meta(name, namespace, f"{name}-checkpoints", "job"),
-                "spec": pvc_spec,
-            }
-        )
-
+        children.append(render_checkpoint_claim(spec, name, namespace))
     for role in STATEFUL_ROLES:
-        children.append(_service(name, namespace, role, [dict(_GRPC_SERVICE_PORT), dict(_METRICS_SERVICE_PORT)]))
-        children.append(
-            {
-                "apiVersion": "apps/v1",
-                "kind": "StatefulSet",
-                "metadata": _meta(name, namespace, child_name(name, role), role.value),
-                "spec": {
-                    "replicas": replicas(role, 1),
-                    "serviceName": child_name(name, role),
-                    # Parallel: a crash-looping pod must not block its own replacement during a restart.
-                    "podManagementPolicy": "Parallel",
-                    "updateStrategy": {"type": "RollingUpdate"},
-                    "selector": {"matchLabels": selector_labels(name, role)},
-                    "template": _pod_template(spec, name, role, _role_spec(spec, role), digest, restart_generation),
-                },
-            }
-        )
-
-    children.append(_service(name, namespace, Role.ACTOR, [dict(_METRICS_SERVICE_PORT)]))
-    children.append(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": _meta(name, namespace, child_name(name, Role.ACTOR), Role.ACTOR.value),
-            "spec": {
-                "replicas": replicas(Role.ACTOR, spec.actor.replicas),
-                "revisionHistoryLimit": 3,
-                "selector": {"matchLabels": selector_labels(name, Role.ACTOR)},
-                # Actors are stateless: replace them freely, a few at a time.
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
-                # Actors keep no restart generation: they reconnect to restarted learners by themselves.
-                "template": _pod_template(spec, name, Role.ACTOR, spec.actor, digest, 0),
-            },
-        }
-    )
-
-    metrics_from: dict[str, Any] = (
-        {"namespaceSelector": {"matchLabels": dict(spec.monitoring.metrics_namespace_selector)}}
-        if spec.monitoring.metrics_namespace_selector is not None
-        else {"namespaceSelector": {}}
-    )
-    children.append(
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": _meta(name, namespace, network_policy_name(name), "job"),
-            "spec": {
-                "podSelector": {"matchLabels": {JOB_NAME_LABEL: name}},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    # gRPC (plaintext unless spec.tls) only between this job's own pods.
-                    {"from": [{"podSelector": {"matchLabels": {JOB_NAME_LABEL: name}}}], "ports": [{"protocol": "TCP", "port": GRPC_PORT}]},
-                    # /metrics for Prometheus and the operator's progress reads.
-                    {"from": [metrics_from], "ports": [{"protocol": "TCP", "port": METRICS_PORT}]},
-                ],
-            },
-        }
-    )
-
+        template = _pod_template(spec, name, role, _role_spec(spec, role), digest, restart_generation)
+        children.append(render_service(name, namespace, role))
+        children.append(render_statefulset(name, namespace, role, desired_replicas(spec, role, stopped), template))
+    # Actors keep no restart generation: they reconnect to restarted learners by themselves.
+    actor_template = _pod_template(spec, name, Role.ACTOR, spec.actor, digest, 0)
+    children.append(render_service(name, namespace, Role.ACTOR))
+    children.append(render_actor_deployment(name, namespace, desired_replicas(spec, Role.ACTOR, stopped), actor_template))
+    children.append(render_network_policy(spec, name, namespace))
     if spec.monitoring.service_monitor:
-        children.append(
-            {
-                "apiVersion": "monitoring.coreos.com/v1",
-                "kind": "ServiceMonitor",
-                "metadata": _meta(name, namespace, name, "job"),
-                "spec": {
-                    "selector": {"matchLabels": {JOB_NAME_LABEL: name, "app.kubernetes.io/managed-by": MANAGED_BY}},
-                    "namespaceSelector": {"matchNames": [namespace]},
-                    "endpoints": [{"port": "metrics", "path": "/metrics", "interval": spec.monitoring.interval}],
-                },
-            }
-        )
+        children.append(render_service_monitor(spec, name, namespace))
     return children
