@@ -4,7 +4,10 @@ The handlers observe the cluster (workload and pod status, learner metrics), cal
 then carry the plan out. Keeping every decision here means each rule below is unit-tested on plain
 dicts, with no API server and no clock.
 
-Rules, in order:
+Each rule is a small pure function ``*_rule(observed, decision) -> decision`` (:data:`RULES`): it
+reads the pass's :class:`Observed` state and returns the :class:`Decision` so far with its own
+phase, conditions, status fields, events or actions added. :func:`decide` applies them in order and
+stops at the first that marks the decision ``final``. The rules, in order:
 
 * **Terminal** (Succeeded/Failed) jobs only clean up (``runPolicy.cleanPodPolicy``) and, after
   ``ttlSecondsAfterFinished``, ask to be deleted.
@@ -34,7 +37,7 @@ Rules, in order:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from spiral.config import Role
@@ -204,7 +207,59 @@ def failed_status(status: Mapping[str, Any], reason: str, message: str, now: dt.
     return new
 
 
-# ---------------------------------------------------------------------------------- decide ---
+# ---------------------------------------------------------------------- one pass, observed ---
+
+
+class PodOutcomes(NamedTuple):
+    """What the learner and replay pods of the current restart generation say about the job."""
+
+    #: ``status.podRestarts``: each pod's restarts now accounted for, so one crash is counted once.
+    accounted: dict[str, dict[str, Any]]
+    #: The policy learner's pod that exited 0 (its budget reached), if any.
+    succeeded: PodObservation | None
+    crashed: tuple[PodObservation, ...]
+
+
+class Readiness(NamedTuple):
+    #: ``"ROLE ready/desired"`` of each role short of pods.
+    lacking: tuple[str, ...]
+    #: Learner/replay pods of an older restart generation, still being replaced.
+    stale: tuple[str, ...]
+    #: Every StatefulSet wants its pod (they exist and the job is not scaled to zero).
+    all_desired: bool
+
+    @property
+    def all_ready(self) -> bool:
+        return not self.lacking and not self.stale and self.all_desired
+
+
+class Observed(NamedTuple):
+    """Everything the rules read in one pass; fixed while they run."""
+
+    spec: SpiralJobSpec
+    now: dt.datetime
+    counts: Mapping[Role, RoleCounts]
+    pods: PodOutcomes
+    readiness: Readiness
+    progress: Progress | None
+    #: The learner's queue depth read by the previous pass (``status.progress.queueDepth``).
+    previous_queue_depth: float | None
+
+
+class Decision(NamedTuple):
+    """The plan under construction: every rule returns a new one, and ``final`` ends the pass."""
+
+    phase: Phase
+    #: The new ``status`` except ``phase`` and ``conditions``.
+    status: Mapping[str, Any]
+    conditions: tuple[Mapping[str, Any], ...]
+    events: tuple[Event, ...]
+    restart_count: int
+    restart: bool = False
+    stopped: frozenset[Role] = frozenset()
+    actor_replicas: int | None = None
+    delete_job: bool = False
+    final: bool = False
 
 
 def _progress_status(progress: Progress, now: dt.datetime) -> dict[str, Any]:
@@ -216,6 +271,115 @@ def _progress_status(progress: Progress, now: dt.datetime) -> dict[str, Any]:
         "queueDepth": progress.queue_depth,
     }
     return {**{k: v for k, v in fields.items() if v is not None}, "updateTime": timestamp(now)}
+
+
+def pod_outcomes(pods: Sequence[PodObservation], previous: Mapping[str, Any], restart_count: int) -> PodOutcomes:
+    """Success and crashes among learner/replay pods; ``previous`` is the last pass's ``status.podRestarts``.
+
+    A crash is a restart not yet accounted for whose exit code is not 0, or pod phase Failed. Pods
+    being deleted are skipped, and pods older than ``restart_count`` are only accounted for: they
+    are being replaced by the coordinated restart already under way.
+    """
+    accounted: dict[str, dict[str, Any]] = {}
+    crashed: list[PodObservation] = []
+    succeeded: PodObservation | None = None
+    for pod in pods:
+        if pod.role not in STATEFUL_ROLES or pod.terminating:
+            continue
+        before = previous.get(pod.name) or {}
+        baseline = int(before.get("restarts", 0)) if before.get("uid") == pod.uid else 0
+        accounted[pod.name] = {"uid": pod.uid, "restarts": pod.restarts}
+        if pod.restart_generation < restart_count:
+            continue
+        if pod.role == Role.POLICY_LEARNER and pod.exit_code == 0:
+            succeeded = pod
+        elif pod.phase == "Failed" or (pod.restarts > baseline and pod.exit_code not in (None, 0)):
+            crashed.append(pod)
+    return PodOutcomes(accounted, succeeded, tuple(crashed))
+
+
+def readiness(counts: Mapping[Role, RoleCounts], pods: Sequence[PodObservation], restart_count: int) -> Readiness:
+    """Which roles lack ready pods; actors count as ready once one of them is."""
+    lacking = [f"{r.value} {counts[r].ready}/{counts[r].desired}" for r in STATEFUL_ROLES if counts[r].ready < counts[r].desired]
+    actors = counts[Role.ACTOR]
+    if actors.desired > 0 and actors.ready == 0:
+        lacking.append(f"actor 0/{actors.desired}")
+    stale = tuple(p.name for p in pods if p.role in STATEFUL_ROLES and p.restart_generation < restart_count)
+    return Readiness(tuple(lacking), stale, all(counts[r].desired > 0 for r in STATEFUL_ROLES))
+
+
+def _observed(spec: SpiralJobSpec, status: Mapping[str, Any], observation: Observation, now: dt.datetime) -> Observed:
+    counts = {role: observation.roles.get(role, RoleCounts(0, 0)) for role in Role}
+    restart_count = int(status.get("restartCount", 0))
+    return Observed(
+        spec=spec,
+        now=now,
+        counts=counts,
+        pods=pod_outcomes(observation.pods, status.get("podRestarts") or {}, restart_count),
+        readiness=readiness(counts, observation.pods, restart_count),
+        progress=observation.progress,
+        previous_queue_depth=(status.get("progress") or {}).get("queueDepth"),
+    )
+
+
+def _bookkeeping(seen: Observed, name: str, status: Mapping[str, Any], generation: int | None) -> Decision:
+    """Every pass, whatever the rules decide: role counts, selector, restart count, generation, progress."""
+    new: dict[str, Any] = {k: v for k, v in status.items() if k != "kopf"}
+    for role, key in ROLE_STATUS_KEYS.items():
+        new[key] = {"desired": seen.counts[role].desired, "ready": seen.counts[role].ready}
+    new["actorSelector"] = actor_selector(name)
+    restart_count = int(new.get("restartCount", 0))
+    new["restartCount"] = restart_count
+    if generation is not None:
+        new["observedGeneration"] = generation
+    if seen.progress is not None:
+        new["progress"] = _progress_status(seen.progress, seen.now)
+    phase = Phase(new["phase"]) if new.get("phase") in {p.value for p in Phase} else Phase.CREATED
+    conditions = tuple(dict(c) for c in new.get("conditions") or [])
+    return Decision(phase=phase, status=new, conditions=conditions, events=(), restart_count=restart_count)
+
+
+# ------------------------------------------------------------------------- decision helpers ---
+
+
+def _set(d: Decision, **status: Any) -> Decision:
+    return d._replace(status={**d.status, **status})
+
+
+def _condition(d: Decision, seen: Observed, type_: ConditionType, status: bool, reason: str, message: str) -> Decision:
+    return d._replace(conditions=tuple(set_condition(d.conditions, type_, status, reason, message, seen.now)))
+
+
+def _event(d: Decision, warning: bool, reason: str, message: str) -> Decision:
+    return d._replace(events=(*d.events, Event(warning, reason, message)))
+
+
+def _cleaned_up(d: Decision, seen: Observed) -> Decision:
+    policy = seen.spec.run_policy.clean_pod_policy
+    stopped = cleanup_roles(policy)
+    d = d._replace(stopped=stopped)
+    if stopped:
+        d = _event(d, False, reasons.PODS_CLEANED, f"cleanPodPolicy {policy.value}: scaled {', '.join(sorted(r.value for r in stopped))} to zero")
+    return d
+
+
+def _failed(d: Decision, seen: Observed, reason: str, message: str) -> Decision:
+    moved = failed_status({**d.status, "conditions": d.conditions}, reason, message, seen.now)
+    d = d._replace(phase=Phase.FAILED, conditions=tuple(moved["conditions"]), final=True)
+    d = _set(d, completionTime=moved["completionTime"], message=message)
+    return _cleaned_up(_event(d, True, reason, message), seen)
+
+
+def _succeeded(d: Decision, seen: Observed, reason: str, message: str) -> Decision:
+    d = _condition(d, seen, ConditionType.SUCCEEDED, True, reason, message)
+    d = _condition(d, seen, ConditionType.RUNNING, False, reasons.JOB_FINISHED, "the job succeeded")
+    if condition(d.conditions, ConditionType.RESTARTING) is not None:
+        d = _condition(d, seen, ConditionType.RESTARTING, False, reasons.JOB_FINISHED, "the job succeeded")
+    d = _set(d._replace(phase=Phase.SUCCEEDED, final=True), completionTime=timestamp(seen.now), message=message)
+    return _cleaned_up(_event(d, False, reason, message), seen)
+
+
+# -------------------------------------------------------------------------------- autoscaler ---
 
 
 class ScaleStep(NamedTuple):
@@ -244,174 +408,165 @@ def autoscale_step(spec: SpiralJobSpec, ready_actors: int, queue_depth: float, p
     return None
 
 
-def _not_ready(roles: Mapping[Role, RoleCounts]) -> list[str]:
-    lacking = [f"{r.value} {roles[r].ready}/{roles[r].desired}" for r in STATEFUL_ROLES if roles[r].ready < roles[r].desired]
-    actors = roles[Role.ACTOR]
-    if actors.desired > 0 and actors.ready == 0:
-        lacking.append(f"actor 0/{actors.desired}")
-    return lacking
+# ------------------------------------------------------------------------------------ rules ---
+
+
+def terminal_rule(seen: Observed, d: Decision) -> Decision:
+    """A finished job only cleans up and, once ``ttlSecondsAfterFinished`` passed, asks to be deleted."""
+    if not d.phase.terminal:
+        return d
+    d = d._replace(stopped=cleanup_roles(seen.spec.run_policy.clean_pod_policy), final=True)
+    ttl = seen.spec.run_policy.ttl_seconds_after_finished
+    finished = parse_timestamp(d.status.get("completionTime"))
+    if ttl is not None and finished is not None and seen.now >= finished + dt.timedelta(seconds=ttl):
+        d = _event(d._replace(delete_job=True), False, reasons.TTL_EXPIRED, f"finished at {timestamp(finished)}; ttlSecondsAfterFinished={ttl} elapsed, deleting the job")
+    return d
+
+
+def suspend_rule(seen: Observed, d: Decision) -> Decision:
+    """``runPolicy.suspend``: Suspended, and nothing else is decided (pods are going away on purpose)."""
+    if not seen.spec.run_policy.suspend:
+        return d
+    if d.phase != Phase.SUSPENDED:
+        message = "runPolicy.suspend is true: every workload is scaled to zero; set it to false to continue from the checkpoint"
+        d = _condition(d, seen, ConditionType.SUSPENDED, True, reasons.SUSPENDED_BY_USER, message)
+        d = _condition(d, seen, ConditionType.RUNNING, False, reasons.JOB_SUSPENDED, "suspended")
+        d = _set(_event(d, False, reasons.SUSPENDED_BY_USER, message), message=message)
+    return d._replace(phase=Phase.SUSPENDED, final=True)
+
+
+def resume_rule(seen: Observed, d: Decision) -> Decision:
+    """Suspended but no longer asked to be: Created again, with the deadline clock restarted."""
+    if d.phase != Phase.SUSPENDED:
+        return d
+    message = "runPolicy.suspend is false again: continuing from the latest checkpoint"
+    d = _condition(d, seen, ConditionType.SUSPENDED, False, reasons.RESUMED, message)
+    # The deadline counts running time since the resume.
+    return _set(_event(d, False, reasons.RESUMED, message)._replace(phase=Phase.CREATED), message=message, startTime=timestamp(seen.now))
+
+
+def start_clock_rule(seen: Observed, d: Decision) -> Decision:
+    """``status.startTime``: set once, on the first pass that runs the job."""
+    return d if "startTime" in d.status else _set(d, startTime=timestamp(seen.now))
+
+
+def account_pods_rule(seen: Observed, d: Decision) -> Decision:
+    return _set(d, podRestarts=seen.pods.accounted)
+
+
+def success_rule(seen: Observed, d: Decision) -> Decision:
+    """The policy learner exited 0 at its training budget: Succeeded."""
+    pod = seen.pods.succeeded
+    if pod is None:
+        return d
+    return _succeeded(d, seen, reasons.BUDGET_REACHED, f"policy learner {pod.name} exited with code 0 at its training budget")
+
+
+def crash_rule(seen: Observed, d: Decision) -> Decision:
+    """A learner or the replay crashed: one coordinated restart of all three, or Failed past ``backoffLimit``."""
+    crashed = seen.pods.crashed
+    if not crashed:
+        return d
+    what = ", ".join(f"{p.role.value} pod {p.name} (exit code {p.exit_code}, phase {p.phase})" for p in crashed)
+    limit = seen.spec.run_policy.backoff_limit
+    if d.restart_count >= limit:
+        return _failed(
+            d,
+            seen,
+            reasons.BACKOFF_LIMIT_EXCEEDED,
+            f"{what} crashed after {d.restart_count} coordinated restart(s); runPolicy.backoffLimit is {limit}: "
+            "read the learner logs, fix the cause and raise backoffLimit or create a new job",
+        )
+    count = d.restart_count + 1
+    message = f"{what} crashed: restarting policy-learner, discriminator-learner and replay together from the checkpoint (restart {count} of backoffLimit {limit})"
+    d = _condition(d, seen, ConditionType.RESTARTING, True, reasons.COORDINATED_RESTART, message)
+    d = _event(d, True, reasons.COORDINATED_RESTART, message)
+    return _set(d._replace(phase=Phase.RESTARTING, restart_count=count, restart=True, final=True), restartCount=count, message=message)
+
+
+def deadline_rule(seen: Observed, d: Decision) -> Decision:
+    """Running longer than ``activeDeadlineSeconds`` since the last start or resume: Failed."""
+    deadline = seen.spec.run_policy.active_deadline_seconds
+    started = parse_timestamp(d.status.get("startTime"))
+    if deadline is None or started is None or seen.now < started + dt.timedelta(seconds=deadline):
+        return d
+    return _failed(d, seen, reasons.DEADLINE_EXCEEDED, f"running since {timestamp(started)}, longer than runPolicy.activeDeadlineSeconds={deadline}")
+
+
+def readiness_rule(seen: Observed, d: Decision) -> Decision:
+    """Every role ready: Running (a restart in progress completes)."""
+    if not seen.readiness.all_ready:
+        return d
+    if d.phase == Phase.RESTARTING:
+        d = _condition(d, seen, ConditionType.RESTARTING, False, reasons.RESTART_COMPLETED, f"restart {d.restart_count} completed")
+        d = _event(d, False, reasons.RESTART_COMPLETED, f"learners and replay are back after restart {d.restart_count}")
+    elif d.phase != Phase.RUNNING:
+        d = _event(d, False, reasons.ALL_ROLES_READY, "all roles are ready: training")
+    return d._replace(phase=Phase.RUNNING)
+
+
+def running_condition_rule(seen: Observed, d: Decision) -> Decision:
+    """The Running condition, once the job ran: True while every role is ready, else which are not."""
+    if d.phase != Phase.RUNNING and condition(d.conditions, ConditionType.RUNNING) is None:
+        return d
+    ready = seen.readiness
+    if ready.all_ready:
+        return _set(_condition(d, seen, ConditionType.RUNNING, True, reasons.ALL_ROLES_READY, "learners, replay and actors are ready"), message="training")
+    waiting = ", ".join([*ready.lacking, *(f"{n} (old restart generation)" for n in ready.stale)]) or "workloads not created yet"
+    return _condition(d, seen, ConditionType.RUNNING, False, reasons.ROLES_NOT_READY, f"not ready: {waiting}")
+
+
+def autoscale_rule(seen: Observed, d: Decision) -> Decision:
+    """While Running with every role ready: :func:`autoscale_step`, at most once per ``cooldownSeconds``."""
+    autoscaling = seen.spec.actor.autoscaling
+    progress = seen.progress
+    if not (autoscaling.enabled and d.phase == Phase.RUNNING and seen.readiness.all_ready and progress is not None and progress.queue_depth is not None):
+        return d
+    last = parse_timestamp(d.status.get("lastScaleTime"))
+    if last is not None and seen.now < last + dt.timedelta(seconds=autoscaling.cooldown_seconds):
+        return d
+    step = autoscale_step(seen.spec, seen.counts[Role.ACTOR].ready, progress.queue_depth, seen.previous_queue_depth)
+    if step is None:
+        return d
+    d = _event(d._replace(actor_replicas=step.replicas), False, reasons.ACTORS_SCALED, f"actors {seen.spec.actor.replicas} → {step.replicas}: {step.why}")
+    return _set(d, lastScaleTime=timestamp(seen.now))
+
+
+#: The rules in the order they apply; the first that returns a ``final`` decision ends the pass.
+RULES: tuple[Callable[[Observed, Decision], Decision], ...] = (
+    terminal_rule,
+    suspend_rule,
+    resume_rule,
+    start_clock_rule,
+    account_pods_rule,
+    success_rule,
+    crash_rule,
+    deadline_rule,
+    readiness_rule,
+    running_condition_rule,
+    autoscale_rule,
+)
+
+
+# ---------------------------------------------------------------------------------- decide ---
 
 
 def decide(
     spec: SpiralJobSpec, name: str, status: Mapping[str, Any], observation: Observation, now: dt.datetime, generation: int | None = None
 ) -> Plan:
     """Decide the next status and actions of job ``name`` (see the module docstring for the rules)."""
-    new: dict[str, Any] = {k: v for k, v in status.items() if k != "kopf"}
-    conditions: list[dict[str, Any]] = [dict(c) for c in new.get("conditions") or []]
-    events: list[Event] = []
-    phase = Phase(new["phase"]) if new.get("phase") in {p.value for p in Phase} else Phase.CREATED
-    restart_count = int(new.get("restartCount", 0))
-    restart = False
-    stopped: frozenset[Role] = frozenset()
-    actor_replicas: int | None = None
-    delete_job = False
-    roles = {role: observation.roles.get(role, RoleCounts(0, 0)) for role in Role}
-    previous_queue_depth = (status.get("progress") or {}).get("queueDepth")
-
-    # Bookkeeping every pass: counts, selector, progress, generation.
-    for role, key in ROLE_STATUS_KEYS.items():
-        new[key] = {"desired": roles[role].desired, "ready": roles[role].ready}
-    new["actorSelector"] = actor_selector(name)
-    new["restartCount"] = restart_count
-    if generation is not None:
-        new["observedGeneration"] = generation
-    if observation.progress is not None:
-        new["progress"] = _progress_status(observation.progress, now)
-
-    def finish(final: Phase, reason: str, message: str) -> None:
-        nonlocal phase, conditions, stopped
-        if final == Phase.FAILED:
-            moved = failed_status({**new, "conditions": conditions}, reason, message, now)
-            conditions = moved["conditions"]
-            new["completionTime"] = moved["completionTime"]
-        else:
-            conditions = set_condition(conditions, ConditionType.SUCCEEDED, True, reason, message, now)
-            conditions = set_condition(conditions, ConditionType.RUNNING, False, reasons.JOB_FINISHED, "the job succeeded", now)
-            if condition(conditions, ConditionType.RESTARTING) is not None:
-                conditions = set_condition(conditions, ConditionType.RESTARTING, False, reasons.JOB_FINISHED, "the job succeeded", now)
-            new["completionTime"] = timestamp(now)
-        phase = final
-        new["message"] = message
-        stopped = cleanup_roles(spec.run_policy.clean_pod_policy)
-        events.append(Event(final == Phase.FAILED, reason, message))
-        if stopped:
-            events.append(Event(False, reasons.PODS_CLEANED, f"cleanPodPolicy {spec.run_policy.clean_pod_policy.value}: scaled {', '.join(sorted(r.value for r in stopped))} to zero"))
-
-    def done() -> Plan:
-        new["phase"] = phase.value
-        new["conditions"] = conditions
-        return Plan(new, restart_count, restart, stopped, actor_replicas, delete_job, tuple(events))
-
-    # 1. Terminal: clean up, then wait for the TTL.
-    if phase.terminal:
-        stopped = cleanup_roles(spec.run_policy.clean_pod_policy)
-        ttl = spec.run_policy.ttl_seconds_after_finished
-        finished = parse_timestamp(new.get("completionTime"))
-        if ttl is not None and finished is not None and now >= finished + dt.timedelta(seconds=ttl):
-            delete_job = True
-            events.append(Event(False, reasons.TTL_EXPIRED, f"finished at {timestamp(finished)}; ttlSecondsAfterFinished={ttl} elapsed, deleting the job"))
-        return done()
-
-    # 2. Suspend / resume.
-    if spec.run_policy.suspend:
-        if phase != Phase.SUSPENDED:
-            message = "runPolicy.suspend is true: every workload is scaled to zero; set it to false to continue from the checkpoint"
-            conditions = set_condition(conditions, ConditionType.SUSPENDED, True, reasons.SUSPENDED_BY_USER, message, now)
-            conditions = set_condition(conditions, ConditionType.RUNNING, False, reasons.JOB_SUSPENDED, "suspended", now)
-            events.append(Event(False, reasons.SUSPENDED_BY_USER, message))
-            new["message"] = message
-        phase = Phase.SUSPENDED
-        return done()
-    if phase == Phase.SUSPENDED:
-        message = "runPolicy.suspend is false again: continuing from the latest checkpoint"
-        conditions = set_condition(conditions, ConditionType.SUSPENDED, False, reasons.RESUMED, message, now)
-        events.append(Event(False, reasons.RESUMED, message))
-        new["message"] = message
-        new["startTime"] = timestamp(now)  # the deadline counts running time since the resume
-        phase = Phase.CREATED
-    new.setdefault("startTime", timestamp(now))
-
-    # 3. Success and failures of learners/replay, from the pods of the current generation.
-    previous = new.get("podRestarts") or {}
-    accounted: dict[str, dict[str, Any]] = {}
-    crashed: list[PodObservation] = []
-    succeeded: PodObservation | None = None
-    for pod in observation.pods:
-        if pod.role not in STATEFUL_ROLES or pod.terminating:
-            continue
-        before = previous.get(pod.name) or {}
-        baseline = int(before.get("restarts", 0)) if before.get("uid") == pod.uid else 0
-        accounted[pod.name] = {"uid": pod.uid, "restarts": pod.restarts}
-        if pod.restart_generation < restart_count:
-            continue  # being replaced by the coordinated restart already under way
-        if pod.role == Role.POLICY_LEARNER and pod.exit_code == 0:
-            succeeded = pod
-        elif pod.phase == "Failed" or (pod.restarts > baseline and pod.exit_code not in (None, 0)):
-            crashed.append(pod)
-    new["podRestarts"] = accounted
-
-    if succeeded is not None:
-        finish(Phase.SUCCEEDED, reasons.BUDGET_REACHED, f"policy learner {succeeded.name} exited with code 0 at its training budget")
-        return done()
-
-    if crashed:
-        what = ", ".join(f"{p.role.value} pod {p.name} (exit code {p.exit_code}, phase {p.phase})" for p in crashed)
-        limit = spec.run_policy.backoff_limit
-        if restart_count >= limit:
-            finish(
-                Phase.FAILED,
-                reasons.BACKOFF_LIMIT_EXCEEDED,
-                f"{what} crashed after {restart_count} coordinated restart(s); runPolicy.backoffLimit is {limit}: "
-                "read the learner logs, fix the cause and raise backoffLimit or create a new job",
-            )
-            return done()
-        restart_count += 1
-        new["restartCount"] = restart_count
-        restart = True
-        message = f"{what} crashed: restarting policy-learner, discriminator-learner and replay together from the checkpoint (restart {restart_count} of backoffLimit {limit})"
-        conditions = set_condition(conditions, ConditionType.RESTARTING, True, reasons.COORDINATED_RESTART, message, now)
-        events.append(Event(True, reasons.COORDINATED_RESTART, message))
-        new["message"] = message
-        phase = Phase.RESTARTING
-        return done()
-
-    # 4. Deadline.
-    deadline = spec.run_policy.active_deadline_seconds
-    started = parse_timestamp(new.get("startTime"))
-    if deadline is not None and started is not None and now >= started + dt.timedelta(seconds=deadline):
-        finish(Phase.FAILED, reasons.DEADLINE_EXCEEDED, f"running since {timestamp(started)}, longer than runPolicy.activeDeadlineSeconds={deadline}")
-        return done()
-
-    # 5. Readiness → Running / Restarting.
-    lacking = _not_ready(roles)
-    stale = [p.name for p in observation.pods if p.role in STATEFUL_ROLES and p.restart_generation < restart_count]
-    all_ready = not lacking and not stale and all(roles[r].desired > 0 for r in STATEFUL_ROLES)
-    if phase == Phase.RESTARTING:
-        if all_ready:
-            conditions = set_condition(conditions, ConditionType.RESTARTING, False, reasons.RESTART_COMPLETED, f"restart {restart_count} completed", now)
-            events.append(Event(False, reasons.RESTART_COMPLETED, f"learners and replay are back after restart {restart_count}"))
-            phase = Phase.RUNNING
-    elif all_ready:
-        if phase != Phase.RUNNING:
-            events.append(Event(False, reasons.ALL_ROLES_READY, "all roles are ready: training"))
-        phase = Phase.RUNNING
-    if phase == Phase.RUNNING or condition(conditions, ConditionType.RUNNING) is not None:
-        if all_ready:
-            conditions = set_condition(conditions, ConditionType.RUNNING, True, reasons.ALL_ROLES_READY, "learners, replay and actors are ready", now)
-            new["message"] = "training"
-        else:
-            waiting = ", ".join(lacking + [f"{n} (old restart generation)" for n in stale]) or "workloads not created yet"
-            conditions = set_condition(conditions, ConditionType.RUNNING, False, reasons.ROLES_NOT_READY, f"not ready: {waiting}", now)
-
-    # 6. Autoscaling.
-    autoscaling = spec.actor.autoscaling
-    progress = observation.progress
-    if autoscaling.enabled and phase == Phase.RUNNING and all_ready and progress is not None and progress.queue_depth is not None:
-        last = parse_timestamp(new.get("lastScaleTime"))
-        cooled = last is None or now >= last + dt.timedelta(seconds=autoscaling.cooldown_seconds)
-        step = autoscale_step(spec, roles[Role.ACTOR].ready, progress.queue_depth, previous_queue_depth)
-        if cooled and step is not None:
-            actor_replicas = step.replicas
-            new["lastScaleTime"] = timestamp(now)
-            events.append(Event(False, reasons.ACTORS_SCALED, f"actors {spec.actor.replicas} → {step.replicas}: {step.why}"))
-    return done()
+    seen = _observed(spec, status, observation, now)
+    decision = _bookkeeping(seen, name, status, generation)
+    for rule in RULES:
+        decision = rule(seen, decision)
+        if decision.final:
+            break
+    return Plan(
+        status={**decision.status, "phase": decision.phase.value, "conditions": [dict(c) for c in decision.conditions]},
+        restart_generation=decision.restart_count,
+        restart=decision.restart,
+        stopped=decision.stopped,
+        actor_replicas=decision.actor_replicas,
+        delete_job=decision.delete_job,
+        events=decision.events,
+    )
