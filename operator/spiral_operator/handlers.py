@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +31,14 @@ from spiral_operator import reasons
 from spiral_operator.crd import GROUP, PLURAL, VERSION
 from spiral_operator.kube import KubeApi, KubeApiError
 from spiral_operator.lifecycle import (
+    ChildrenApplied,
     Observation,
     Plan,
     decide,
     failed_status,
     pod_observation,
-    set_condition,
+    pods_to_replace,
+    with_children_applied,
     workload_counts,
 )
 from spiral_operator.manifests import JOB_NAME_LABEL, STATEFUL_ROLES, child_name, render_children
@@ -113,12 +115,75 @@ def _post(body: kopf.Body, warning: bool, reason: str, message: str) -> None:
     (kopf.warn if warning else kopf.info)(body, reason=reason, message=message)
 
 
-def _fail(body: kopf.Body, patch: kopf.Patch, status: Mapping[str, Any], reason: str, message: str, now: dt.datetime, generation: int | None) -> None:
+def fixable_failure(status: Mapping[str, Any]) -> str | None:
+    """The reason of a Failed condition that only a spec edit can fix (:data:`_FIXABLE_FAILURES`), else None."""
+    failure = next((c for c in status.get("conditions") or [] if c.get("type") == ConditionType.FAILED.value and c.get("status") == "True"), None)
+    reason = failure.get("reason") if failure else None
+    return reason if reason in _FIXABLE_FAILURES else None
+
+
+def _reject(body: kopf.Body, patch: kopf.Patch, reason: str, message: str, now: dt.datetime, *, raise_permanent: bool) -> None:
+    """Fail the job for a spec problem (status, Event), and tell Kopf not to retry when asked to.
+
+    Raises:
+        kopf.PermanentError: with ``raise_permanent``.
+    """
+    status = body.status or {}
     new = failed_status(status, reason, message, now)
+    generation = body.meta.get("generation")
     if generation is not None:
         new["observedGeneration"] = generation
     patch.status.update(_status_patch(status, new))
     _post(body, True, reason, message)
+    if raise_permanent:
+        raise kopf.PermanentError(message)
+
+
+def apply_children(api: KubeApi, body: kopf.Body, children: Sequence[dict[str, Any]]) -> ChildrenApplied:
+    """Create or patch each child, owned by the job; a ServiceMonitor without its CRD is skipped with a warning.
+
+    Raises:
+        KubeApiError: the API server rejected a child or failed.
+    """
+    created: list[str] = []
+    patched: list[str] = []
+    for child in children:
+        kopf.adopt(child, owner=body)
+        try:
+            result = api.apply(child)
+        except KubeApiError as err:
+            if child["kind"] == "ServiceMonitor" and err.status == 404:
+                _post(body, True, reasons.CHILD_REJECTED, "spec.monitoring.serviceMonitor is true but the ServiceMonitor CRD (prometheus-operator) is not installed; skipped")
+                continue
+            raise
+        if result != "unchanged":
+            (created if result == "created" else patched).append(f"{child['kind']} {child['metadata']['name']}")
+    return ChildrenApplied(tuple(created), tuple(patched))
+
+
+def replace_stale_pods(api: KubeApi, name: str, namespace: str, restart_generation: int) -> None:
+    """Delete the learner/replay pods older than ``restart_generation``; their StatefulSets bring them back together.
+
+    Raises:
+        KubeApiError: the API server failed.
+    """
+    pods = [p for p in (pod_observation(pod) for pod in api.list("v1", "Pod", namespace, {JOB_NAME_LABEL: name})) if p is not None]
+    for pod_name in pods_to_replace(pods, restart_generation):
+        api.delete("v1", "Pod", namespace, pod_name)
+
+
+def carry_out(deps: Deps, body: kopf.Body, patch: kopf.Patch, plan: Plan, applied: ChildrenApplied, now: dt.datetime) -> None:
+    """Post the plan's Events, patch the autoscaled actor count and the status, delete the job when its TTL expired."""
+    new_status, created_event = with_children_applied(plan.status, applied, now)
+    if created_event is not None:
+        _post(body, created_event.warning, created_event.reason, created_event.message)
+    for event in plan.events:
+        _post(body, event.warning, event.reason, event.message)
+    if plan.actor_replicas is not None:
+        patch.spec["actor"] = {"replicas": plan.actor_replicas}
+    patch.status.update(_status_patch(body.status or {}, new_status))
+    if plan.delete_job:
+        deps.api.delete(f"{GROUP}/{VERSION}", "SpiralJob", body.meta["namespace"], body.meta["name"])
 
 
 def sync(deps: Deps, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger | logging.LoggerAdapter, *, raise_permanent: bool) -> Plan | None:
@@ -130,68 +195,37 @@ def sync(deps: Deps, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger 
     """
     name, namespace = body.meta["name"], body.meta["namespace"]
     generation = body.meta.get("generation")
-    status: dict[str, Any] = dict(body.status or {})
     now = deps.clock()
 
-    failure = next((c for c in status.get("conditions") or [] if c.get("type") == ConditionType.FAILED.value and c.get("status") == "True"), None)
-    if failure and failure.get("reason") in _FIXABLE_FAILURES:
+    # 1. Start from the current status; a job failed by its spec waits for a new generation, then starts over.
+    status: dict[str, Any] = dict(body.status or {})
+    failure = fixable_failure(status)
+    if failure is not None:
         if status.get("observedGeneration") == generation:
             return None  # still the spec that failed; wait for the user's fix
-        logger.info("spec changed after %s: starting over", failure.get("reason"))
+        logger.info("spec changed after %s: starting over", failure)
         status = {}
-
-    def stop(reason: str, message: str) -> None:
-        _fail(body, patch, body.status or {}, reason, message, now, generation)
-        if raise_permanent:
-            raise kopf.PermanentError(message)
-
+    # 2. Parse the spec (this builds its TrainConfig, so every rule is checked before anything is touched).
     try:
         spec: SpiralJobSpec = parse_spec(body.spec)
-        render_children(spec, name, namespace)  # surfaces TrainConfig errors before anything is touched
     except SpecError as err:
-        stop(reasons.INVALID_SPEC, f"invalid spec, fix it and re-apply: {err}")
+        _reject(body, patch, reasons.INVALID_SPEC, f"invalid spec, fix it and re-apply: {err}", now, raise_permanent=raise_permanent)
         return None
-
+    # 3. Observe, decide (pure), render (pure) and apply.
     try:
-        observation = observe(deps.api, deps.fetch_metrics, name, namespace, logger)
-        plan = decide(spec, name, status, observation, now, generation)
+        plan = decide(spec, name, status, observe(deps.api, deps.fetch_metrics, name, namespace, logger), now, generation)
         children = render_children(spec, name, namespace, restart_generation=plan.restart_generation, stopped=plan.stopped)
-        results: dict[str, list[str]] = {"created": [], "patched": []}
-        for child in children:
-            kopf.adopt(child, owner=body)
-            try:
-                result = deps.api.apply(child)
-            except KubeApiError as err:
-                if child["kind"] == "ServiceMonitor" and err.status == 404:
-                    _post(body, True, reasons.CHILD_REJECTED, "spec.monitoring.serviceMonitor is true but the ServiceMonitor CRD (prometheus-operator) is not installed; skipped")
-                    continue
-                raise
-            if result != "unchanged":
-                results[result].append(f"{child['kind']} {child['metadata']['name']}")
+        applied = apply_children(deps.api, body, children)
         if plan.restart:
-            for pod in deps.api.list("v1", "Pod", namespace, {JOB_NAME_LABEL: name}):
-                seen = pod_observation(pod)
-                if seen is not None and seen.role in STATEFUL_ROLES and seen.restart_generation < plan.restart_generation:
-                    deps.api.delete("v1", "Pod", namespace, seen.name)
+            replace_stale_pods(deps.api, name, namespace, plan.restart_generation)
     except KubeApiError as err:
         if 400 <= err.status < 500 and err.status not in (404, 409, 429):
-            stop(reasons.CHILD_REJECTED, f"the API server rejected a child rendered from the spec; fix the spec (often a pod template override): {err.api_message}")
+            message = f"the API server rejected a child rendered from the spec; fix the spec (often a pod template override): {err.api_message}"
+            _reject(body, patch, reasons.CHILD_REJECTED, message, now, raise_permanent=raise_permanent)
             return None
         raise kopf.TemporaryError(f"Kubernetes API: {err}", delay=10 if err.status != 409 else 1) from err
-
-    new_status = dict(plan.status)
-    if results["created"] or results["patched"] or not any(c.get("type") == ConditionType.CREATED.value for c in new_status.get("conditions") or []):
-        message = "; ".join(f"{verb}: {', '.join(items)}" for verb, items in results.items() if items) or "children up to date"
-        new_status["conditions"] = set_condition(new_status.get("conditions") or [], ConditionType.CREATED, True, reasons.CHILDREN_CREATED, message, now)
-        if results["created"] or results["patched"]:
-            _post(body, False, reasons.CHILDREN_CREATED, message)
-    for event in plan.events:
-        _post(body, event.warning, event.reason, event.message)
-    if plan.actor_replicas is not None:
-        patch.spec["actor"] = {"replicas": plan.actor_replicas}
-    patch.status.update(_status_patch(body.status or {}, new_status))
-    if plan.delete_job:
-        deps.api.delete(f"{GROUP}/{VERSION}", "SpiralJob", namespace, name)
+    # 4. Events, the autoscaled actor count, status, TTL deletion.
+    carry_out(deps, body, patch, plan, applied, now)
     return plan
 
 

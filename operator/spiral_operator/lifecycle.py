@@ -207,6 +207,37 @@ def failed_status(status: Mapping[str, Any], reason: str, message: str, now: dt.
     return new
 
 
+# -------------------------------------------------------------------- after the children ---
+
+
+class ChildrenApplied(NamedTuple):
+    """``"KIND NAME"`` of each child the handlers created or patched in this pass."""
+
+    created: tuple[str, ...] = ()
+    patched: tuple[str, ...] = ()
+
+
+def with_children_applied(status: Mapping[str, Any], applied: ChildrenApplied, now: dt.datetime) -> tuple[dict[str, Any], Event | None]:
+    """``status`` with the Created condition for this pass's writes, and the Event to post for them (None: no writes).
+
+    The condition is set on the first pass and whenever a child was written, so its message says
+    what the last write was; passes that change nothing leave it (and its transition time) alone.
+    """
+    new = dict(status)
+    written = bool(applied.created or applied.patched)
+    if not written and condition(new.get("conditions") or [], ConditionType.CREATED) is not None:
+        return new, None
+    message = "; ".join(f"{verb}: {', '.join(items)}" for verb, items in (("created", applied.created), ("patched", applied.patched)) if items)
+    message = message or "children up to date"
+    new["conditions"] = set_condition(new.get("conditions") or [], ConditionType.CREATED, True, reasons.CHILDREN_CREATED, message, now)
+    return new, Event(False, reasons.CHILDREN_CREATED, message) if written else None
+
+
+def pods_to_replace(pods: Sequence[PodObservation], restart_generation: int) -> list[str]:
+    """Names of the learner/replay pods older than ``restart_generation``: a coordinated restart deletes them."""
+    return [p.name for p in pods if p.role in STATEFUL_ROLES and p.restart_generation < restart_generation]
+
+
 # ---------------------------------------------------------------------- one pass, observed ---
 
 

@@ -10,13 +10,17 @@ import pytest
 from spiral.config import Role
 from spiral_operator import reasons
 from spiral_operator.lifecycle import (
+    ChildrenApplied,
+    Event,
     Observation,
     PodObservation,
     RoleCounts,
     decide,
     pod_observation,
+    pods_to_replace,
     set_condition,
     timestamp,
+    with_children_applied,
     workload_counts,
 )
 from spiral_operator.progress import Progress
@@ -260,3 +264,26 @@ def test_pod_observation_reads_a_real_pod_shape() -> None:
     assert pod_observation({"metadata": {"labels": {"spiral.dev/role": "other"}}}) is None
     assert workload_counts(None) == RoleCounts(0, 0)
     assert workload_counts({"spec": {"replicas": 3}, "status": {}}) == RoleCounts(3, 0)
+
+
+def test_created_condition_follows_the_children_written() -> None:
+    first, event = with_children_applied({}, ChildrenApplied(created=("ConfigMap job-config", "Deployment job-actor")), T0)
+    created = cond(first, ConditionType.CREATED)
+    assert (created["status"], created["reason"]) == ("True", reasons.CHILDREN_CREATED)
+    assert created["message"] == "created: ConfigMap job-config, Deployment job-actor"
+    assert event == Event(False, reasons.CHILDREN_CREATED, created["message"])
+    # A pass that writes nothing leaves the condition alone and posts nothing.
+    same, event = with_children_applied(first, ChildrenApplied(), T0 + dt.timedelta(hours=1))
+    assert same == first and event is None
+    # ... but the first pass of a job whose children all exist already still sets it.
+    fresh, event = with_children_applied({}, ChildrenApplied(), T0)
+    assert cond(fresh, ConditionType.CREATED)["message"] == "children up to date" and event is None
+    patched, event = with_children_applied(first, ChildrenApplied(patched=("StatefulSet job-replay",)), T0)
+    assert cond(patched, ConditionType.CREATED)["message"] == "patched: StatefulSet job-replay" and event is not None
+
+
+def test_pods_to_replace_are_the_older_learner_and_replay_pods() -> None:
+    actor = PodObservation("job-actor-x", "a", Role.ACTOR, "Running", 0, 0, None, False)
+    pods = [pod(Role.POLICY_LEARNER, generation=0), pod(Role.REPLAY, generation=1), actor]
+    assert pods_to_replace(pods, 1) == ["job-policy-learner-0"]
+    assert pods_to_replace(pods, 0) == []
