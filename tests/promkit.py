@@ -1,7 +1,9 @@
 """Run a real Prometheus against loopback targets, and read PromQL out of dashboards and rules.
 
-Called by the monitoring tests (``tests/monitoring``) and the chart tests (``tests/chart``); the
-end-to-end ``spiral train`` tests can use :class:`PrometheusServer` the same way. Two halves:
+Called by the monitoring tests (``tests/monitoring``) and the chart tests (``tests/chart``), which
+import it as ``promkit`` (``tests/`` is on ``sys.path`` through ``tests/conftest.py``); it is
+test-only code, so it ships with the tests, not in the ``spiral`` package. The end-to-end
+``spiral train`` tests can use :class:`PrometheusServer` the same way. Two halves:
 
 * pure functions: :func:`render_scrape_config`, :func:`dashboard_queries`, :func:`rule_queries`,
   :func:`grafana_to_promql` and :func:`promql_metric_names` (a small PromQL lexer, enough to list

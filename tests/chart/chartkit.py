@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import helm_python as helm
 import yaml
 from spiral.metrics import create_metrics
-from spiral.testing.prometheus import EXTERNAL_METRICS, exported_sample_names
+from promkit import EXTERNAL_METRICS, exported_sample_names
 from spiral_operator.metrics import create_operator_metrics
 
 REPO = Path(__file__).resolve().parents[2]

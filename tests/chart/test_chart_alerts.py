@@ -10,7 +10,7 @@ from pathlib import Path
 import helm_python as helm
 import pytest
 import yaml
-from spiral.testing.prometheus import promql_metric_names, rule_queries
+from promkit import promql_metric_names, rule_queries
 
 import chartkit
 

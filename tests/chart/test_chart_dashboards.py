@@ -8,7 +8,7 @@ import json
 import helm_python as helm
 import pytest
 from spiral.metrics import create_metrics, registered_metric_names
-from spiral.testing.prometheus import dashboard_queries, metric_family_names, promql_metric_names
+from promkit import dashboard_queries, metric_family_names, promql_metric_names
 from spiral_operator.metrics import create_operator_metrics, registered_operator_metric_names
 
 import chartkit

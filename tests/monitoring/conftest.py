@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from spiral.testing.prometheus import PrometheusServer
+from promkit import PrometheusServer
 
 import monitoring_targets
 

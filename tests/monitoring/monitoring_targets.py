@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from spiral.config import TrainConfig, load_preset
 from spiral.launch.local import LocalCluster
-from spiral.testing.prometheus import ScrapeTarget
+from promkit import ScrapeTarget
 
 _EXPORTER = Path(__file__).resolve().parent / "standin_exporter.py"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from spiral.metrics import create_metrics
-from spiral.testing.prometheus import (
+from promkit import (
     EXTERNAL_METRICS,
     PrometheusError,
     PrometheusServer,

@@ -1,9 +1,9 @@
-"""The pure PromQL helpers of spiral.testing.prometheus: metric-name extraction, Grafana variables, scrape config."""
+"""The pure PromQL helpers of promkit (tests/promkit.py): metric-name extraction, Grafana variables, scrape config."""
 
 from __future__ import annotations
 
 import pytest
-from spiral.testing.prometheus import (
+from promkit import (
     ScrapeTarget,
     dashboard_queries,
     grafana_to_promql,
