@@ -124,6 +124,16 @@ CEL_RULES: tuple[CelRule, ...] = (
         check=lambda s, old: old is None or s["mode"] == old["mode"],
         field_path=".mode",
     ),
+    CelRule(
+        path=(),
+        rule="self.reward.kind == oldSelf.reward.kind",
+        message=(
+            "spec.reward.kind is immutable: it decides which services the job runs (an l2 job has no replay and no "
+            "discriminator learner); create a new SpiralJob to change it"
+        ),
+        check=lambda s, old: old is None or s["reward"]["kind"] == old["reward"]["kind"],
+        field_path=".reward.kind",
+    ),
 )
 
 

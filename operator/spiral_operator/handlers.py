@@ -41,7 +41,7 @@ from spiral_operator.lifecycle import (
     with_children_applied,
     workload_counts,
 )
-from spiral_operator.manifests import JOB_NAME_LABEL, STATEFUL_ROLES, child_name, render_children
+from spiral_operator.manifests import JOB_NAME_LABEL, child_name, render_children, stateful_roles
 from spiral_operator.metrics import OperatorMetrics
 from spiral_operator.progress import MetricsFetcher, Progress, parse_progress
 from spiral_operator.reasons import ConditionType, Phase
@@ -79,23 +79,25 @@ def build_settings() -> kopf.OperatorSettings:
 # ------------------------------------------------------------------------------------- pass ---
 
 
-def observe(api: KubeApi, fetch: MetricsFetcher, name: str, namespace: str, logger: logging.Logger | logging.LoggerAdapter) -> Observation:
-    """Read the children's state and the learner's progress (I/O only; the decisions are elsewhere).
+def observe(
+    api: KubeApi, fetch: MetricsFetcher, name: str, namespace: str, roles: Sequence[Role], logger: logging.Logger | logging.LoggerAdapter
+) -> Observation:
+    """Read the state of the children of the job's ``roles`` and the learner's progress (I/O only; the decisions are elsewhere).
 
     Raises:
         KubeApiError: the API server failed.
     """
-    roles = {role: workload_counts(api.get("apps/v1", "StatefulSet", namespace, child_name(name, role))) for role in STATEFUL_ROLES}
-    roles[Role.ACTOR] = workload_counts(api.get("apps/v1", "Deployment", namespace, child_name(name, Role.ACTOR)))
+    counts = {role: workload_counts(api.get("apps/v1", "StatefulSet", namespace, child_name(name, role))) for role in stateful_roles(roles)}
+    counts[Role.ACTOR] = workload_counts(api.get("apps/v1", "Deployment", namespace, child_name(name, Role.ACTOR)))
     pods = [p for p in (pod_observation(pod) for pod in api.list("v1", "Pod", namespace, {JOB_NAME_LABEL: name})) if p is not None]
     progress: Progress | None = None
-    if roles[Role.POLICY_LEARNER].ready > 0:
+    if counts[Role.POLICY_LEARNER].ready > 0:
         try:
             progress = parse_progress(fetch(name, namespace), name)
         except (OSError, ValueError) as err:
             # Progress is informative only: a slow or restarting learner must not stall the pass.
             logger.debug("cannot read learner metrics: %s", err)
-    return Observation(roles=roles, pods=pods, progress=progress)
+    return Observation(roles=counts, pods=pods, progress=progress)
 
 
 def _status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -161,14 +163,14 @@ def apply_children(api: KubeApi, body: kopf.Body, children: Sequence[dict[str, A
     return ChildrenApplied(tuple(created), tuple(patched))
 
 
-def replace_stale_pods(api: KubeApi, name: str, namespace: str, restart_generation: int) -> None:
-    """Delete the learner/replay pods older than ``restart_generation``; their StatefulSets bring them back together.
+def replace_stale_pods(api: KubeApi, name: str, namespace: str, restart_generation: int, roles: Sequence[Role]) -> None:
+    """Delete the learner/replay pods (of the job's ``roles``) older than ``restart_generation``; their StatefulSets bring them back together.
 
     Raises:
         KubeApiError: the API server failed.
     """
     pods = [p for p in (pod_observation(pod) for pod in api.list("v1", "Pod", namespace, {JOB_NAME_LABEL: name})) if p is not None]
-    for pod_name in pods_to_replace(pods, restart_generation):
+    for pod_name in pods_to_replace(pods, restart_generation, roles):
         api.delete("v1", "Pod", namespace, pod_name)
 
 
@@ -213,11 +215,12 @@ def sync(deps: Deps, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger 
         return None
     # 3. Observe, decide (pure), render (pure) and apply.
     try:
-        plan = decide(spec, name, status, observe(deps.api, deps.fetch_metrics, name, namespace, logger), now, generation)
+        roles = spec.roles()
+        plan = decide(spec, name, status, observe(deps.api, deps.fetch_metrics, name, namespace, roles, logger), now, generation)
         children = render_children(spec, name, namespace, restart_generation=plan.restart_generation, stopped=plan.stopped)
         applied = apply_children(deps.api, body, children)
         if plan.restart:
-            replace_stale_pods(deps.api, name, namespace, plan.restart_generation)
+            replace_stale_pods(deps.api, name, namespace, plan.restart_generation, roles)
     except KubeApiError as err:
         if 400 <= err.status < 500 and err.status not in (404, 409, 429):
             message = f"the API server rejected a child rendered from the spec; fix the spec (often a pod template override): {err.api_message}"

@@ -9,6 +9,10 @@ reads the pass's :class:`Observed` state and returns the :class:`Decision` so fa
 phase, conditions, status fields, events or actions added. :func:`decide` applies them in order and
 stops at the first that marks the decision ``final``. The rules, in order:
 
+Only the roles the job runs (``TrainConfig.roles()``, via :meth:`SpiralJobSpec.roles`) count: an
+``l2`` job has no replay and no discriminator learner, so neither is waited for, reported missing,
+restarted or written to ``status``.
+
 * **Terminal** (Succeeded/Failed) jobs only clean up (``runPolicy.cleanPodPolicy``) and, after
   ``ttlSecondsAfterFinished``, ask to be deleted.
 * **Suspend** scales every workload to zero (the renderer does that from the spec) and sets
@@ -37,17 +41,18 @@ stops at the first that marks the decision ``final``. The rules, in order:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from spiral.config import Role
 from spiral_operator import reasons
-from spiral_operator.manifests import RESTART_GENERATION_ANNOTATION, ROLE_LABEL, STATEFUL_ROLES, actor_selector
+from spiral_operator.manifests import RESTART_GENERATION_ANNOTATION, ROLE_LABEL, actor_selector, stateful_roles
 from spiral_operator.progress import Progress
 from spiral_operator.reasons import ConditionType, Phase
 from spiral_operator.spec import CleanPodPolicy, SpiralJobSpec
 
-#: status keys of each role's desired/ready counts (``actors`` is the scale subresource's path).
+#: status keys of each role's desired/ready counts (``actors`` is the scale subresource's path);
+#: only the keys of the roles a job runs are written.
 ROLE_STATUS_KEYS: dict[Role, str] = {
     Role.ACTOR: "actors",
     Role.POLICY_LEARNER: "policyLearner",
@@ -184,13 +189,13 @@ def condition(conditions: Sequence[Mapping[str, Any]], type_: ConditionType) -> 
     return next((c for c in conditions if c.get("type") == type_.value), None)
 
 
-def cleanup_roles(policy: CleanPodPolicy) -> frozenset[Role]:
-    """Roles scaled to zero once the job finished."""
+def cleanup_roles(policy: CleanPodPolicy, roles: Iterable[Role]) -> frozenset[Role]:
+    """Which of the job's ``roles`` are scaled to zero once it finished."""
     if policy == CleanPodPolicy.ALL:
-        return frozenset(Role)
+        return frozenset(roles)
     if policy == CleanPodPolicy.RUNNING:
         # The policy learner's pod holds the final logs (and the exit code that ended the job).
-        return frozenset(Role) - {Role.POLICY_LEARNER}
+        return frozenset(roles) - {Role.POLICY_LEARNER}
     return frozenset()
 
 
@@ -233,9 +238,15 @@ def with_children_applied(status: Mapping[str, Any], applied: ChildrenApplied, n
     return new, Event(False, reasons.CHILDREN_CREATED, message) if written else None
 
 
-def pods_to_replace(pods: Sequence[PodObservation], restart_generation: int) -> list[str]:
-    """Names of the learner/replay pods older than ``restart_generation``: a coordinated restart deletes them."""
-    return [p.name for p in pods if p.role in STATEFUL_ROLES and p.restart_generation < restart_generation]
+def pods_to_replace(pods: Sequence[PodObservation], restart_generation: int, roles: Iterable[Role]) -> list[str]:
+    """Names of the pods of the job's StatefulSet ``roles`` older than ``restart_generation``: a coordinated restart deletes them."""
+    restarted = stateful_roles(roles)
+    return [p.name for p in pods if p.role in restarted and p.restart_generation < restart_generation]
+
+
+def _listed(names: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 # ---------------------------------------------------------------------- one pass, observed ---
@@ -269,6 +280,9 @@ class Observed(NamedTuple):
 
     spec: SpiralJobSpec
     now: dt.datetime
+    #: The roles the job runs (``TrainConfig.roles()``) and, of those, the StatefulSets restarted together.
+    roles: tuple[Role, ...]
+    stateful: tuple[Role, ...]
     counts: Mapping[Role, RoleCounts]
     pods: PodOutcomes
     readiness: Readiness
@@ -304,8 +318,8 @@ def _progress_status(progress: Progress, now: dt.datetime) -> dict[str, Any]:
     return {**{k: v for k, v in fields.items() if v is not None}, "updateTime": timestamp(now)}
 
 
-def pod_outcomes(pods: Sequence[PodObservation], previous: Mapping[str, Any], restart_count: int) -> PodOutcomes:
-    """Success and crashes among learner/replay pods; ``previous`` is the last pass's ``status.podRestarts``.
+def pod_outcomes(pods: Sequence[PodObservation], previous: Mapping[str, Any], restart_count: int, stateful: Sequence[Role]) -> PodOutcomes:
+    """Success and crashes among the pods of the job's ``stateful`` roles; ``previous`` is the last pass's ``status.podRestarts``.
 
     A crash is a restart not yet accounted for whose exit code is not 0, or pod phase Failed. Pods
     being deleted are skipped, and pods older than ``restart_count`` are only accounted for: they
@@ -315,7 +329,7 @@ def pod_outcomes(pods: Sequence[PodObservation], previous: Mapping[str, Any], re
     crashed: list[PodObservation] = []
     succeeded: PodObservation | None = None
     for pod in pods:
-        if pod.role not in STATEFUL_ROLES or pod.terminating:
+        if pod.role not in stateful or pod.terminating:
             continue
         before = previous.get(pod.name) or {}
         baseline = int(before.get("restarts", 0)) if before.get("uid") == pod.uid else 0
@@ -329,25 +343,29 @@ def pod_outcomes(pods: Sequence[PodObservation], previous: Mapping[str, Any], re
     return PodOutcomes(accounted, succeeded, tuple(crashed))
 
 
-def readiness(counts: Mapping[Role, RoleCounts], pods: Sequence[PodObservation], restart_count: int) -> Readiness:
-    """Which roles lack ready pods; actors count as ready once one of them is."""
-    lacking = [f"{r.value} {counts[r].ready}/{counts[r].desired}" for r in STATEFUL_ROLES if counts[r].ready < counts[r].desired]
+def readiness(counts: Mapping[Role, RoleCounts], pods: Sequence[PodObservation], restart_count: int, stateful: Sequence[Role]) -> Readiness:
+    """Which of the job's roles lack ready pods (``stateful``: its StatefulSets); actors count as ready once one of them is."""
+    lacking = [f"{r.value} {counts[r].ready}/{counts[r].desired}" for r in stateful if counts[r].ready < counts[r].desired]
     actors = counts[Role.ACTOR]
     if actors.desired > 0 and actors.ready == 0:
         lacking.append(f"actor 0/{actors.desired}")
-    stale = tuple(p.name for p in pods if p.role in STATEFUL_ROLES and p.restart_generation < restart_count)
-    return Readiness(tuple(lacking), stale, all(counts[r].desired > 0 for r in STATEFUL_ROLES))
+    stale = tuple(p.name for p in pods if p.role in stateful and p.restart_generation < restart_count)
+    return Readiness(tuple(lacking), stale, all(counts[r].desired > 0 for r in stateful))
 
 
 def _observed(spec: SpiralJobSpec, status: Mapping[str, Any], observation: Observation, now: dt.datetime) -> Observed:
+    roles = spec.roles()
+    stateful = stateful_roles(roles)
     counts = {role: observation.roles.get(role, RoleCounts(0, 0)) for role in Role}
     restart_count = int(status.get("restartCount", 0))
     return Observed(
         spec=spec,
         now=now,
+        roles=roles,
+        stateful=stateful,
         counts=counts,
-        pods=pod_outcomes(observation.pods, status.get("podRestarts") or {}, restart_count),
-        readiness=readiness(counts, observation.pods, restart_count),
+        pods=pod_outcomes(observation.pods, status.get("podRestarts") or {}, restart_count, stateful),
+        readiness=readiness(counts, observation.pods, restart_count, stateful),
         progress=observation.progress,
         previous_queue_depth=(status.get("progress") or {}).get("queueDepth"),
     )
@@ -355,9 +373,10 @@ def _observed(spec: SpiralJobSpec, status: Mapping[str, Any], observation: Obser
 
 def _bookkeeping(seen: Observed, name: str, status: Mapping[str, Any], generation: int | None) -> Decision:
     """Every pass, whatever the rules decide: role counts, selector, restart count, generation, progress."""
-    new: dict[str, Any] = {k: v for k, v in status.items() if k != "kopf"}
-    for role, key in ROLE_STATUS_KEYS.items():
-        new[key] = {"desired": seen.counts[role].desired, "ready": seen.counts[role].ready}
+    # Counts of roles the job does not run are dropped (the status patch removes them).
+    new: dict[str, Any] = {k: v for k, v in status.items() if k != "kopf" and k not in ROLE_STATUS_KEYS.values()}
+    for role in seen.roles:
+        new[ROLE_STATUS_KEYS[role]] = {"desired": seen.counts[role].desired, "ready": seen.counts[role].ready}
     new["actorSelector"] = actor_selector(name)
     restart_count = int(new.get("restartCount", 0))
     new["restartCount"] = restart_count
@@ -387,7 +406,7 @@ def _event(d: Decision, warning: bool, reason: str, message: str) -> Decision:
 
 def _cleaned_up(d: Decision, seen: Observed) -> Decision:
     policy = seen.spec.run_policy.clean_pod_policy
-    stopped = cleanup_roles(policy)
+    stopped = cleanup_roles(policy, seen.roles)
     d = d._replace(stopped=stopped)
     if stopped:
         d = _event(d, False, reasons.PODS_CLEANED, f"cleanPodPolicy {policy.value}: scaled {', '.join(sorted(r.value for r in stopped))} to zero")
@@ -446,7 +465,7 @@ def terminal_rule(seen: Observed, d: Decision) -> Decision:
     """A finished job only cleans up and, once ``ttlSecondsAfterFinished`` passed, asks to be deleted."""
     if not d.phase.terminal:
         return d
-    d = d._replace(stopped=cleanup_roles(seen.spec.run_policy.clean_pod_policy), final=True)
+    d = d._replace(stopped=cleanup_roles(seen.spec.run_policy.clean_pod_policy, seen.roles), final=True)
     ttl = seen.spec.run_policy.ttl_seconds_after_finished
     finished = parse_timestamp(d.status.get("completionTime"))
     if ttl is not None and finished is not None and seen.now >= finished + dt.timedelta(seconds=ttl):
@@ -494,7 +513,7 @@ def success_rule(seen: Observed, d: Decision) -> Decision:
 
 
 def crash_rule(seen: Observed, d: Decision) -> Decision:
-    """A learner or the replay crashed: one coordinated restart of all three, or Failed past ``backoffLimit``."""
+    """A learner or the replay crashed: one coordinated restart of the job's StatefulSets, or Failed past ``backoffLimit``."""
     crashed = seen.pods.crashed
     if not crashed:
         return d
@@ -509,7 +528,9 @@ def crash_rule(seen: Observed, d: Decision) -> Decision:
             "read the learner logs, fix the cause and raise backoffLimit or create a new job",
         )
     count = d.restart_count + 1
-    message = f"{what} crashed: restarting policy-learner, discriminator-learner and replay together from the checkpoint (restart {count} of backoffLimit {limit})"
+    restarted = _listed([r.value for r in seen.stateful])
+    together = " together" if len(seen.stateful) > 1 else ""
+    message = f"{what} crashed: restarting {restarted}{together} from the checkpoint (restart {count} of backoffLimit {limit})"
     d = _condition(d, seen, ConditionType.RESTARTING, True, reasons.COORDINATED_RESTART, message)
     d = _event(d, True, reasons.COORDINATED_RESTART, message)
     return _set(d._replace(phase=Phase.RESTARTING, restart_count=count, restart=True, final=True), restartCount=count, message=message)
@@ -530,7 +551,8 @@ def readiness_rule(seen: Observed, d: Decision) -> Decision:
         return d
     if d.phase == Phase.RESTARTING:
         d = _condition(d, seen, ConditionType.RESTARTING, False, reasons.RESTART_COMPLETED, f"restart {d.restart_count} completed")
-        d = _event(d, False, reasons.RESTART_COMPLETED, f"learners and replay are back after restart {d.restart_count}")
+        back = f"{_listed([r.value for r in seen.stateful])} {'are' if len(seen.stateful) > 1 else 'is'} back"
+        d = _event(d, False, reasons.RESTART_COMPLETED, f"{back} after restart {d.restart_count}")
     elif d.phase != Phase.RUNNING:
         d = _event(d, False, reasons.ALL_ROLES_READY, "all roles are ready: training")
     return d._replace(phase=Phase.RUNNING)
@@ -542,7 +564,8 @@ def running_condition_rule(seen: Observed, d: Decision) -> Decision:
         return d
     ready = seen.readiness
     if ready.all_ready:
-        return _set(_condition(d, seen, ConditionType.RUNNING, True, reasons.ALL_ROLES_READY, "learners, replay and actors are ready"), message="training")
+        message = f"{_listed([*(r.value for r in seen.stateful), 'actors'])} are ready"
+        return _set(_condition(d, seen, ConditionType.RUNNING, True, reasons.ALL_ROLES_READY, message), message="training")
     waiting = ", ".join([*ready.lacking, *(f"{n} (old restart generation)" for n in ready.stale)]) or "workloads not created yet"
     return _condition(d, seen, ConditionType.RUNNING, False, reasons.ROLES_NOT_READY, f"not ready: {waiting}")
 

@@ -1,11 +1,13 @@
 """Render a SpiralJob's children as plain Kubernetes manifests — pure: no client, clock or env reads.
 
 For job ``NAME``: ConfigMap ``NAME-config`` (the rendered TrainConfig), PVC ``NAME-checkpoints``
-(unless an existing claim is used), StatefulSet + headless Service ``NAME-policy-learner``,
-``NAME-discriminator-learner`` and ``NAME-replay`` (ports ``grpc`` 50051 and ``metrics`` 9400), a
-Deployment ``NAME-actor`` with a metrics-only headless Service of the same name (so a ServiceMonitor
-can reach the actors), NetworkPolicy ``NAME-grpc`` and, when asked, ServiceMonitor ``NAME``. Each
-kind has its ``render_*`` function; :func:`render_children` only decides which to call, in order.
+(unless an existing claim is used), StatefulSet + headless Service ``NAME-policy-learner`` and, for
+the discriminator reward only, ``NAME-discriminator-learner`` and ``NAME-replay`` (ports ``grpc``
+50051 and ``metrics`` 9400), a Deployment ``NAME-actor`` with a metrics-only headless Service of the
+same name (so a ServiceMonitor can reach the actors), NetworkPolicy ``NAME-grpc`` and, when asked,
+ServiceMonitor ``NAME``. Which roles a job runs is :meth:`spiral.config.TrainConfig.roles` of its
+config, the answer the local launcher uses too. Each kind has its ``render_*`` function;
+:func:`render_children` only decides which to call, in order.
 
 The handlers add owner references (``kopf.adopt``) afterwards. Two pod-template annotations drive
 roll-outs: ``spiral.dev/config-hash`` (a config change restarts the pods that read it) and
@@ -17,12 +19,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
 import yaml
 
-from spiral.config import Role
+from spiral.config import Role, TrainConfig
 from spiral_operator.spec import (
     CHECKPOINT_DIR,
     CONFIG_PATH,
@@ -45,10 +47,17 @@ CONFIG_KEY = "config.yaml"
 #: Non-root UID/GID of the image's `spiral` user (see the Dockerfile).
 RUN_AS_USER = 10001
 
-#: Roles run as single-replica StatefulSets; a crash of any of them triggers a coordinated restart.
+#: Roles run as single-replica StatefulSets (when the job runs them); a crash of any of them triggers
+#: a coordinated restart. Also the order they are rendered in, before the actors.
 STATEFUL_ROLES: tuple[Role, ...] = (Role.POLICY_LEARNER, Role.DISCRIMINATOR_LEARNER, Role.REPLAY)
 #: Roles that read and write checkpoints.
 CHECKPOINTING_ROLES: frozenset[Role] = frozenset({Role.POLICY_LEARNER, Role.DISCRIMINATOR_LEARNER})
+
+
+def stateful_roles(roles: Iterable[Role]) -> tuple[Role, ...]:
+    """Which of a job's ``roles`` (``TrainConfig.roles()``) run as StatefulSets, in :data:`STATEFUL_ROLES` order."""
+    wanted = set(roles)
+    return tuple(r for r in STATEFUL_ROLES if r in wanted)
 
 
 def child_name(name: str, role: Role) -> str:
@@ -100,7 +109,10 @@ def render_config_yaml(spec: SpiralJobSpec, name: str, namespace: str) -> str:
     Raises:
         SpecError: the spec does not make a valid TrainConfig.
     """
-    config = to_train_config(spec, name, namespace)
+    return _config_yaml(to_train_config(spec, name, namespace))
+
+
+def _config_yaml(config: TrainConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=True)
 
 
@@ -427,20 +439,24 @@ def render_children(
     Raises:
         SpecError: the spec does not make a valid TrainConfig.
     """
-    config_yaml = render_config_yaml(spec, name, namespace)
+    config = to_train_config(spec, name, namespace)
+    config_yaml = _config_yaml(config)
     digest = config_hash(config_yaml)
+    roles = config.roles()
 
     children = [render_config_map(name, namespace, config_yaml)]
     if spec.checkpoint.existing_claim is None:
         children.append(render_checkpoint_claim(spec, name, namespace))
-    for role in STATEFUL_ROLES:
+    for role in stateful_roles(roles):
         template = _pod_template(spec, name, role, _role_spec(spec, role), digest, restart_generation)
         children.append(render_service(name, namespace, role))
         children.append(render_statefulset(name, namespace, role, desired_replicas(spec, role, stopped), template))
-    # Actors keep no restart generation: they reconnect to restarted learners by themselves.
-    actor_template = _pod_template(spec, name, Role.ACTOR, spec.actor, digest, 0)
-    children.append(render_service(name, namespace, Role.ACTOR))
-    children.append(render_actor_deployment(name, namespace, desired_replicas(spec, Role.ACTOR, stopped), actor_template))
+    if Role.ACTOR in roles:
+        # Actors keep no restart generation: they reconnect to restarted learners by themselves.
+        actor_template = _pod_template(spec, name, Role.ACTOR, spec.actor, digest, 0)
+        children.append(render_service(name, namespace, Role.ACTOR))
+        children.append(render_actor_deployment(name, namespace, desired_replicas(spec, Role.ACTOR, stopped), actor_template))
+    # The NetworkPolicy and the ServiceMonitor select by job, so they cover whichever roles it runs.
     children.append(render_network_policy(spec, name, namespace))
     if spec.monitoring.service_monitor:
         children.append(render_service_monitor(spec, name, namespace))

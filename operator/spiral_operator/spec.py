@@ -34,6 +34,7 @@ from spiral.config import (
     Mode,
     ReplayConfig,
     RewardConfig,
+    Role,
     TrainConfig,
 )
 
@@ -315,6 +316,11 @@ class SpiralJobSpec(_Spec):
     run_policy: RunPolicy = Field(default_factory=RunPolicy, description="Restarts, deadline, TTL, suspension, cleanup.")
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Prometheus integration.")
     tls: TLSSpec | None = Field(None, description="Mutual TLS between the services; without it the NetworkPolicy confines plaintext gRPC to the job's pods.")
+
+    def roles(self) -> tuple[Role, ...]:
+        """The services this job runs: :meth:`TrainConfig.roles` of its config (an ``l2`` job has no replay
+        and no discriminator learner). The job's name and namespace change nothing here."""
+        return TrainConfig.model_validate(_train_config_data(self)).roles()
 
     @model_validator(mode="after")
     def _check_autoscaling(self) -> "SpiralJobSpec":

@@ -247,6 +247,13 @@ def test_mode_is_immutable_and_scaling_is_not() -> None:
     assert admission_errors(_with(old, actor={"replicas": 5}), old_spec=old) == []
 
 
+def test_reward_kind_is_immutable_because_it_decides_the_roles() -> None:
+    old = _with(MINIMAL, reward={"kind": "discriminator"})
+    errors = admission_errors(_with(old, reward={"kind": "l2"}), old_spec=old)
+    assert any("spec.reward.kind is immutable: it decides which services the job runs" in e for e in errors)
+    assert admission_errors(_with(old, reward={"kind": "discriminator", "scale": 2.0}), old_spec=old) == []
+
+
 def test_every_cel_rule_has_a_rejecting_case() -> None:
     """Each rule's Python twin can fail: some bad spec above trips it."""
     tripped = {rule.message for _, spec, *_ in BAD_SPECS for rule in CEL_RULES if rule.message in admission_errors(spec)}

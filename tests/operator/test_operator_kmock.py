@@ -198,8 +198,8 @@ class Cluster:
         await eventually(lambda: self.obj(resource, name), what=name)
         self.server.objects[resource, NS, name].patch({"status": {"readyReplicas": ready}})
 
-    async def all_ready(self, job: str = JOB, actors: int = 2) -> None:
-        for role in ("policy-learner", "discriminator-learner", "replay"):
+    async def all_ready(self, job: str = JOB, actors: int = 2, stateful: tuple[str, ...] = ("policy-learner", "discriminator-learner", "replay")) -> None:
+        for role in stateful:
             await self.set_ready("apps/v1/statefulsets", f"{job}-{role}", 1)
         await self.set_ready("apps/v1/deployments", f"{job}-actor", actors)
 
@@ -239,8 +239,10 @@ def condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return next((c for c in job.get("status", {}).get("conditions", []) if c["type"] == type_), None)
 
 
+#: A discriminator-reward job, so every role is rendered (l2 jobs have no replay or discriminator learner).
 SPEC: dict[str, Any] = {
     "image": "ghcr.io/spiral-k8s/spiral:0.1.0",
+    "reward": {"kind": "discriminator"},
     "training": {"totalFrames": 100000},
     "actor": {"replicas": 2, "minReplicas": 1, "maxReplicas": 4},
     "runPolicy": {"backoffLimit": 1},
@@ -413,7 +415,7 @@ async def test_learner_exit_zero_succeeds_and_ttl_deletes_the_job(running: Any) 
 async def test_invalid_spec_fails_with_a_message_and_no_retry_loop(running: Any) -> None:
     cluster, _, registry = running
     # Passes a sloppy schema check but not the operator: l2 reward needs a conditional job.
-    await cluster.create_job({**SPEC, "mode": "unconditional"})
+    await cluster.create_job({**SPEC, "reward": {"kind": "l2"}, "mode": "unconditional"})
     job = await eventually(lambda: (j := cluster.job()) and j.get("status", {}).get("phase") == "Failed" and j, what="Failed")
     failed = condition(job, "Failed")
     assert failed["reason"] == "InvalidSpec"
@@ -450,6 +452,19 @@ async def test_autoscaler_adds_an_actor_while_the_learner_starves(running: Any) 
     learner.metrics.learner_queue_depth.labels(JOB).set(1)  # training.queueSize 1 is full: actors wait on back-pressure
     await eventually(lambda: cluster.job()["spec"]["actor"]["replicas"] == 2, what="scaled down")
     await eventually(lambda: "ActorsScaled" in cluster.event_reasons(), what="ActorsScaled event")
+
+
+async def test_l2_job_runs_with_a_policy_learner_and_actors_only(running: Any) -> None:
+    cluster, _, _ = running
+    await cluster.create_job({**SPEC, "reward": {"kind": "l2"}})
+    await eventually(lambda: cluster.job() and condition(cluster.job(), "Created"), what="created")
+    for resource in ("apps/v1/statefulsets", "v1/services"):
+        assert cluster.obj(resource, f"{JOB}-policy-learner") is not None
+        assert cluster.obj(resource, f"{JOB}-replay") is None and cluster.obj(resource, f"{JOB}-discriminator-learner") is None
+    await cluster.all_ready(stateful=("policy-learner",))
+    job = await eventually(lambda: (j := cluster.job())["status"]["phase"] == "Running" and j, what="Running without replay")
+    assert condition(job, "Running")["message"] == "policy-learner and actors are ready"
+    assert "replay" not in job["status"] and "discriminatorLearner" not in job["status"]
 
 
 async def test_delete_releases_the_job(running: Any) -> None:

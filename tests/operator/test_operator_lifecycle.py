@@ -28,7 +28,10 @@ from spiral_operator.reasons import ConditionType
 from spiral_operator.spec import SpecError, parse_spec
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
-BASE: dict[str, Any] = {"image": "img", "training": {"totalFrames": 1000}, "runPolicy": {"backoffLimit": 2}}
+#: A discriminator-reward job, so every role (learners, replay, actors) takes part.
+BASE: dict[str, Any] = {"image": "img", "reward": {"kind": "discriminator"}, "training": {"totalFrames": 1000}, "runPolicy": {"backoffLimit": 2}}
+#: The l2 reward: a policy learner and actors only.
+L2: dict[str, Any] = {**BASE, "reward": {"kind": "l2"}}
 STATEFUL = (Role.POLICY_LEARNER, Role.DISCRIMINATOR_LEARNER, Role.REPLAY)
 
 
@@ -284,6 +287,50 @@ def test_created_condition_follows_the_children_written() -> None:
 
 def test_pods_to_replace_are_the_older_learner_and_replay_pods() -> None:
     actor = PodObservation("job-actor-x", "a", Role.ACTOR, "Running", 0, 0, None, False)
-    pods = [pod(Role.POLICY_LEARNER, generation=0), pod(Role.REPLAY, generation=1), actor]
-    assert pods_to_replace(pods, 1) == ["job-policy-learner-0"]
-    assert pods_to_replace(pods, 0) == []
+    pods = [pod(Role.POLICY_LEARNER, generation=0), pod(Role.REPLAY, generation=0), actor]
+    every_role = parse_spec(BASE).roles()
+    assert pods_to_replace(pods, 1, every_role) == ["job-policy-learner-0", "job-replay-0"]
+    assert pods_to_replace(pods, 0, every_role) == []
+    assert pods_to_replace(pods, 1, parse_spec(L2).roles()) == ["job-policy-learner-0"]  # l2 runs no replay
+
+
+# ------------------------------------------------------------------------ l2: two roles only ---
+
+
+def l2_ready(actors: int = 2) -> dict[Role, RoleCounts]:
+    return {Role.POLICY_LEARNER: RoleCounts(1, 1), Role.ACTOR: RoleCounts(2, actors)}
+
+
+def test_l2_job_runs_without_replay_or_discriminator_learner() -> None:
+    job = parse_spec(L2)
+    stale_counts = {"replay": {"desired": 1, "ready": 0}, "discriminatorLearner": {"desired": 1, "ready": 0}}
+    plan = decide(job, "job", stale_counts, obs(roles=l2_ready(), pods=[pod(Role.POLICY_LEARNER)]), T0)
+    assert plan.status["phase"] == "Running"
+    running = cond(plan.status, ConditionType.RUNNING)
+    assert (running["status"], running["message"]) == ("True", "policy-learner and actors are ready")
+    # Only the job's roles are reported; counts left from other roles are dropped.
+    assert {k for k in ("actors", "policyLearner", "discriminatorLearner", "replay") if k in plan.status} == {"actors", "policyLearner"}
+    # A missing learner is still reported, but never a role the job does not run.
+    plan = decide(job, "job", plan.status, obs(roles={**l2_ready(), Role.POLICY_LEARNER: RoleCounts(1, 0)}), T0)
+    assert cond(plan.status, ConditionType.RUNNING)["message"] == "not ready: policy-learner 0/1"
+
+
+def test_l2_job_restarts_only_its_policy_learner() -> None:
+    job = parse_spec(L2)
+    running = decide(job, "job", {}, obs(roles=l2_ready(), pods=[pod(Role.POLICY_LEARNER)]), T0).status
+    stray = pod(Role.REPLAY, restarts=4, exit_code=1)  # not a role of this job: ignored
+    assert not decide(job, "job", running, obs(roles=l2_ready(), pods=[pod(Role.POLICY_LEARNER), stray]), T0).restart
+    plan = decide(job, "job", running, obs(roles=l2_ready(), pods=[pod(Role.POLICY_LEARNER, restarts=1, exit_code=1)]), T0)
+    assert plan.restart and plan.restart_generation == 1
+    assert "crashed: restarting policy-learner from the checkpoint (restart 1 of backoffLimit 2)" in plan.status["message"]
+    back = decide(job, "job", plan.status, obs(roles=l2_ready(), pods=[pod(Role.POLICY_LEARNER, generation=1, uid="u2")]), T0)
+    assert back.status["phase"] == "Running"
+    assert [e.message for e in back.events if e.reason == reasons.RESTART_COMPLETED] == ["policy-learner is back after restart 1"]
+
+
+@pytest.mark.parametrize(("policy", "stopped"), [("All", {Role.POLICY_LEARNER, Role.ACTOR}), ("Running", {Role.ACTOR}), ("None", set())])
+def test_l2_job_cleans_up_only_its_own_roles(policy: str, stopped: set[Role]) -> None:
+    job = parse_spec({**L2, "runPolicy": {"cleanPodPolicy": policy}})
+    running = decide(job, "job", {}, obs(roles=l2_ready(), pods=[pod(Role.POLICY_LEARNER)]), T0).status
+    plan = decide(job, "job", running, obs(roles=l2_ready(), pods=[pod(Role.POLICY_LEARNER, restarts=1, exit_code=0)]), T0)
+    assert plan.status["phase"] == "Succeeded" and plan.stopped == frozenset(stopped)

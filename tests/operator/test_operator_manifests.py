@@ -21,9 +21,12 @@ from spiral_operator.spec import SpiralJobSpec, parse_spec, to_train_config
 
 K8S_VERSION = "1.33"
 NAME, NS = "paint", "research"
+#: The default reward is l2: no replay, no discriminator learner.
 MINIMAL: dict[str, Any] = {"image": "ghcr.io/spiral-k8s/spiral:0.1.0", "training": {"totalFrames": 1000}}
+#: The GAN reward: every role.
+DISCRIMINATOR: dict[str, Any] = {**MINIMAL, "reward": {"kind": "discriminator"}}
 FULL: dict[str, Any] = {
-    **MINIMAL,
+    **DISCRIMINATOR,
     "imagePullSecrets": ["regcred"],
     "serviceAccountName": "spiral-job",
     "dataset": {"name": "mnist", "path": "/data/mnist", "volume": {"persistentVolumeClaim": {"claimName": "datasets", "readOnly": True}}},
@@ -51,7 +54,7 @@ def _labels(component: str) -> dict[str, str]:
 
 
 def test_children_names_and_order() -> None:
-    assert list(children(MINIMAL)) == [
+    assert list(children(DISCRIMINATOR)) == [
         ("ConfigMap", "paint-config"), ("PersistentVolumeClaim", "paint-checkpoints"),
         ("Service", "paint-policy-learner"), ("StatefulSet", "paint-policy-learner"),
         ("Service", "paint-discriminator-learner"), ("StatefulSet", "paint-discriminator-learner"),
@@ -60,6 +63,31 @@ def test_children_names_and_order() -> None:
     ]
     full = children(FULL)
     assert ("ServiceMonitor", "paint") in full and ("PersistentVolumeClaim", "paint-checkpoints") not in full
+
+
+def test_l2_job_renders_no_replay_and_no_discriminator_learner() -> None:
+    assert list(children(MINIMAL)) == [
+        ("ConfigMap", "paint-config"), ("PersistentVolumeClaim", "paint-checkpoints"),
+        ("Service", "paint-policy-learner"), ("StatefulSet", "paint-policy-learner"),
+        ("Service", "paint-actor"), ("Deployment", "paint-actor"), ("NetworkPolicy", "paint-grpc"),
+    ]
+    l2_full = children({**FULL, "reward": {"kind": "l2"}})
+    assert not [key for key, child in l2_full.items() if child["metadata"]["labels"]["spiral.dev/role"] in ("replay", "discriminator-learner")]
+    # The roles rendered are exactly the config's own answer, the one the launcher uses.
+    config = yaml.safe_load(l2_full[("ConfigMap", "paint-config")]["data"]["config.yaml"])
+    assert config["reward"]["kind"] == "l2"
+    assert to_train_config(parse_spec({**FULL, "reward": {"kind": "l2"}}), NAME, NS).roles() == (Role.POLICY_LEARNER, Role.ACTOR)
+
+
+def test_discriminator_job_renders_replay_and_discriminator_learner_statefulsets_and_services() -> None:
+    got = children(DISCRIMINATOR)
+    for role in ("replay", "discriminator-learner"):
+        sts, service = got[("StatefulSet", f"paint-{role}")], got[("Service", f"paint-{role}")]
+        assert sts["spec"]["replicas"] == 1 and sts["spec"]["serviceName"] == f"paint-{role}"
+        assert sts["spec"]["template"]["spec"]["containers"][0]["command"][:3] == ["spiral", "serve", role]
+        assert service["spec"]["selector"] == {"spiral.dev/job-name": NAME, "spiral.dev/role": role}
+        assert [p["name"] for p in service["spec"]["ports"]] == ["grpc", "metrics"]
+    assert parse_spec(DISCRIMINATOR).roles() == (Role.REPLAY, Role.DISCRIMINATOR_LEARNER, Role.POLICY_LEARNER, Role.ACTOR)
 
 
 def test_exact_policy_learner_statefulset_and_service() -> None:
@@ -152,15 +180,16 @@ def test_exact_network_policy_pvc_and_service_monitor() -> None:
         "namespaceSelector": {"matchNames": [NS]},
         "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}],
     }
-    # Every Service the monitor selects exposes the `metrics` port it scrapes.
-    services = [c for c in full.values() if c["kind"] == "Service"]
-    assert len(services) == 4
-    for service in services:
-        assert all(service["metadata"]["labels"][k] == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
-        assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
+    # Every Service the monitor selects exposes the `metrics` port it scrapes: one per role the job runs.
+    for spec in (FULL, {**FULL, "reward": {"kind": "l2"}}):
+        services = [c for c in children(spec).values() if c["kind"] == "Service"]
+        assert sorted(s["metadata"]["labels"]["spiral.dev/role"] for s in services) == sorted(r.value for r in parse_spec(spec).roles())
+        for service in services:
+            assert all(service["metadata"]["labels"][k] == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+            assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
 
 
-@pytest.mark.parametrize("spec", [MINIMAL, FULL], ids=["minimal", "full"])
+@pytest.mark.parametrize("spec", [MINIMAL, DISCRIMINATOR, FULL], ids=["minimal", "discriminator", "full"])
 def test_children_validate_against_kubernetes_schemas(spec: dict[str, Any]) -> None:
     for child in render_children(parse_spec(spec), NAME, NS):
         assert child["metadata"]["labels"] == _labels(child["metadata"]["labels"]["spiral.dev/role"])
@@ -193,7 +222,7 @@ def test_full_spec_pods_get_tls_data_tolerations_and_the_override() -> None:
     assert learner_volumes["tls"]["secret"]["secretName"] == "paint-tls"
     # ReadWriteMany: no co-scheduling constraint; ReadWriteOnce: the discriminator learner follows the policy learner.
     assert "affinity" not in full[("StatefulSet", "paint-discriminator-learner")]["spec"]["template"]["spec"]
-    affinity = children(MINIMAL)[("StatefulSet", "paint-discriminator-learner")]["spec"]["template"]["spec"]["affinity"]
+    affinity = children(DISCRIMINATOR)[("StatefulSet", "paint-discriminator-learner")]["spec"]["template"]["spec"]["affinity"]
     term = affinity["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
     assert term["labelSelector"]["matchLabels"]["spiral.dev/role"] == "policy-learner"
 
@@ -246,20 +275,20 @@ def test_config_change_rolls_every_pod_through_the_config_hash() -> None:
 
 
 def test_suspend_and_stopped_roles_scale_workloads_to_zero() -> None:
-    suspended = children({**MINIMAL, "runPolicy": {"suspend": True}})
+    suspended = children({**DISCRIMINATOR, "runPolicy": {"suspend": True}})
     assert {k: c["spec"]["replicas"] for k, c in suspended.items() if "replicas" in c.get("spec", {})} == {
         ("StatefulSet", "paint-policy-learner"): 0, ("StatefulSet", "paint-discriminator-learner"): 0,
         ("StatefulSet", "paint-replay"): 0, ("Deployment", "paint-actor"): 0,
     }
     assert ("PersistentVolumeClaim", "paint-checkpoints") in suspended  # checkpoints survive the suspension
-    stopped = children(MINIMAL, stopped=frozenset({Role.ACTOR, Role.REPLAY}))
+    stopped = children(DISCRIMINATOR, stopped=frozenset({Role.ACTOR, Role.REPLAY}))
     assert stopped[("Deployment", "paint-actor")]["spec"]["replicas"] == 0
     assert stopped[("StatefulSet", "paint-replay")]["spec"]["replicas"] == 0
     assert stopped[("StatefulSet", "paint-policy-learner")]["spec"]["replicas"] == 1
 
 
 def test_restart_generation_reaches_learners_and_replay_only() -> None:
-    before, after = children(MINIMAL), children(MINIMAL, restart_generation=2)
+    before, after = children(DISCRIMINATOR), children(DISCRIMINATOR, restart_generation=2)
     changed = _diff(before, after)
     assert changed == {("StatefulSet", f"paint-{r}") for r in ("policy-learner", "discriminator-learner", "replay")}
     for key in changed:
@@ -277,7 +306,7 @@ def test_merge_template_merges_named_lists_and_replaces_the_rest() -> None:
 
 def test_invalid_override_is_caught_by_the_kubernetes_schema() -> None:
     """The escape hatch is unchecked by the CRD; the API server rejects it, and the operator reports that."""
-    bad = {**MINIMAL, "replay": {"template": {"spec": {"restartPolicy": 7}}}}
+    bad = {**DISCRIMINATOR, "replay": {"template": {"spec": {"restartPolicy": 7}}}}
     sts = children(bad)[("StatefulSet", "paint-replay")]
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(sts, K8S_VERSION, strict=True)
