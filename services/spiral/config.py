@@ -376,6 +376,24 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Tr
     return load_config_dict(apply_overrides(data, overrides or {}), source=str(path))
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["env.grid_size=16", "data.path=/x"]`` → ``{"env.grid_size": 16, "data.path": "/x"}``.
+
+    The one KEY=VALUE parser of every ``--set`` flag (``spiral train``, ``spiral serve``); values
+    are read as YAML scalars, so ``16`` is an int, ``null`` is None and ``fifo`` a string.
+
+    Raises:
+        ConfigError: an item without ``=`` or without a key (names the item).
+    """
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE with a dotted key (e.g. env.grid_size=16), got {item!r}")
+        overrides[key.strip()] = yaml.safe_load(raw)
+    return overrides
+
+
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Return a copy of ``data`` with dotted-key overrides applied (``a.b.c = v``)."""
     import copy

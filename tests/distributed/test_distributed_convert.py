@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from spiral.agents import build_policy
 from spiral.data import load_dataset
 from spiral.envs.factory import make_env
 from spiral.learning.rollout import collect_rollout
-from spiral.learning.trainer import build_policy
-from spiral.services.errors import FailedPreconditionError, InvalidArgumentError
+from spiral.errors import FailedPreconditionError, InvalidArgumentError
 from spiral.services.tensor_codec import trajectory_from_proto, trajectory_to_proto
 from spiral.services.trajectory_convert import (
     TrajectoryExpectations,

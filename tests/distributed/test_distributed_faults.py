@@ -13,7 +13,7 @@ from spiral.config import Role
 from spiral.launch.local import LocalCluster
 from spiral.launch.progress import LearnerPoller
 from spiral.learning.checkpoint import load_checkpoint
-from spiral.services.replay_service import DEFAULT_TABLE, ReplayClient
+from spiral.services.replay_client import DEFAULT_TABLE, ReplayClient
 from spiral.services.weights import WeightsSubscriber
 from dist_helpers import metric, processes_mentioning, tiny_config, wait_for
 

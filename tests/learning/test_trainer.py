@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -14,6 +20,7 @@ from spiral.cli import app
 from spiral.config import ConfigError, load_config_dict
 from spiral.data import ImageDataset
 from spiral.envs.factory import make_env
+from spiral.learning.checkpoint import load_checkpoint
 from spiral.learning.trainer import SingleProcessTrainer
 
 
@@ -105,6 +112,47 @@ def test_unconditional_discriminator_run_logs_critic_outputs(tmp_path):
     assert {"charts/d_real", "charts/d_fake", "losses/discriminator"} <= record.keys()
     assert trainer.counters.discriminator_updates == 1
     assert "eval/sample_ink" in trainer.evaluate(write_images=False)
+
+
+def _logged_updates(metrics: Path) -> int:
+    if not metrics.exists():
+        return 0
+    return max((r["updates"] for r in map(json.loads, metrics.read_text().splitlines()) if "losses/total" in r), default=0)
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_in_single_process_checkpoints_then_exits_130(tmp_path):
+    """SIGINT finishes the current update, logs, evaluates and checkpoints, then exits 130 (128 +
+    SIGINT: "stopped, not done", the code the multi-process launcher uses for Ctrl-C too)."""
+    raw = tiny_config(tmp_path, total_updates=1_000_000, checkpoint_every_updates=1_000_000, eval_every_updates=1_000_000, data={"num_shapes": 200}, num_envs=8)
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = Path(raw["output_dir"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spiral", "train", "--single-process", "--quiet", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # like a terminal: the SIGINT reaches only this process
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while _logged_updates(out / "metrics.jsonl") < 2:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "no updates within 90 s"
+            time.sleep(0.1)
+        assert not (out / "checkpoints" / "latest.pt").exists()  # only the stop will write one
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, output
+    assert "received SIGINT" in output
+    payload = load_checkpoint(out / "checkpoints")
+    assert payload["counters"]["updates"] >= 2 and payload["role"] == "single-process"
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["updates"] == payload["counters"]["updates"] and "eval/held_out_l2" in records[-1]
 
 
 @pytest.mark.parametrize(

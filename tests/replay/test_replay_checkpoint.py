@@ -9,7 +9,7 @@ import torch
 
 from spiral.replay import Fifo, MinSize, SampleToInsertRatio, Table, load_tables, restore_tables, save_tables
 from spiral.replay import checkpoint as checkpoint_module
-from spiral.services.errors import InvalidArgumentError
+from spiral.errors import InvalidArgumentError
 
 
 def make_table(max_size: int = 100) -> Table:

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from spiral.config import ReplayConfig, SamplerKind
 from spiral.metrics import create_metrics
 from spiral.replay import Fifo, MinSize, SampleToInsertRatio, Table, Uniform
-from spiral.services.errors import CancelledError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError
+from spiral.errors import CancelledError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError
 
 
 def item(value: float) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""The one error mapping, the client-side translation, and retries with backoff."""
+"""The one error mapping, the client-side translation, which errors are retryable, and backoff."""
 
 from __future__ import annotations
 
@@ -6,21 +6,22 @@ import grpc
 import pytest
 
 from spiral.config import ConfigError
-from spiral.services.client import Backoff, create_channel, with_backoff
-from spiral.services.errors import (
+from spiral.errors import (
     CancelledError,
     DeadlineExceededError,
     FailedPreconditionError,
     InternalError,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
     ResourceExhaustedError,
     SpiralServiceError,
+    UnauthenticatedError,
     UnavailableError,
-    check_protocol_version,
-    error_from_status,
-    status_for,
+    UnimplementedError,
 )
+from spiral.services.client import Backoff, create_channel
+from spiral.services.errors import check_protocol_version, code_for, error_from_status, status_for
 from spiral.v1 import PROTOCOL_VERSION
 from transport_helpers import services_config
 
@@ -48,11 +49,53 @@ def test_unexpected_errors_name_their_type() -> None:
     assert status_for(KeyError("x"))[1] == "internal error: KeyError: 'x'"
 
 
-@pytest.mark.parametrize("cls", [InvalidArgumentError, FailedPreconditionError, ResourceExhaustedError, DeadlineExceededError, UnavailableError, CancelledError, InternalError])
-def test_error_from_status_round_trips_the_class(cls: type[SpiralServiceError]) -> None:
-    err = error_from_status(cls.code, "why", method="spiral.v1.X/Y", timeout=2.5)
-    assert type(err) is cls
-    assert str(err) == f"spiral.v1.X/Y: {cls.code.name}: why (deadline 2.5 s)"
+@pytest.mark.parametrize(
+    "cls, code",
+    [
+        (InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT),
+        (FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
+        (ResourceExhaustedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
+        (UnavailableError, grpc.StatusCode.UNAVAILABLE),
+        (CancelledError, grpc.StatusCode.CANCELLED),
+        (InternalError, grpc.StatusCode.INTERNAL),
+        (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else v.name,
+)
+def test_error_from_status_round_trips_the_class(cls: type[SpiralServiceError], code: grpc.StatusCode) -> None:
+    err = error_from_status(code, "why", method="spiral.v1.X/Y", timeout=2.5)
+    assert type(err) is cls and code_for(err) == code
+    assert str(err) == f"spiral.v1.X/Y: {code.name}: why (deadline 2.5 s)"
+
+
+def test_a_status_without_a_class_becomes_the_retryable_base_and_travels_as_unknown() -> None:
+    err = error_from_status(grpc.StatusCode.ABORTED, "lost a race", method="spiral.v1.X/Y")
+    assert type(err) is SpiralServiceError and err.retryable
+    assert str(err) == "spiral.v1.X/Y: ABORTED: lost a race"
+    assert status_for(err) == (grpc.StatusCode.UNKNOWN, str(err))
+
+
+@pytest.mark.parametrize(
+    "cls, retryable",
+    [
+        (InvalidArgumentError, False),
+        (FailedPreconditionError, False),
+        (UnimplementedError, False),
+        (UnauthenticatedError, False),
+        (PermissionDeniedError, False),
+        (UnavailableError, True),
+        (DeadlineExceededError, True),
+        (ResourceExhaustedError, True),
+        (CancelledError, True),
+        (NotFoundError, True),
+        (InternalError, True),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else str(v),
+)
+def test_only_a_wrong_request_or_contract_is_not_retryable(cls: type[SpiralServiceError], retryable: bool) -> None:
+    """The rule actors and weight subscribers follow: give up only when resending cannot help."""
+    assert cls.retryable is retryable and cls("x").retryable is retryable
 
 
 def test_python_base_classes_let_callers_catch_broadly() -> None:
@@ -67,41 +110,6 @@ def test_protocol_version_mismatch_message() -> None:
         check_protocol_version(99, message="M")
     with pytest.raises(FailedPreconditionError, match=r"protocol_version is unset \(0\)"):
         check_protocol_version(0, message="M")
-
-
-def test_with_backoff_retries_retryable_errors_with_growing_delays() -> None:
-    calls, sleeps = [], []
-
-    def flaky() -> str:
-        calls.append(1)
-        if len(calls) < 4:
-            raise UnavailableError("down")
-        return "up"
-
-    retries = []
-    result = with_backoff(flaky, what="dial", backoff=Backoff(0.1, 1.0, 2.0, jitter=0.0), sleep=sleeps.append, on_retry=lambda n, e, d: retries.append(n))
-    assert result == "up" and len(calls) == 4
-    assert sleeps == [0.1, 0.2, 0.4] and retries == [1, 2, 3]
-
-
-def test_with_backoff_does_not_retry_other_errors() -> None:
-    def bad() -> None:
-        raise InvalidArgumentError("no")
-
-    sleeps: list[float] = []
-    with pytest.raises(InvalidArgumentError):
-        with_backoff(bad, what="x", sleep=sleeps.append)
-    assert sleeps == []
-
-
-def test_with_backoff_gives_up_at_the_deadline_or_attempt_limit() -> None:
-    def down() -> None:
-        raise UnavailableError("down")
-
-    with pytest.raises(DeadlineExceededError, match=r"dial: gave up after 1 attempts .*deadline 0\.05 s.*last error: down"):
-        with_backoff(down, what="dial", backoff=Backoff(1.0, 1.0, jitter=0.0), deadline_seconds=0.05, sleep=lambda s: None)
-    with pytest.raises(UnavailableError):
-        with_backoff(down, what="dial", backoff=Backoff(0.0, 0.0, max_attempts=3), sleep=lambda s: None)
 
 
 def test_backoff_delays_are_capped_and_jittered() -> None:

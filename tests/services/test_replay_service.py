@@ -17,8 +17,9 @@ import torch
 import yaml
 
 from spiral.replay import load_tables
-from spiral.services.errors import DeadlineExceededError, NotFoundError
-from spiral.services.replay_service import DEFAULT_TABLE, ReplayClient, checkpoint_path_for, start_replay_server
+from spiral.errors import DeadlineExceededError, NotFoundError
+from spiral.services.replay_client import DEFAULT_TABLE, ReplayClient
+from spiral.services.replay_service import checkpoint_path_for, start_replay_server
 from spiral.services.tensor_codec import CanvasEncoding, ImageBatch
 from transport_helpers import train_config
 
@@ -176,7 +177,7 @@ def test_sigterm_checkpoints_and_a_restarted_server_has_the_same_contents(tmp_pa
 
 
 def test_stop_wakes_a_rate_limited_sample_instead_of_waiting_out_the_grace(tmp_path: Path) -> None:
-    from spiral.services.errors import FailedPreconditionError, SpiralServiceError
+    from spiral.errors import FailedPreconditionError, SpiralServiceError
 
     cfg = train_config(tmp_path, replay={"min_size_to_sample": 5})
     replay = start_replay_server(cfg, grace_seconds=10)

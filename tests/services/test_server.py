@@ -12,9 +12,11 @@ import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from spiral.config import ConfigError, Role
-from spiral.services.errors import DeadlineExceededError
-from spiral.services.replay_service import DEFAULT_TABLE, start_replay_server
-from spiral.services.server import discriminator_learner_binding, is_loopback, serve
+from spiral.errors import DeadlineExceededError
+from spiral.services.replay_client import DEFAULT_TABLE
+from spiral.services.replay_service import start_replay_server
+from spiral.services.server import discriminator_learner_binding, serve
+from spiral.services.tls import is_loopback
 from spiral.services.tensor_codec import ImageBatch, images_to_proto, tensor_to_proto
 from spiral.v1 import PROTOCOL_VERSION, replay_pb2, replay_pb2_grpc, services_pb2_grpc, trajectory_pb2
 from transport_helpers import services_config, train_config

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis.extra.numpy import array_shapes, arrays
 
-from spiral.services.errors import InvalidArgumentError
+from spiral.errors import InvalidArgumentError
 from spiral.services.tensor_codec import (
     CanvasEncoding,
     ImageBatch,
@@ -190,7 +190,7 @@ def test_assembler_rejects_reordered_or_corrupted_chunks() -> None:
 
 
 def test_trajectory_from_another_protocol_version_is_refused() -> None:
-    from spiral.services.errors import FailedPreconditionError
+    from spiral.errors import FailedPreconditionError
 
     msg = trajectory_to_proto(make_trajectory())
     msg.protocol_version = 2

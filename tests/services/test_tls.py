@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from spiral.config import ConfigError
-from spiral.services.errors import UnavailableError
-from spiral.services.replay_service import ReplayClient, start_replay_server
+from spiral.errors import UnavailableError
+from spiral.services.replay_client import ReplayClient
+from spiral.services.replay_service import start_replay_server
 from spiral.services.tensor_codec import ImageBatch
 from spiral.v1 import PROTOCOL_VERSION, replay_pb2, replay_pb2_grpc
 from transport_helpers import services_config, train_config

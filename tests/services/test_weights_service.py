@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from spiral.config import Role
 from spiral.metrics import create_metrics
 from spiral.services.client import Backoff
-from spiral.services.errors import CancelledError, DeadlineExceededError, FailedPreconditionError
+from spiral.errors import CancelledError, DeadlineExceededError, FailedPreconditionError
 from spiral.services.server import policy_learner_binding, serve
 from spiral.services.tensor_codec import WeightsAssembler
 from spiral.services.weights import WeightsPublisher, WeightsSubscriber

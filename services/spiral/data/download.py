@@ -1,7 +1,8 @@
 """``spiral data download NAME --dest DIR``: fetch MNIST or Omniglot from their official hosts.
 
-Each file is streamed to ``<name>.part``, its MD5 checked against the published value, and only then
-renamed into place, so an interrupted or corrupt download never leaves a file a loader would trust.
+Each file is streamed to a temporary file beside its target (:func:`spiral.fsio.atomic_output`), its
+MD5 checked against the published value, and only then renamed into place, so an interrupted or
+corrupt download never leaves a file a loader would trust.
 Files already present with the right checksum are skipped. Hosts are tried in order; the base URL
 can be replaced (``--base-url`` or ``$SPIRAL_DATA_BASE_URL``) for mirrors and for tests.
 """
@@ -24,6 +25,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from spiral.data.base import DatasetError
+from spiral.fsio import atomic_output
 
 __all__ = ["DOWNLOADS", "BASE_URL_ENV", "Downloadable", "RemoteFile", "download_command", "download_dataset", "download_files"]
 
@@ -81,23 +83,19 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fetch(url: str, part: Path, expected_md5: str, timeout: float, progress: Progress) -> None:
-    """Stream ``url`` into ``part`` and check its MD5; ``part`` is removed on any failure."""
+def _fetch(url: str, target: Path, expected_md5: str, timeout: float, progress: Progress) -> None:
+    """Stream ``url`` into ``target`` if its MD5 matches; on any failure ``target`` is untouched."""
     digest = hashlib.md5(usedforsecurity=False)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, part.open("wb") as out:  # noqa: S310 - https/http only
-            length = response.headers.get("Content-Length")
-            task = progress.add_task(part.name.removesuffix(".part"), total=int(length) if length else None)
-            for chunk in iter(lambda: response.read(_CHUNK), b""):
-                out.write(chunk)
-                digest.update(chunk)
-                progress.advance(task, len(chunk))
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    if digest.hexdigest() != expected_md5:
-        part.unlink(missing_ok=True)
-        raise DatasetError(f"{url} arrived with MD5 {digest.hexdigest()}, expected {expected_md5}: corrupt or changed upstream; nothing was kept")
+    with urllib.request.urlopen(url, timeout=timeout) as response, atomic_output(target) as out:  # noqa: S310 - https/http only
+        length = response.headers.get("Content-Length")
+        task = progress.add_task(target.name, total=int(length) if length else None)
+        for chunk in iter(lambda: response.read(_CHUNK), b""):
+            out.write(chunk)
+            digest.update(chunk)
+            progress.advance(task, len(chunk))
+        # Raising inside the block discards the temporary file: a corrupt download is never renamed.
+        if digest.hexdigest() != expected_md5:
+            raise DatasetError(f"{url} arrived with MD5 {digest.hexdigest()}, expected {expected_md5}: corrupt or changed upstream; nothing was kept")
 
 
 def download_files(
@@ -128,12 +126,11 @@ def download_files(
                     logger.info("%s is present with the right MD5: skipped", target)
                     continue
                 logger.warning("%s is present but its MD5 differs from %s: downloading it again", target, remote.md5)
-            part = target.with_name(target.name + ".part")
             failures: list[str] = []
             for base in base_urls:
                 url = base.rstrip("/") + "/" + remote.name
                 try:
-                    _fetch(url, part, remote.md5, timeout, progress)
+                    _fetch(url, target, remote.md5, timeout, progress)
                 except (urllib.error.URLError, OSError, ValueError) as err:
                     if isinstance(err, DatasetError):
                         raise
@@ -141,7 +138,6 @@ def download_files(
                     failures.append(f"{url}: {reason}")
                     logger.warning("download of %s failed: %s", url, reason)
                     continue
-                os.replace(part, target)
                 logger.info("downloaded %s (MD5 %s)", target, remote.md5)
                 break
             else:

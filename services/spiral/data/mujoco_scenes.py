@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from spiral.config import MujocoSceneConfig
 from spiral.envs.mujoco_model import SceneDescription, SceneRenderer, random_scene, select_gl_backend
+from spiral.fsio import atomic_write_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -80,13 +81,6 @@ def scene_for_index(spec: DatasetSpec, index: int) -> SceneDescription:
     return random_scene(rng, spec.layout, min_objects=spec.min_objects)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    # Same-directory temporary + rename: readers never see a half-written file, even after a kill.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _png_bytes(image: np.ndarray) -> bytes:
     import io
 
@@ -120,8 +114,8 @@ def _render_index(index: int) -> int:
     out: Path = _worker_state["out"]
     scene = scene_for_index(spec, index)
     image = _worker_state["renderer"].render(scene)
-    _write_atomic(image_path(out, index), _png_bytes(image))
-    _write_atomic(scene_path(out, index), json.dumps(scene.to_json(), indent=1).encode())
+    atomic_write_bytes(image_path(out, index), _png_bytes(image))
+    atomic_write_bytes(scene_path(out, index), json.dumps(scene.to_json(), indent=1).encode())
     return index
 
 
@@ -155,7 +149,7 @@ def _check_or_write_metadata(out: Path, spec: DatasetSpec) -> None:
                 "use another --out folder or the same settings to resume"
             )
         return
-    _write_atomic(meta, json.dumps(wanted, indent=1).encode())
+    atomic_write_bytes(meta, json.dumps(wanted, indent=1).encode())
 
 
 def generate_dataset(
@@ -230,7 +224,7 @@ def _write_preview(out: Path, count: int) -> None:
     blank = np.zeros_like(images[0])
     images += [blank] * (rows * columns - len(images))
     grid = np.concatenate([np.concatenate(images[r * columns : (r + 1) * columns], axis=1) for r in range(rows)])
-    _write_atomic(out / "preview.png", _png_bytes(grid))
+    atomic_write_bytes(out / "preview.png", _png_bytes(grid))
 
 
 # ------------------------------------------------------------------------------ loading ---

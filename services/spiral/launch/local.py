@@ -2,10 +2,11 @@
 
 :func:`run_local` writes the run's config to ``<output_dir>/launch/config.yaml``, picks free ports
 and starts — with the very command a Kubernetes pod runs —
-``python -m spiral serve ROLE --config … --grpc-port P --metrics-port M --set services.…_address=…``
-for the policy learner, ``num_actors`` actors and, when ``reward.kind`` is ``discriminator``, the
-replay buffer and the discriminator learner (with the ``l2`` reward nothing would read them, and a
-2-core machine has no cycles to spare). It then draws a progress line from the policy learner's
+``python -m spiral serve ROLE --config … --grpc-port P --metrics-port M --threads N --resume|--no-resume
+[--actor-id actor-i] --set services.…_address=…`` for every role of ``TrainConfig.roles()``: the
+policy learner, ``num_actors`` actors and, when ``reward.kind`` is ``discriminator``, the replay
+buffer and the discriminator learner (with the ``l2`` reward nothing would read them, and a 2-core
+machine has no cycles to spare). It then draws a progress line from the policy learner's
 ``GetStatus`` and ``/metrics`` until the budget is spent.
 
 Process hygiene: each child runs in its own session (so a terminal's Ctrl-C reaches only the
@@ -25,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -38,10 +38,11 @@ from typing import NamedTuple
 import typer
 import yaml
 
-from spiral.config import RewardKind, Role, TrainConfig
-from spiral.launch.parent import PARENT_PID_ENV
+from spiral.config import Role, TrainConfig
 from spiral.launch.progress import LearnerPoller, TrainProgress
+from spiral.learning.budget import budget_of
 from spiral.learning.run_log import read_log
+from spiral.services.runtime import StopFlag
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +56,16 @@ FINISH_GRACE_SECONDS = 15.0
 #: Seconds the servers get to come up (importing torch on a busy machine is slow).
 READY_TIMEOUT_SECONDS = 120.0
 POLL_SECONDS = 0.5
-#: Environment variables read by the services (see spiral.services.policy_learner / actor).
-_THREADS_ENV, _RESUME_ENV, _ACTOR_ID_ENV = "SPIRAL_TORCH_THREADS", "SPIRAL_RESUME", "SPIRAL_ACTOR_ID"
 
 
 class ChildSpec(NamedTuple):
-    """One service process: its name (``actor-0``…), role and ports."""
+    """One service process: its name (``actor-0``…), role, ports and torch threads."""
 
     name: str
     role: Role
     grpc_port: int
     metrics_port: int
-    env: dict[str, str]
+    threads: int
 
     @property
     def address(self) -> str:
@@ -101,23 +100,14 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def needs_discriminator(cfg: TrainConfig) -> bool:
-    """Replay buffer and discriminator learner run only for the discriminator reward."""
-    return cfg.reward.kind == RewardKind.DISCRIMINATOR
-
-
 def plan_cluster(cfg: TrainConfig, *, threads_per_process: int = 1) -> ClusterPlan:
     """Names, roles and free ports of every process of ``cfg``'s run (pure apart from the ports)."""
-    roles = [Role.POLICY_LEARNER]
-    if needs_discriminator(cfg):
-        roles = [Role.REPLAY, Role.DISCRIMINATOR_LEARNER, Role.POLICY_LEARNER]
+    roles = [role for role in cfg.roles() if role != Role.ACTOR]  # servers first, in start order
     ports = free_ports(2 * (len(roles) + cfg.num_actors))
-    base_env = {_THREADS_ENV: str(threads_per_process), "OMP_NUM_THREADS": str(threads_per_process), "MKL_NUM_THREADS": str(threads_per_process)}
-    services = tuple(ChildSpec(role.value, role, ports[2 * i], ports[2 * i + 1], dict(base_env)) for i, role in enumerate(roles))
+    services = tuple(ChildSpec(role.value, role, ports[2 * i], ports[2 * i + 1], threads_per_process) for i, role in enumerate(roles))
     offset = 2 * len(roles)
     actors = tuple(
-        ChildSpec(f"actor-{i}", Role.ACTOR, ports[offset + 2 * i], ports[offset + 2 * i + 1], {**base_env, _ACTOR_ID_ENV: f"actor-{i}"})
-        for i in range(cfg.num_actors)
+        ChildSpec(f"actor-{i}", Role.ACTOR, ports[offset + 2 * i], ports[offset + 2 * i + 1], threads_per_process) for i in range(cfg.num_actors)
     )
     return ClusterPlan(services, actors)
 
@@ -131,16 +121,27 @@ def address_overrides(plan: ClusterPlan) -> list[str]:
     return sets
 
 
-def child_command(spec: ChildSpec, config_path: Path, plan: ClusterPlan, ready_file: Path) -> list[str]:
+def child_command(spec: ChildSpec, config_path: Path, plan: ClusterPlan, ready_file: Path, *, resume: bool) -> list[str]:
     """The ``spiral serve`` command line of one child: the same entry point a pod runs."""
+    actor_id = ["--actor-id", spec.name] if spec.role == Role.ACTOR else []
     return [
         sys.executable, "-m", "spiral", "serve", spec.role.value,
         "--config", str(config_path),
         "--grpc-port", str(spec.grpc_port),
         "--metrics-port", str(spec.metrics_port),
         "--ready-file", str(ready_file),
+        "--parent-pid", str(os.getpid()),
+        "--threads", str(spec.threads),
+        "--resume" if resume else "--no-resume",
+        *actor_id,
         *address_overrides(plan),
     ]  # fmt: skip
+
+
+def child_env(spec: ChildSpec) -> dict[str, str]:
+    """Variables for the child's OpenMP/MKL runtimes: read when torch loads, before any flag is
+    parsed, so they cannot be command-line options."""
+    return {"OMP_NUM_THREADS": str(spec.threads), "MKL_NUM_THREADS": str(spec.threads)}
 
 
 class Child:
@@ -187,12 +188,6 @@ class LocalCluster:
         self.config_path.write_text(yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
         return self.config_path
 
-    def _discard_previous_state(self) -> None:
-        """``--no-resume``: learners are told by $SPIRAL_RESUME; the replay checkpoint is moved aside."""
-        replay_ckpt = Path(self.cfg.replay.checkpoint_path or self.out / "replay" / "replay.ckpt")
-        if replay_ckpt.exists():
-            shutil.move(replay_ckpt, replay_ckpt.with_name(replay_ckpt.name + ".previous"))
-
     def start(self, *, wait_ready: bool = True) -> None:
         """Write the config, start the services, wait until they serve, then start the actors.
 
@@ -202,8 +197,6 @@ class LocalCluster:
         """
         self.write_config()
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        if not self.resume:
-            self._discard_previous_state()
         for spec in self.plan.services:
             self.spawn(spec.name)
         if wait_ready:
@@ -212,23 +205,23 @@ class LocalCluster:
             self.spawn(spec.name)
 
     def spawn(self, name: str) -> Child:
-        """Start (or restart) child ``name``."""
+        """Start (or restart) child ``name``; a restarted child always resumes (from what its first
+        start wrote, even under ``--no-resume``)."""
         child = self.children[name]
         spec = child.spec
         ready = self.ready_file(name)
         ready.unlink(missing_ok=True)
-        env = {**os.environ, **spec.env, **self.extra_env, "PYTHONUNBUFFERED": "1", PARENT_PID_ENV: str(os.getpid())}
-        first_start = child.process is None
-        env[_RESUME_ENV] = "1" if (self.resume or not first_start) else "0"
+        env = {**os.environ, **child_env(spec), **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        resume = self.resume or child.process is not None
         logfile = (self.logs_dir / f"{name}.log").open("ab")
         try:
             child.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-                child_command(spec, self.config_path, self.plan, ready),
+                child_command(spec, self.config_path, self.plan, ready, resume=resume),
                 stdin=subprocess.DEVNULL,
                 stdout=logfile,
                 stderr=subprocess.STDOUT,
                 env=env,
-                start_new_session=True,  # the child arms PR_SET_PDEATHSIG itself (spiral.launch.parent)
+                start_new_session=True,  # the child arms PR_SET_PDEATHSIG itself (--parent-pid, spiral.launch.parent)
             )
         finally:
             logfile.close()
@@ -305,26 +298,6 @@ class LocalCluster:
         self.reap()
 
 
-def _budget(cfg: TrainConfig) -> tuple[int, str]:
-    if cfg.total_updates is not None:
-        return cfg.total_updates, "updates"
-    assert cfg.total_frames is not None
-    return cfg.total_frames, "frames"
-
-
-class _Interrupt:
-    """SIGINT/SIGTERM → a flag the supervision loop polls."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def install(self) -> dict[int, object]:
-        def handle(signum: int, _frame: object) -> None:
-            self.signum = signum
-
-        return {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-
 def run_local(cfg: TrainConfig, resume: bool, show_progress: bool, *, threads_per_process: int | None = None) -> None:
     """Train with every service in its own local process; return once the budget is spent.
 
@@ -336,11 +309,10 @@ def run_local(cfg: TrainConfig, resume: bool, show_progress: bool, *, threads_pe
         typer.Exit: 130 after Ctrl-C/SIGTERM (children stopped and checkpointed); 1 when a child
             kept crashing or a service never came up.
     """
-    threads = threads_per_process or getattr(cfg, "torch_threads", None) or 1
+    threads = threads_per_process or cfg.torch_threads or 1
     cluster = LocalCluster(cfg, resume=resume, threads_per_process=threads)
-    interrupt = _Interrupt()
-    previous_handlers = interrupt.install()
-    total, unit = _budget(cfg)
+    interrupt = StopFlag().install()
+    total, unit = budget_of(cfg)
     expected = len(cluster.children)
     pl = cluster.plan.by_role(Role.POLICY_LEARNER)
     assert pl is not None
@@ -356,8 +328,8 @@ def run_local(cfg: TrainConfig, resume: bool, show_progress: bool, *, threads_pe
         finished_at: float | None = None
         with TrainProgress(total, unit, enabled=show_progress) as progress:
             while True:
-                if interrupt.signum is not None:
-                    log.info("received %s: stopping every process (they checkpoint)", signal.Signals(interrupt.signum).name)
+                if interrupt.is_set():
+                    log.info("stopping every process (they checkpoint)")
                     code = 130
                     break
                 for child in cluster.reap():
@@ -386,8 +358,7 @@ def run_local(cfg: TrainConfig, resume: bool, show_progress: bool, *, threads_pe
         poller.close()
     finally:
         cluster.stop()
-        for sig, handler in previous_handlers.items():
-            signal.signal(sig, handler)
+        interrupt.uninstall()
     if code:
         raise typer.Exit(code)
     _report(cluster)

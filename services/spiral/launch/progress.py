@@ -1,8 +1,10 @@
-"""What ``spiral train`` shows while the services run: the policy learner's ``GetStatus`` plus a
-few scalars scraped from its ``/metrics`` (policy lag, held-out L2), as one rich progress line.
+"""What ``spiral train`` shows while it trains: one rich progress line, for both trainers.
 
-:class:`LearnerPoller` does the I/O; :func:`summarise` is pure (two snapshots → the line's
-numbers); :class:`TrainProgress` draws. The launcher (:mod:`spiral.launch.local`) drives them.
+Multi-process runs: :class:`LearnerPoller` reads the policy learner's ``GetStatus`` plus a few
+scalars scraped from its ``/metrics`` (policy lag, held-out L2); :func:`summarise` is pure (two
+snapshots → the line's numbers). ``--single-process`` runs: :func:`summary_from_record` turns the
+trainer's last update record and evaluation into the same numbers. :class:`TrainProgress` draws
+either; the launcher (:mod:`spiral.launch.local`) and the single-process trainer drive it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 import urllib.request
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import grpc
@@ -38,7 +41,7 @@ class LearnerSnapshot(NamedTuple):
 
 
 class Summary(NamedTuple):
-    """The numbers on the progress line."""
+    """The numbers on the progress line (NaN: not known, not shown)."""
 
     frames_per_second: float
     updates: int
@@ -47,6 +50,9 @@ class Summary(NamedTuple):
     train_l2: float
     held_out_l2: float
     policy_lag: float  # mean over the trajectories consumed since the previous snapshot
+    blank_l2: float = math.nan  # the blank canvas's held-out L2, beside the agent's
+    d_real: float = math.nan  # the critic's mean output on real images
+    d_fake: float = math.nan  # … and on painted canvases
 
 
 def parse_learner_metrics(text: str) -> dict[str, float]:
@@ -73,6 +79,24 @@ def summarise(previous: LearnerSnapshot | None, current: LearnerSnapshot) -> Sum
         if count > 0:
             lag = (current.lag_sum - previous.lag_sum) / count
     return Summary(fps, current.updates, current.frames, current.reward, current.train_l2, current.held_out_l2, lag)
+
+
+def summary_from_record(record: Mapping[str, float], evaluation: Mapping[str, float], updates: int, frames: int) -> Summary:
+    """The progress line's numbers from the single-process trainer's last update record (the keys
+    of :meth:`~spiral.learning.updates.PolicyUpdateStats.as_record`) and its last evaluation."""
+    nan = math.nan
+    return Summary(
+        frames_per_second=record.get("charts/frames_per_second", 0.0),
+        updates=updates,
+        frames=frames,
+        reward=record.get("charts/episode_reward", nan),
+        train_l2=record.get("charts/train_l2", nan),
+        held_out_l2=evaluation.get("eval/held_out_l2", nan),
+        policy_lag=nan,  # always 0 in one process: not worth the space
+        blank_l2=evaluation.get("eval/blank_l2", nan),
+        d_real=record.get("charts/d_real", nan),
+        d_fake=record.get("charts/d_fake", nan),
+    )
 
 
 class LearnerPoller:
@@ -112,22 +136,29 @@ class LearnerPoller:
         self._channel.close()
 
 
-def describe(summary: Summary, alive: int, expected: int) -> str:
+def describe(summary: Summary, alive: int | None = None, expected: int | None = None) -> str:
+    """The progress line's text; the process count only for multi-process runs."""
     parts = [f"{summary.frames_per_second:6.0f} frames/s", f"reward {summary.reward:+.4f}"]
     if not math.isnan(summary.train_l2):
         parts.append(f"L2 {summary.train_l2:.4f}")
     if not math.isnan(summary.held_out_l2):
-        parts.append(f"held-out L2 {summary.held_out_l2:.4f}")
+        blank = "" if math.isnan(summary.blank_l2) else f" (blank {summary.blank_l2:.4f})"
+        parts.append(f"held-out L2 {summary.held_out_l2:.4f}{blank}")
+    if not math.isnan(summary.d_real):
+        parts.append(f"D(real) {summary.d_real:+.2f} D(fake) {summary.d_fake:+.2f}")
     if not math.isnan(summary.policy_lag):
         parts.append(f"lag {summary.policy_lag:.1f}")
-    parts.append(f"{alive}/{expected} processes")
+    if alive is not None:
+        parts.append(f"{alive}/{expected} processes")
     return " · ".join(parts)
 
 
 class TrainProgress:
-    """The progress bar of a multi-process run (budget in updates or frames)."""
+    """The progress bar of a run (budget in updates or frames), fed by :meth:`update` with the
+    policy learner's snapshots (multi-process) or by :meth:`show` with a summary (single-process).
+    Not thread-safe."""
 
-    def __init__(self, total: int, unit: str, enabled: bool) -> None:
+    def __init__(self, total: int, unit: str, enabled: bool, *, completed: int = 0, info: str = "starting services…") -> None:
         self._unit = unit
         self._progress = Progress(
             TextColumn("[bold]spiral train[/]"),
@@ -139,7 +170,7 @@ class TrainProgress:
             TimeRemainingColumn(),
             disable=not enabled,
         )
-        self._task = self._progress.add_task("train", total=total, info="starting services…")
+        self._task = self._progress.add_task("train", total=total, completed=completed, info=info)
         self._previous: LearnerSnapshot | None = None
         self.last_summary: Summary | None = None
 
@@ -158,6 +189,10 @@ class TrainProgress:
             return
         summary = summarise(self._previous, snapshot)
         self._previous = snapshot
+        self.show(summary, alive, expected)
+
+    def show(self, summary: Summary, alive: int | None = None, expected: int | None = None) -> None:
+        """Advance the bar to ``summary``'s updates or frames and show its numbers."""
         self.last_summary = summary
-        done = snapshot.updates if self._unit == "updates" else snapshot.frames
+        done = summary.updates if self._unit == "updates" else summary.frames
         self._progress.update(self._task, completed=done, info=describe(summary, alive, expected))

@@ -2,36 +2,24 @@
 
 ``spiral train`` with no arguments trains the offline built-in default (procedural strokes, fast
 renderer, small agent). ``--single-process`` runs everything in this process (the baseline of the
-distributed system, and what the learning tests use).
+distributed system, and what the learning tests use). Either way Ctrl-C (or SIGTERM) checkpoints
+first and then exits 130 (143): "stopped, not done", like the services.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-import yaml
 
-from spiral.config import PRESETS, ConfigError, TrainConfig, load_config, load_preset
+from spiral.config import PRESETS, ConfigError, TrainConfig, load_config, load_preset, parse_overrides
+
+if TYPE_CHECKING:  # pragma: no cover - the trainer (and torch) load only when training
+    from spiral.learning.trainer import TrainResult
 
 log = logging.getLogger(__name__)
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, object]:
-    """``["env.grid_size=16", "data.path=/x"]`` → ``{"env.grid_size": 16, "data.path": "/x"}`` (YAML scalars).
-
-    Raises:
-        ConfigError: an item without ``=``.
-    """
-    overrides: dict[str, object] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. env.grid_size=16), got {pair!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return overrides
 
 
 def resolve_config(config: Optional[Path], preset: str, overrides: list[str], output_dir: Optional[Path]) -> TrainConfig:
@@ -69,13 +57,15 @@ def train_command(
 
         result = SingleProcessTrainer(cfg, resume=resume).run(show_progress=not quiet)
         _report(result)
+        if result.exit_code is not None:
+            raise typer.Exit(result.exit_code)
         return
     from spiral.launch.local import run_local  # the multi-process launcher
 
     run_local(cfg, resume=resume, show_progress=not quiet)
 
 
-def _report(result) -> None:
+def _report(result: TrainResult) -> None:
     lines = [f"trained {result.counters.updates} updates, {result.counters.frames} frames → {result.output_dir}"]
     if result.final_eval_l2 is not None and result.baselines is not None:
         b = result.baselines
@@ -116,4 +106,4 @@ def _setup_logging() -> None:
     )
 
 
-__all__ = ["parse_overrides", "resolve_config", "sample_command", "train_command"]
+__all__ = ["resolve_config", "sample_command", "train_command"]

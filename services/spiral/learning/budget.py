@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 from spiral.config import TrainConfig
+
+
+class Budget(NamedTuple):
+    """The budget a progress bar counts towards: ``total`` in ``unit`` (``updates`` or ``frames``)."""
+
+    total: int
+    unit: str
+
+
+def budget_of(cfg: TrainConfig) -> Budget:
+    """The updates budget when set, else the frames budget (the config requires one of them)."""
+    if cfg.total_updates is not None:
+        return Budget(cfg.total_updates, "updates")
+    assert cfg.total_frames is not None
+    return Budget(cfg.total_frames, "frames")
 
 
 def budget_spent(cfg: TrainConfig, frames: int, updates: int, started_monotonic: float) -> bool:

@@ -1,36 +1,32 @@
-"""Atomic, resumable checkpoints of a training run.
+"""Checkpoint files of a training run: where they live, and reading/writing them atomically.
 
-A checkpoint holds everything a run needs to continue *exactly*: model and optimiser states,
-counters, the config it was trained with and the RNG states. Written as ``tmp + rename`` so a crash
+A checkpoint is one ``torch.save``-d dict (see :class:`spiral.learning.state.TrainingState` for
+its keys). It is written with :func:`spiral.fsio.atomic_torch_save` (tmp + rename) so a crash
 mid-write never leaves a half checkpoint where a restart would look for one.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from spiral.fsio import atomic_torch_save
 
 log = logging.getLogger(__name__)
 
 LATEST = "latest.pt"
 
 
-def save_checkpoint(directory: Path, payload: dict[str, Any], keep_step: int | None = None) -> Path:
-    """Write ``payload`` to ``directory/latest.pt`` atomically (and a numbered copy if ``keep_step``)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / LATEST
-    tmp = directory / f".{LATEST}.{os.getpid()}.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    if keep_step is not None:
-        numbered = directory / f"step-{keep_step:09d}.pt"
-        tmp2 = directory / f".{numbered.name}.tmp"
-        torch.save(payload, tmp2)
-        os.replace(tmp2, numbered)
+def save_checkpoint(directory: Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` to ``directory/latest.pt`` atomically; returns that path.
+
+    Raises:
+        OSError: the folder is not writable or the disk is full (the previous file is untouched).
+    """
+    path = atomic_torch_save(Path(directory) / LATEST, payload)
     log.info("checkpoint written to %s", path)
     return path
 

@@ -6,14 +6,14 @@ baselines every claim of learning is measured against: the blank canvas and a ra
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
-from pathlib import Path
-
 from spiral.envs.base import BatchedEnv
 from spiral.images import save_grid
+from spiral.learning.rewards import l2_scores
 from spiral.learning.rollout import collect_rollout, random_rollout
 
 #: Held-out images used for each evaluation (fixed: the first N of the held-out split).
@@ -37,7 +37,8 @@ class Baselines(NamedTuple):
 
 
 def mean_l2(canvases: torch.Tensor, targets: torch.Tensor) -> float:
-    return float(((canvases - targets) ** 2).mean())
+    """Mean per-pixel squared error over a batch: the reward's L2 (:func:`l2_scores`), averaged."""
+    return float(-l2_scores(canvases, targets).mean())
 
 
 @torch.no_grad()

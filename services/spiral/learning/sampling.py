@@ -13,13 +13,13 @@ from typing import NamedTuple
 
 import torch
 
+from spiral.agents import build_policy
 from spiral.config import Mode, load_config_dict
 from spiral.data import load_dataset
 from spiral.envs.factory import make_env
 from spiral.images import save_grid
 from spiral.learning.checkpoint import load_checkpoint
 from spiral.learning.rollout import collect_rollout
-from spiral.learning.trainer import build_policy
 
 
 class SampleResult(NamedTuple):

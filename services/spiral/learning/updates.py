@@ -1,7 +1,9 @@
 """One policy update and one discriminator update, shared by the single-process trainer and the
 learner services (so both train with exactly the same maths).
 
-Each function reads top to bottom in phases: targets (rewards, V-trace), loss, optimise, log.
+Each function reads top to bottom in phases: targets (rewards, V-trace), loss, optimise, log. Their
+stats turn into the one run-log record both drivers write (:meth:`PolicyUpdateStats.as_record`,
+:meth:`DiscriminatorUpdateStats.as_record`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import NamedTuple
 
 import torch
 
-from spiral.agents import Discriminator, SpiralPolicy
+from spiral.agents import Discriminator, SpiralPolicy, conditioning_for
 from spiral.config import ConditioningMode, DiscriminatorConfig, LearnerConfig, Mode, RewardConfig, RewardKind
 from spiral.envs.spec import Component
 from spiral.learning.losses import a2c_vtrace_loss, clip_gradients, discriminator_inputs, discriminator_loss
@@ -31,10 +33,20 @@ class PolicyUpdateStats(NamedTuple):
     frames: int
     policy_lag: float  # mean learner version − behaviour version
 
-
-def conditioning_for(mode: Mode, disc_cfg: DiscriminatorConfig) -> ConditioningMode:
-    """Unconditional runs have nothing to condition on, whatever the config says."""
-    return ConditioningMode.NONE if mode == Mode.UNCONDITIONAL else disc_cfg.conditioning
+    def as_record(self) -> dict[str, float]:
+        """The run-log scalars of this update, slash-grouped (``charts/train_l2`` only with targets)."""
+        record = {
+            "losses/total": self.total_loss,
+            "losses/policy": self.policy_loss,
+            "losses/baseline": self.baseline_loss,
+            "losses/entropy": self.entropy,
+            "charts/episode_reward": self.episode_reward,
+            "charts/grad_norm": self.grad_norm,
+            "charts/policy_lag": self.policy_lag,
+        }
+        if self.final_l2 is not None:
+            record["charts/train_l2"] = self.final_l2
+        return record
 
 
 @torch.no_grad()
@@ -132,11 +144,17 @@ def policy_update(
 
 
 class DiscriminatorUpdateStats(NamedTuple):
+    """Scalars of one critic update (for logs and metrics)."""
+
     total_loss: float
     adversarial: float
     gradient_penalty: float
-    d_real: float
-    d_fake: float
+    d_real: float  # mean critic output on real images
+    d_fake: float  # mean critic output on painted canvases
+
+    def as_record(self) -> dict[str, float]:
+        """The run-log scalars of this critic update, slash-grouped."""
+        return {"losses/discriminator": self.total_loss, "charts/d_real": self.d_real, "charts/d_fake": self.d_fake}
 
 
 def discriminator_update(

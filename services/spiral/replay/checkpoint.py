@@ -1,16 +1,14 @@
 """Save replay tables to disk and restore them on start.
 
 One file holds every table (``torch.save`` of plain dicts and tensors, read back with
-``weights_only=True``, so a checkpoint cannot run code). Writes are atomic: the file is written
-beside the target under a temporary name, flushed to disk, then renamed over it, so a crash or a
-SIGKILL mid-write leaves the previous checkpoint intact.
+``weights_only=True``, so a checkpoint cannot run code). Writes are atomic and durable
+(:func:`spiral.fsio.atomic_torch_save`: a temporary file, flushed to disk, renamed over the target),
+so a crash or a SIGKILL mid-write leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -18,7 +16,8 @@ from typing import NamedTuple
 import torch
 
 from spiral.replay.table import Table
-from spiral.services.errors import InvalidArgumentError
+from spiral.errors import InvalidArgumentError
+from spiral.fsio import atomic_torch_save
 
 logger = logging.getLogger(__name__)
 
@@ -39,38 +38,12 @@ def save_tables(tables: Mapping[str, Table], path: Path | str) -> CheckpointResu
         OSError: the folder is not writable or the disk is full (the old file is untouched).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     states = {name: table.state_dict() for name, table in tables.items()}
-    payload = {"format": CHECKPOINT_FORMAT, "tables": states}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, "tables": states}, durable=True)
     num_items = sum(int(s["keys"].numel()) for s in states.values())
     size = path.stat().st_size
     logger.info("replay checkpoint: %d items in %d tables, %d bytes → %s", num_items, len(states), size, path)
     return CheckpointResult(path, num_items, size)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_tables(path: Path | str) -> dict[str, dict]:

@@ -25,7 +25,7 @@ from spiral.config import ReplayConfig
 from spiral.metrics import SpiralMetrics
 from spiral.replay.rate_limiters import RateLimiter, RateLimiterInfo, SampleToInsertRatio, rate_limiter_from_config
 from spiral.replay.selectors import Fifo, ItemSelector, make_selector
-from spiral.services.errors import CancelledError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError
+from spiral.errors import CancelledError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError
 
 logger = logging.getLogger(__name__)
 

@@ -4,14 +4,15 @@ Loop: take the newest policy weights (a :class:`WeightsSubscriber` on the policy
 episode per environment with :func:`~spiral.learning.rollout.collect_rollout` (tagged with the
 weights' version), hand the trajectory to the sender thread, and — when a discriminator is trained
 (``reward.kind: discriminator``) — the final canvases (+ their targets, for conditional critics) to
-the replay thread. With the ``l2`` reward nothing reads the replay buffer, so it is not written.
+the replay thread. With the ``l2`` reward nothing reads the replay buffer (``TrainConfig.roles()``
+has none), so it is not written.
 
 * Sender thread: one ``SendTrajectories`` call per trajectory, answered once the learner queued it
   (see :meth:`Actor._send`). A one-slot hand-off queue makes the loop wait while the learner's
   queue is full: back-pressure reaches the environments. A failed call (learner restart) is
-  retried with backoff (``spiral_actor_reconnects_total``);
-  a refused trajectory (INVALID_ARGUMENT, FAILED_PRECONDITION) is a bug or a mis-configuration:
-  the actor exits 1.
+  retried with backoff (``spiral_actor_reconnects_total``); a refused trajectory (an error that is
+  not :attr:`~spiral.errors.SpiralServiceError.retryable`: INVALID_ARGUMENT, FAILED_PRECONDITION…)
+  is a bug or a mis-configuration: the actor exits 1.
 * Replay thread: inserts final canvases; when the replay buffer is away it drops batches rather
   than stall the policy's data (fakes are plentiful, trajectories are not).
 * Status thread: polls the learner's ``GetStatus``; ``done = True`` ends the actor with exit 0.
@@ -32,23 +33,23 @@ import socket
 import threading
 import time
 import zlib
-from pathlib import Path
+from contextlib import ExitStack
 
 import grpc
 import torch
 from prometheus_client import CollectorRegistry
 
-from spiral.config import Mode, RewardKind, Role, TrainConfig
+from spiral.agents import build_policy
+from spiral.config import Mode, Role, TrainConfig
 from spiral.data import ImageDataset, load_dataset
 from spiral.envs.factory import make_env
+from spiral.errors import DeadlineExceededError, SpiralServiceError, UnavailableError
 from spiral.learning.rewards import l2_scores
 from spiral.learning.rollout import collect_rollout
-from spiral.learning.trainer import build_policy
 from spiral.metrics import SpiralMetrics, create_metrics
 from spiral.services.client import Backoff, create_channel, translate_rpc_error
-from spiral.services.errors import SpiralServiceError, UnavailableError
-from spiral.services.policy_learner import CHANNEL_OPTIONS, POLL_SECONDS, StopFlag, configure_torch_threads
-from spiral.services.replay_service import ReplayClient
+from spiral.services.replay_client import ReplayClient
+from spiral.services.runtime import CHANNEL_OPTIONS, POLL_SECONDS, Outcome, ServeOptions, StopFlag, run_service
 from spiral.services.server import serve
 from spiral.services.tensor_codec import ImageBatch, trajectory_to_proto
 from spiral.services.trajectory_convert import rollout_to_trajectory
@@ -57,9 +58,6 @@ from spiral.v1 import PROTOCOL_VERSION, services_pb2_grpc, trajectory_pb2
 
 logger = logging.getLogger(__name__)
 
-#: Environment variable naming this actor (pod name in Kubernetes, ``actor-<i>`` locally); it
-#: seeds the actor's targets/noise so that actors do not paint the same batches.
-ACTOR_ID_ENV = "SPIRAL_ACTOR_ID"
 #: Seconds between GetStatus polls (the learner lingers 3 s after done: several polls fit).
 STATUS_POLL_SECONDS = 0.5
 #: Trajectories an actor may have played but not yet had acknowledged. One: the actor waits for
@@ -67,12 +65,11 @@ STATUS_POLL_SECONDS = 0.5
 #: trajectory (one version) of policy lag. The learner is the bottleneck on a few cores anyway; a
 #: waiting actor leaves it the CPU. (With 2 in flight the default preset's mean lag was ~7.)
 MAX_OUTSTANDING = 1
-#: Statuses after which resending cannot help.
-_PERMANENT = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 
 
-def actor_id_from_env() -> str:
-    return os.environ.get(ACTOR_ID_ENV) or f"{socket.gethostname()}-{os.getpid()}"
+def default_actor_id() -> str:
+    """``<host>-<pid>``: unique without configuration (a pod's host name is its pod name)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def actor_seed(base_seed: int, actor_id: str) -> int:
@@ -112,7 +109,7 @@ class Actor:
         self.policy.eval()
         self.loaded_version = -1
         self.loaded_published = 0.0
-        self.uses_replay = cfg.reward.kind == RewardKind.DISCRIMINATOR
+        self.uses_replay = Role.REPLAY in cfg.roles()
         # A labelled counter has no series until first touched: export every peer's reconnects at
         # 0 so a healthy actor reads 0 reconnects/s on the dashboard, not "no data".
         for peer in (Role.POLICY_LEARNER, Role.REPLAY) if self.uses_replay else (Role.POLICY_LEARNER,):
@@ -182,7 +179,7 @@ class Actor:
                     if self._finished():
                         return
                     error = translate_rpc_error(err, method="spiral.v1.PolicyLearner/SendTrajectories", timeout=deadline)
-                    if err.code() in _PERMANENT:
+                    if not error.retryable:
                         self._fail(error)
                         return
                     self._reconnected(Role.POLICY_LEARNER, error)
@@ -226,10 +223,11 @@ class Actor:
                 return False
             try:
                 weights = subscriber.wait_for_version(0, timeout=POLL_SECONDS * 5)
+            except DeadlineExceededError:
+                continue  # no weights yet: check the flags, then wait again
             except SpiralServiceError as err:
-                if err.code != grpc.StatusCode.DEADLINE_EXCEEDED:
-                    self._fail(err)
-                    return False
+                self._fail(err)
+                return False
         if weights.version != self.loaded_version:
             self.policy.load_state_dict(weights.state_dict)
             self.loaded_version = weights.version
@@ -306,25 +304,24 @@ class Actor:
         return 1 if self.fatal is not None else 0
 
 
-def run(cfg: TrainConfig, *, job: str = "local", ready_file: Path | None = None) -> None:
+def run(cfg: TrainConfig, options: ServeOptions) -> None:
     """``spiral serve actor``: act until the learner's budget is spent (exit 0) or SIGTERM (143).
 
     Raises:
         SystemExit: code 1 after a permanent failure (a refused trajectory, a protocol mismatch);
             128 + signal number when stopped by a signal before the learner was done.
     """
-    configure_torch_threads(getattr(cfg, "torch_threads", None))
-    stop = StopFlag().install()
-    registry = CollectorRegistry()
-    metrics = create_metrics(registry)
-    actor = Actor(cfg, actor_id=actor_id_from_env(), job=job, registry=registry, metrics=metrics, stop=stop)
-    # Health and /metrics only: nothing calls an actor.
-    server = serve([], cfg.services, role=Role.ACTOR, job=job, registry=registry, metrics=metrics, grace_seconds=0.5, ready_file=ready_file)
-    try:
-        code = actor.run()
-    finally:
-        server.stop()
-    if code != 0:
-        raise SystemExit(code)
-    if not actor.done.is_set():
-        stop.exit_if_signalled()
+
+    def act(stop: StopFlag, resources: ExitStack) -> Outcome:
+        registry = CollectorRegistry()
+        metrics = create_metrics(registry)
+        actor_id = options.actor_id or default_actor_id()
+        actor = Actor(cfg, actor_id=actor_id, job=options.job, registry=registry, metrics=metrics, stop=stop)
+        # Health and /metrics only: nothing calls an actor.
+        server = serve([], cfg.services, role=Role.ACTOR, job=options.job, registry=registry, metrics=metrics, grace_seconds=0.5, ready_file=options.ready_file)
+        resources.callback(server.stop)
+        if actor.run() != 0:
+            return Outcome.FAILED
+        return Outcome.FINISHED if actor.done.is_set() else Outcome.STOPPED
+
+    run_service(options, act)

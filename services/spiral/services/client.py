@@ -1,31 +1,25 @@
-"""The client boundary: channels (with TLS), deadlines, retries with backoff, error translation.
+"""The client boundary: channels (with TLS), deadlines, backoff, error translation.
 
 Every client of a SPIRAL service (actors, learners, ``ReplayClient``, ``WeightsSubscriber``)
-dials through :func:`create_channel` and calls through :func:`call_unary` / :func:`iter_stream`,
-so a failed RPC always surfaces as a :class:`~spiral.services.errors.SpiralServiceError` whose
-message names the method, the status and the deadline.
+dials through :func:`create_channel` and translates a failed RPC with :func:`translate_rpc_error`
+(or calls through :func:`call_unary`, which does it), so a failure always surfaces as a
+:class:`~spiral.errors.SpiralServiceError` whose message names the method, the status and the
+deadline. Whether to retry is the error's own answer (:attr:`~spiral.errors.SpiralServiceError.retryable`);
+the waits between attempts come from :class:`Backoff`.
 """
 
 from __future__ import annotations
 
-import logging
 import random
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple, TypeVar
 
 import grpc
 
-from spiral.config import ConfigError, ServicesConfig, TLSConfig
-from spiral.services.errors import (
-    DeadlineExceededError,
-    SpiralServiceError,
-    UnavailableError,
-    error_from_status,
-)
-from spiral.services.server import is_loopback, read_pem
-
-logger = logging.getLogger(__name__)
+from spiral.config import ConfigError, ServicesConfig
+from spiral.errors import SpiralServiceError, UnavailableError
+from spiral.services.errors import error_from_status
+from spiral.services.tls import channel_credentials, is_loopback
 
 T = TypeVar("T")
 
@@ -37,7 +31,6 @@ class Backoff(NamedTuple):
     max_seconds: float = 10.0
     multiplier: float = 2.0
     jitter: float = 0.2  # ± fraction of each delay, so that restarted actors do not reconnect in lockstep
-    max_attempts: int | None = None  # None = retry until the deadline (or forever)
 
     def delays(self, rng: random.Random | None = None) -> Iterator[float]:
         """The successive waits between attempts (endless)."""
@@ -49,20 +42,6 @@ class Backoff(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------- channels ---
-
-
-def channel_credentials(tls: TLSConfig) -> grpc.ChannelCredentials:
-    """TLS credentials: ``ca_file`` verifies the server; ``cert_file``/``key_file`` are presented
-    as the client certificate (needed when the server requires mTLS).
-
-    Raises:
-        ConfigError: a PEM file cannot be read.
-    """
-    return grpc.ssl_channel_credentials(
-        root_certificates=read_pem(tls.ca_file, "ca_file"),
-        private_key=read_pem(tls.key_file, "key_file"),
-        certificate_chain=read_pem(tls.cert_file, "cert_file"),
-    )
 
 
 def create_channel(
@@ -139,57 +118,3 @@ def call_unary(
         return rpc(request, timeout=timeout, metadata=metadata)
     except grpc.RpcError as err:
         raise translate_rpc_error(err, method=method, timeout=timeout) from None
-
-
-def iter_stream(responses: Iterator[T], *, method: str, timeout: float | None = None) -> Iterator[T]:
-    """Iterate a response stream, translating a failure into a :class:`SpiralServiceError`."""
-    try:
-        yield from responses
-    except grpc.RpcError as err:
-        raise translate_rpc_error(err, method=method, timeout=timeout) from None
-
-
-def with_backoff(
-    fn: Callable[[], T],
-    *,
-    what: str,
-    backoff: Backoff = Backoff(),
-    retry_on: tuple[type[BaseException], ...] = (UnavailableError,),
-    deadline_seconds: float | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    on_retry: Callable[[int, BaseException, float], None] | None = None,
-) -> T:
-    """Call ``fn`` until it succeeds, retrying ``retry_on`` errors with exponential backoff.
-
-    Args:
-        what: names the operation in log lines and the final error.
-        deadline_seconds: give up once this much time has passed (None = only ``max_attempts``).
-        on_retry: called with (attempt number, error, delay) before each wait, e.g. to count
-            reconnects in a metric.
-
-    Raises:
-        DeadlineExceededError: the deadline passed; the message names ``what``, the attempts and
-            the last error (which is chained).
-        Exception: the last error once ``backoff.max_attempts`` is spent, or any error not in
-            ``retry_on`` at once.
-    """
-    start = time.monotonic()
-    delays = backoff.delays()
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return fn()
-        except retry_on as err:
-            if backoff.max_attempts is not None and attempt >= backoff.max_attempts:
-                raise
-            delay = next(delays)
-            elapsed = time.monotonic() - start
-            if deadline_seconds is not None and elapsed + delay > deadline_seconds:
-                raise DeadlineExceededError(
-                    f"{what}: gave up after {attempt} attempts in {elapsed:.1f} s (deadline {deadline_seconds:g} s); last error: {err}"
-                ) from err
-            logger.warning("%s failed (attempt %d): %s; retrying in %.2f s", what, attempt, err, delay)
-            if on_retry is not None:
-                on_retry(attempt, err, delay)
-            sleep(delay)

@@ -4,18 +4,20 @@ Real images come from the dataset, fakes are final canvases sampled from the rep
 the targets they were painting, for conditional critics); each step is the unchanged
 :func:`~spiral.learning.updates.discriminator_update`, and the new weights are published
 (``SubscribeWeights``) for the policy learner's rewards, under a version that never goes back
-(:class:`~spiral.services.policy_learner.VersionHighWater`).
+(:mod:`spiral.services.publishing`, shared with the policy learner).
 
-It only runs when ``reward.kind`` is ``discriminator`` (the launcher and the operator start it
-then): with the ``l2`` reward nothing reads its weights.
+It only runs when ``reward.kind`` is ``discriminator`` (``TrainConfig.roles()``: the launcher and
+the operator start it then): with the ``l2`` reward nothing reads its weights.
 
 Pacing: the single-process trainer makes one critic step per policy step. Here the critic keeps at
 most :data:`MAX_LEAD` steps ahead of the policy learner's update count (polled through its
 ``GetStatus``), so two learners sharing few cores keep the same ratio instead of racing. The
 policy learner's ``done`` ends this learner too (checkpoint, exit 0).
 
-Checkpoints: ``<output_dir>/checkpoints/discriminator/latest.pt`` every ``checkpoint_every_updates``
-critic steps, at the end and on SIGTERM. Scalars go to ``<output_dir>/metrics-discriminator.jsonl``.
+Checkpoints: ``<output_dir>/checkpoints/discriminator/latest.pt`` (the one
+:class:`~spiral.learning.state.TrainingState` format, without a policy) every
+``checkpoint_every_updates`` critic steps, at the end and on SIGTERM. Scalars go to
+``<output_dir>/metrics-discriminator.jsonl`` every ``log_every_updates`` critic steps.
 """
 
 from __future__ import annotations
@@ -23,26 +25,28 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import grpc
 import torch
 from prometheus_client import CollectorRegistry
 
+from spiral.agents import Discriminator
 from spiral.config import Mode, Role, TrainConfig
 from spiral.data import ImageDataset, load_dataset
 from spiral.envs.factory import make_env
-from spiral.learning.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from spiral.learning.losses import make_discriminator_optimizer
+from spiral.errors import DeadlineExceededError, SpiralServiceError, UnavailableError
+from spiral.learning.cadence import Cadence
 from spiral.learning.run_log import RunLog
-from spiral.learning.trainer import build_discriminator
+from spiral.learning.state import TrainingState
 from spiral.learning.updates import DiscriminatorUpdateStats, discriminator_update
 from spiral.metrics import SpiralMetrics, create_metrics
 from spiral.services.client import create_channel
-from spiral.services.errors import DeadlineExceededError, SpiralServiceError, UnavailableError, check_protocol_version
-from spiral.services.policy_learner import CHANNEL_OPTIONS, POLL_SECONDS, StopFlag, VersionHighWater, configure_torch_threads, resume_allowed
-from spiral.services.replay_service import ReplayClient
+from spiral.services.errors import check_protocol_version
+from spiral.services.publishing import Publication
+from spiral.services.replay_client import ReplayClient
+from spiral.services.runtime import CHANNEL_OPTIONS, POLL_SECONDS, Outcome, ServeOptions, StopFlag, run_service
 from spiral.services.server import RunningServer, discriminator_learner_binding, serve
 from spiral.services.weights import WeightsPublisher
 from spiral.v1 import PROTOCOL_VERSION, services_pb2_grpc, trajectory_pb2
@@ -54,6 +58,9 @@ logger = logging.getLogger(__name__)
 MAX_LEAD = 1
 #: Seconds a replay sample may wait for enough fakes before the loop re-checks its flags.
 SAMPLE_TIMEOUT_SECONDS = 1.0
+#: Offset of this learner's seed from ``cfg.seed``: its real-image draws and gradient-penalty
+#: interpolations must not repeat the policy learner's random stream.
+SEED_OFFSET = 2
 
 
 class DiscriminatorLearner:
@@ -71,36 +78,57 @@ class DiscriminatorLearner:
         resume: bool = True,
         stop: StopFlag | None = None,
     ) -> None:
+        """Build the critic (resuming from its checkpoint when ``resume``) and publish its weights.
+
+        Raises:
+            DatasetError: the dataset cannot be loaded.
+            ValueError: the existing checkpoint is unreadable.
+        """
         self.cfg = cfg
         self.job = job
         self.out = Path(cfg.output_dir)
-        self.ckpt_dir = self.out / "checkpoints" / "discriminator"
+        self.checkpoint_dir = self.out / "checkpoints" / "discriminator"
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = metrics if metrics is not None else create_metrics(self.registry)
         self.stop = stop or StopFlag()
-        torch.manual_seed(cfg.seed + 2)
-        self.generator = torch.Generator().manual_seed(cfg.seed + 2)
         env = make_env(cfg.env)  # only for the channel count and canvas size
         self.dataset = dataset or load_dataset(cfg.data, cfg.env.canvas_size, cfg.env.color, cfg.env.ink)
-        self.discriminator = build_discriminator(cfg, env)
-        self.optimizer = make_discriminator_optimizer(self.discriminator.parameters(), cfg.discriminator)
-        self.publisher = WeightsPublisher(cfg.services.weight_chunk_bytes, metrics=self.metrics, job=job, role=Role.DISCRIMINATOR_LEARNER)
-        self.high_water = VersionHighWater(self.ckpt_dir / "discriminator-version")
+        self.state = TrainingState.build(
+            cfg, env, role=Role.DISCRIMINATOR_LEARNER.value, policy=False, discriminator=True, seed=cfg.seed + SEED_OFFSET
+        )
+        if resume:
+            self.state.resume(self.checkpoint_dir)
+        self.cadence = Cadence.from_config(cfg)
         self.run_log = RunLog(self.out / "metrics-discriminator.jsonl")
-        self.updates = 0
-        self.version = 0
-        self.restarts = 0
-        # A labelled counter has no series until first touched: export restarts at 0 from the
-        # start so increase() (dashboard, SpiralLearnerRestarting) reads 0, not "no data".
-        self.metrics.learner_restarts.labels(job, Role.DISCRIMINATOR_LEARNER.value)
+        self.publication = Publication(
+            self.state,
+            self.discriminator,
+            role=Role.DISCRIMINATOR_LEARNER,
+            version_file=self.checkpoint_dir / "discriminator-version",
+            services=cfg.services,
+            metrics=self.metrics,
+            job=job,
+            version_gauge=self.metrics.discriminator_version.labels(job),
+        )
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._latest: DiscriminatorUpdateStats | None = None
-        checkpoint = find_checkpoint(self.ckpt_dir) if resume else None
-        if checkpoint is not None:
-            self.restore(checkpoint)
-        self.version = max(self.version, self.high_water.read() + 1)
-        self._publish()
+        self._version = self.state.version
+        self._updates = self.state.counters.discriminator_updates
+
+    @property
+    def discriminator(self) -> Discriminator:
+        assert self.state.discriminator is not None
+        return self.state.discriminator
+
+    @property
+    def publisher(self) -> WeightsPublisher:
+        return self.publication.publisher
+
+    @property
+    def updates(self) -> int:
+        """Critic steps so far (across restarts)."""
+        return self.state.counters.discriminator_updates
 
     @property
     def done(self) -> bool:
@@ -108,40 +136,37 @@ class DiscriminatorLearner:
 
     def status(self) -> trajectory_pb2.DiscriminatorStatus:
         with self._lock:
-            s = self._latest
-            return trajectory_pb2.DiscriminatorStatus(
-                version=self.version,
-                updates=self.updates,
-                latest_loss=math.nan if s is None else s.total_loss,
-                d_real=math.nan if s is None else s.d_real,
-                d_fake=math.nan if s is None else s.d_fake,
-                done=self.done,
-            )
+            s, version, updates = self._latest, self._version, self._updates
+        return trajectory_pb2.DiscriminatorStatus(
+            version=version,
+            updates=updates,
+            latest_loss=math.nan if s is None else s.total_loss,
+            d_real=math.nan if s is None else s.d_real,
+            d_fake=math.nan if s is None else s.d_fake,
+            done=self.done,
+        )
 
-    def _publish(self) -> None:
-        self.publisher.publish(self.version, self.discriminator.state_dict())
-        self.high_water.write(self.version)
-        self.metrics.discriminator_version.labels(self.job).set(self.version)
-
-    def train_step(self, fakes_canvases: torch.Tensor, fake_targets: torch.Tensor | None) -> DiscriminatorUpdateStats:
+    def train_step(self, fake_canvases: torch.Tensor, fake_targets: torch.Tensor | None) -> DiscriminatorUpdateStats:
         """One critic step on replayed fakes against as many real images, then publish."""
-        real = self.dataset.sample(int(fakes_canvases.shape[0]), self.generator)
+        state = self.state
+        assert state.discriminator_optimizer is not None
+        real = self.dataset.sample(int(fake_canvases.shape[0]), state.generator)
         conditional = self.cfg.mode == Mode.CONDITIONAL
         stats = discriminator_update(
             self.discriminator,
-            self.optimizer,
+            state.discriminator_optimizer,
             real,
-            fakes_canvases,
+            fake_canvases,
             fake_targets if conditional else None,
             self.cfg.mode,
             self.cfg.discriminator,
-            self.generator,
+            state.generator,
         )
+        state.counters = state.counters.plus(discriminator_updates=1)
+        state.version += 1
         with self._lock:
-            self.updates += 1
-            self.version += 1
-            self._latest = stats
-        self._publish()
+            self._latest, self._version, self._updates = stats, state.version, state.counters.discriminator_updates
+        self.publication.publish()
         m, job = self.metrics, self.job
         m.discriminator_updates.labels(job).inc()
         for term, value in (("total", stats.total_loss), ("adversarial", stats.adversarial), ("gradient_penalty", stats.gradient_penalty)):
@@ -150,11 +175,20 @@ class DiscriminatorLearner:
         m.discriminator_d_fake.labels(job).set(stats.d_fake)
         return stats
 
+    def _log(self, stats: DiscriminatorUpdateStats) -> None:
+        self.run_log.write({**stats.as_record(), "discriminator_updates": self.updates, "version": self.state.version})
+
+    def checkpoint(self) -> Path:
+        return self.state.save(self.checkpoint_dir)
+
     def run(self, replay: ReplayClient, learner: services_pb2_grpc.PolicyLearnerStub) -> bool:
-        """Train until the policy learner is done (True) or the stop flag is set (False)."""
+        """Train until the policy learner is done (True) or the stop flag is set (False); log and
+        checkpoint as the cadence says, and both on the way out."""
         request = trajectory_pb2.StatusRequest(protocol_version=PROTOCOL_VERSION)
         batch = self.cfg.discriminator.batch_size
-        self.run_log.write({"event": "start", "role": Role.DISCRIMINATOR_LEARNER.value, "version": self.version, "restarts": self.restarts, "updates": self.updates})
+        self.run_log.write({"event": "start", "role": Role.DISCRIMINATOR_LEARNER.value, "version": self.state.version, "restarts": self.state.restarts, "discriminator_updates": self.updates})
+        stats: DiscriminatorUpdateStats | None = None
+        logged = True
         try:
             while not self.stop.is_set():
                 try:
@@ -178,41 +212,19 @@ class DiscriminatorLearner:
                     logger.warning("replay sample failed: %s", err)
                     self.stop.wait(POLL_SECONDS)
                     continue
-                images = sampled.images
-                stats = self.train_step(images.canvases, images.targets)
-                if self.updates % self.cfg.log_every_updates == 0:
-                    self.run_log.write(
-                        {"losses/discriminator": stats.total_loss, "charts/d_real": stats.d_real, "charts/d_fake": stats.d_fake, "discriminator_updates": self.updates, "time": time.time()}
-                    )
-                if self.updates % self.cfg.checkpoint_every_updates == 0:
+                stats = self.train_step(sampled.images.canvases, sampled.images.targets)
+                due = self.cadence.due(self.updates, final=False)
+                logged = due.log
+                if due.log:
+                    self._log(stats)
+                if due.checkpoint:
                     self.checkpoint()
         finally:
+            # On the way out, whatever happened: the last step's scalars and a checkpoint.
+            if stats is not None and not logged:
+                self._log(stats)
             self.checkpoint()
         return self.done
-
-    def checkpoint(self) -> Path:
-        payload = {
-            "config": self.cfg.model_dump(mode="json"),
-            "discriminator": self.discriminator.state_dict(),
-            "discriminator_optimizer": self.optimizer.state_dict(),
-            "updates": self.updates,
-            "version": self.version,
-            "restarts": self.restarts,
-            "generator": self.generator.get_state(),
-            "role": Role.DISCRIMINATOR_LEARNER.value,
-        }
-        return save_checkpoint(self.ckpt_dir, payload)
-
-    def restore(self, path: Path) -> None:
-        payload = load_checkpoint(path)
-        self.discriminator.load_state_dict(payload["discriminator"])
-        self.optimizer.load_state_dict(payload["discriminator_optimizer"])
-        self.updates = int(payload["updates"])
-        self.version = int(payload["version"])
-        self.restarts = int(payload.get("restarts", 0)) + 1
-        self.generator.set_state(payload["generator"])
-        self.metrics.learner_restarts.labels(self.job, Role.DISCRIMINATOR_LEARNER.value).inc(self.restarts)
-        logger.info("resumed from %s: %d critic steps, version %d, restart %d", path, self.updates, self.version, self.restarts)
 
 
 class DiscriminatorLearnerServicer(services_pb2_grpc.DiscriminatorLearnerServicer):
@@ -259,24 +271,21 @@ def start_discriminator_learner(
     return learner, server
 
 
-def run(cfg: TrainConfig, *, job: str = "local", ready_file: Path | None = None) -> None:
+def run(cfg: TrainConfig, options: ServeOptions) -> None:
     """``spiral serve discriminator-learner``: train until the policy learner is done (exit 0) or
     SIGTERM (checkpoint, exit 143).
 
     Raises:
         SystemExit: 128 + signal number when stopped by a signal first.
     """
-    configure_torch_threads(getattr(cfg, "torch_threads", None))
-    stop = StopFlag().install()
-    learner, server = start_discriminator_learner(cfg, job=job, ready_file=ready_file, resume=resume_allowed(), stop=stop)
-    replay = ReplayClient(cfg.services.replay_address, cfg.services)
-    channel = create_channel(cfg.services.policy_learner_address, cfg.services, options=CHANNEL_OPTIONS)
-    finished = False
-    try:
+
+    def learn(stop: StopFlag, resources: ExitStack) -> Outcome:
+        learner, server = start_discriminator_learner(cfg, job=options.job, ready_file=options.ready_file, resume=options.resume, stop=stop)
+        resources.callback(server.stop)
+        replay = resources.enter_context(ReplayClient(cfg.services.replay_address, cfg.services))
+        channel = create_channel(cfg.services.policy_learner_address, cfg.services, options=CHANNEL_OPTIONS)
+        resources.callback(channel.close)
         finished = learner.run(replay, services_pb2_grpc.PolicyLearnerStub(channel))
-    finally:
-        replay.close()
-        channel.close()
-        server.stop()
-    if not finished:
-        stop.exit_if_signalled()
+        return Outcome.FINISHED if finished else Outcome.STOPPED
+
+    run_service(options, learn)

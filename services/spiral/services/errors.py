@@ -1,10 +1,9 @@
-"""One exception hierarchy for the SPIRAL services, and the one place it meets gRPC status codes.
+"""Where the error hierarchy (:mod:`spiral.errors`) meets gRPC status codes: the one mapping.
 
-Servicers and the data structures under them raise these domain errors; the server interceptor
-(:mod:`spiral.services.server`) turns any exception into a status with :func:`status_for`, and the
-client boundary (:mod:`spiral.services.client`) turns a failed RPC back into the same classes with
-:func:`error_from_status`. So a caller catches ``ResourceExhaustedError`` whether the table is in
-its own process or behind a socket (the Reverb ``errors.py`` pattern).
+The server interceptor (:mod:`spiral.services.server`) turns any exception a servicer raises into a
+status with :func:`status_for`; the client boundary (:mod:`spiral.services.client`) turns a failed
+RPC back into the same class with :func:`error_from_status`. :func:`check_protocol_version` is the
+check every request handler makes first.
 """
 
 from __future__ import annotations
@@ -13,89 +12,47 @@ import logging
 
 import grpc
 
+from spiral.errors import (
+    CancelledError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    SpiralServiceError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnimplementedError,
+)
 from spiral.v1 import PROTOCOL_VERSION
 
 logger = logging.getLogger(__name__)
 
-
-class SpiralServiceError(Exception):
-    """Base of every service error; ``code`` is the gRPC status it travels as."""
-
-    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
-
-
-class InvalidArgumentError(SpiralServiceError, ValueError):
-    """The request itself is wrong (bad dtype/shape/bytes, unknown table); retrying cannot help."""
-
-    code = grpc.StatusCode.INVALID_ARGUMENT
-
-
-class NotFoundError(SpiralServiceError, LookupError):
-    code = grpc.StatusCode.NOT_FOUND
-
-
-class FailedPreconditionError(SpiralServiceError):
-    """The system is not in a state to serve this (protocol mismatch, server shutting down)."""
-
-    code = grpc.StatusCode.FAILED_PRECONDITION
-
-
-class ResourceExhaustedError(SpiralServiceError):
-    """A size or rate limit was hit (message too large, rate limiter would block forever)."""
-
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-class DeadlineExceededError(SpiralServiceError, TimeoutError):
-    """A wait ran out of time (an RPC deadline, or a rate-limited insert/sample)."""
-
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-class UnavailableError(SpiralServiceError, ConnectionError):
-    """The peer cannot be reached or is restarting; retry with backoff."""
-
-    code = grpc.StatusCode.UNAVAILABLE
-
-
-class CancelledError(SpiralServiceError):
-    """The call was cancelled (by the client, or because the server closed the resource)."""
-
-    code = grpc.StatusCode.CANCELLED
-
-
-class UnauthenticatedError(SpiralServiceError):
-    code = grpc.StatusCode.UNAUTHENTICATED
-
-
-class UnimplementedError(SpiralServiceError, NotImplementedError):
-    code = grpc.StatusCode.UNIMPLEMENTED
-
-
-class InternalError(SpiralServiceError):
-    """A bug or an unexpected failure on the server side."""
-
-    code = grpc.StatusCode.INTERNAL
-
-
-_BY_CODE: dict[grpc.StatusCode, type[SpiralServiceError]] = {
-    cls.code: cls
-    for cls in (
-        InvalidArgumentError,
-        NotFoundError,
-        FailedPreconditionError,
-        ResourceExhaustedError,
-        DeadlineExceededError,
-        UnavailableError,
-        CancelledError,
-        UnauthenticatedError,
-        UnimplementedError,
-        InternalError,
-    )
+#: The status each error class travels as (and is rebuilt from on the client).
+STATUS_CODES: dict[type[SpiralServiceError], grpc.StatusCode] = {
+    InvalidArgumentError: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFoundError: grpc.StatusCode.NOT_FOUND,
+    FailedPreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
+    ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
+    UnavailableError: grpc.StatusCode.UNAVAILABLE,
+    CancelledError: grpc.StatusCode.CANCELLED,
+    UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
+    UnimplementedError: grpc.StatusCode.UNIMPLEMENTED,
+    InternalError: grpc.StatusCode.INTERNAL,
 }
+_BY_CODE: dict[grpc.StatusCode, type[SpiralServiceError]] = {code: cls for cls, code in STATUS_CODES.items()}
 
-#: Codes worth retrying with backoff: the peer may come back or the limit may clear.
-RETRYABLE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+def code_for(error: SpiralServiceError) -> grpc.StatusCode:
+    """The status ``error`` travels as: its class's (or nearest base's) code, else UNKNOWN."""
+    for cls in type(error).__mro__:
+        if cls in STATUS_CODES:
+            return STATUS_CODES[cls]
+    return grpc.StatusCode.UNKNOWN
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -106,7 +63,7 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     in the details (the traceback is logged, never sent).
     """
     if isinstance(exc, SpiralServiceError):
-        return exc.code, str(exc)
+        return code_for(exc), str(exc)
     if isinstance(exc, TimeoutError):
         return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc) or "timed out"
     if isinstance(exc, NotImplementedError):
@@ -116,16 +73,14 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
 
 
 def error_from_status(code: grpc.StatusCode, details: str | None, *, method: str = "", timeout: float | None = None) -> SpiralServiceError:
-    """Build the domain error for a failed RPC; the message names the method and the timeout."""
+    """Build the domain error for a failed RPC; the message names the method, the status and the
+    timeout. A status without a class of its own (e.g. ABORTED) becomes the base class."""
     cls = _BY_CODE.get(code, SpiralServiceError)
     where = f"{method}: " if method else ""
     text = f"{where}{code.name}: {details or '(no details)'}"
     if timeout is not None:
         text += f" (deadline {timeout:g} s)"
-    err = cls(text)
-    if cls is SpiralServiceError:
-        err.code = code
-    return err
+    return cls(text)
 
 
 def check_protocol_version(version: int, *, message: str) -> None:

@@ -1,22 +1,25 @@
-"""The replay buffer over gRPC: ``ReplayServicer`` (a thin wrapper around :class:`Table`),
-``run_replay_server(cfg)`` for ``spiral serve replay``, and ``ReplayClient`` for its callers.
+"""The replay buffer service (``spiral serve replay``): ``ReplayServicer``, a thin wrapper around
+:class:`~spiral.replay.Table`, and :func:`run` / :func:`start_replay_server`. Its callers use
+:class:`spiral.services.replay_client.ReplayClient`.
 
 Actors insert final canvases (with targets in conditional mode); the discriminator learner samples
 them as fakes. Items are stored in the dtype they arrived in (UINT8 canvases take a quarter of the
-memory) and come back the same way; :class:`ReplayClient` returns float32 in [0, 1].
+memory) and come back the same way.
 
 Flow control: ``Insert`` is a bidirectional stream answering each request once its items are in;
 while the rate limiter blocks, the handler stops reading, so gRPC's HTTP/2 window pushes back on
-the sender, and :meth:`ReplayClient.insert_many` keeps at most ``max_in_flight`` requests
-unacknowledged. The buffer restores from ``<output_dir>/replay/replay.ckpt`` on start and writes
-it on shutdown (SIGTERM) and on the ``Checkpoint`` RPC.
+the sender, and ``ReplayClient.insert_many`` keeps at most ``max_in_flight`` requests
+unacknowledged. The buffer restores from its checkpoint (``replay.checkpoint_path``, default
+``<output_dir>/replay/replay.ckpt``) on start unless ``--no-resume``, and writes it on shutdown
+(SIGTERM) and on the ``Checkpoint`` RPC.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,29 +27,29 @@ import grpc
 import torch
 from prometheus_client import CollectorRegistry
 
-from spiral.config import Role, ServicesConfig, TrainConfig
+from spiral.config import Role, TrainConfig
+from spiral.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from spiral.metrics import SpiralMetrics, create_metrics
-from spiral.replay import CheckpointResult, Table, TableInfo, RateLimiterInfo, restore_tables, save_tables
+from spiral.replay import CheckpointResult, Table, TableInfo, restore_tables, save_tables
 from spiral.replay.table import SampledItem
-from spiral.services.client import call_unary, create_channel, translate_rpc_error, wait_for_ready
-from spiral.services.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, check_protocol_version
+from spiral.services.errors import check_protocol_version
+from spiral.services.replay_client import DEFAULT_TABLE
+from spiral.services.runtime import POLL_SECONDS, Outcome, ServeOptions, StopFlag, run_service
 from spiral.services.server import DEFAULT_GRACE_SECONDS, RunningServer, replay_binding, serve
-from spiral.services.tensor_codec import CanvasEncoding, ImageBatch, images_from_proto, images_to_proto
-from spiral.v1 import PROTOCOL_VERSION, replay_pb2, replay_pb2_grpc
+from spiral.services.tensor_codec import ImageBatch, images_from_proto, images_to_proto
+from spiral.v1 import replay_pb2, replay_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
-#: The table actors fill with final canvases and the discriminator learner samples as fakes
-#: (the name the chart's alerts and dashboards query).
-DEFAULT_TABLE = "fakes"
 #: Field names of one item's data.
 CANVAS_FIELD = "canvas"
 TARGET_FIELD = "target"
 
 
 def checkpoint_path_for(cfg: TrainConfig) -> Path:
-    """Where the replay server of a run checkpoints: ``<output_dir>/replay/replay.ckpt``."""
-    return Path(cfg.output_dir) / "replay" / "replay.ckpt"
+    """Where the replay server of a run checkpoints: ``replay.checkpoint_path``, by default
+    ``<output_dir>/replay/replay.ckpt``."""
+    return Path(cfg.replay.checkpoint_path) if cfg.replay.checkpoint_path is not None else Path(cfg.output_dir) / "replay" / "replay.ckpt"
 
 
 # ---------------------------------------------------------------------------------- servicer ---
@@ -188,31 +191,6 @@ def table_info_to_proto(info: TableInfo) -> replay_pb2.TableInfo:
     )
 
 
-def table_info_from_proto(msg: replay_pb2.TableInfo) -> TableInfo:
-    rl = msg.rate_limiter
-    return TableInfo(
-        msg.name,
-        msg.size,
-        msg.max_size,
-        msg.sampler,
-        msg.remover,
-        msg.max_times_sampled,
-        msg.num_inserts,
-        msg.num_samples,
-        msg.num_deletes,
-        RateLimiterInfo(
-            rl.samples_per_insert,
-            rl.min_size_to_sample,
-            rl.min_diff,
-            rl.max_diff,
-            rl.insert_blocked_seconds,
-            rl.sample_blocked_seconds,
-            rl.num_blocked_inserts,
-            rl.num_blocked_samples,
-        ),
-    )
-
-
 # ------------------------------------------------------------------------------------ server ---
 
 
@@ -238,7 +216,6 @@ def start_replay_server(
     job: str = "local",
     checkpoint_path: Path | None = None,
     restore: bool = True,
-    install_signal_handlers: bool = False,
     grace_seconds: float = DEFAULT_GRACE_SECONDS,
     ready_file: Path | None = None,
     seed: int | None = None,
@@ -283,7 +260,6 @@ def start_replay_server(
         registry=registry,
         metrics=metrics,
         grace_seconds=grace_seconds,
-        install_signal_handlers=install_signal_handlers,
         # Closing first wakes rate-limited inserts and samples (they fail with FAILED_PRECONDITION)
         # instead of letting them hold the grace period; the checkpoint then sees a quiet table.
         before_stop=[close_tables],
@@ -293,135 +269,15 @@ def start_replay_server(
     return ReplayServer(running, servicer, tables)
 
 
-def run_replay_server(cfg: TrainConfig, *, job: str = "local", ready_file: Path | None = None) -> None:
-    """``spiral serve replay``: serve until SIGTERM/SIGINT, then checkpoint and return."""
-    replay = start_replay_server(cfg, job=job, install_signal_handlers=True, ready_file=ready_file)
-    replay.server.wait()
+def run(cfg: TrainConfig, options: ServeOptions) -> None:
+    """``spiral serve replay``: serve until SIGTERM/SIGINT, then checkpoint and exit 0 (a replay
+    buffer has no budget: being stopped is how it ends)."""
 
+    def serve_until_stopped(stop: StopFlag, resources: ExitStack) -> Outcome:
+        replay = start_replay_server(cfg, job=options.job, restore=options.resume, ready_file=options.ready_file)
+        resources.callback(replay.stop)
+        while not stop.wait(POLL_SECONDS):
+            pass
+        return Outcome.FINISHED
 
-# ------------------------------------------------------------------------------------ client ---
-
-
-class SampledImages(NamedTuple):
-    """A ``ReplayClient.sample`` result: float32 images in [0, 1], their keys and sample counts."""
-
-    images: ImageBatch
-    keys: list[int]
-    times_sampled: list[int]
-
-
-class ReplayClient:
-    """Typed client of the ReplayBuffer service; every failure is a :class:`SpiralServiceError`.
-
-    Thread-safe (a gRPC channel is).
-    """
-
-    _SERVICE = "spiral.v1.ReplayBuffer"
-
-    def __init__(self, address: str, cfg: ServicesConfig, *, target_name_override: str | None = None) -> None:
-        self.address = address
-        self._cfg = cfg
-        self._channel = create_channel(address, cfg, target_name_override=target_name_override)
-        self._stub = replay_pb2_grpc.ReplayBufferStub(self._channel)
-
-    def wait_ready(self, timeout: float = 10.0) -> "ReplayClient":
-        """Raises: UnavailableError: not connected within ``timeout``."""
-        wait_for_ready(self._channel, timeout, address=self.address)
-        return self
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def __enter__(self) -> "ReplayClient":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def insert(self, images: ImageBatch, *, table: str = DEFAULT_TABLE, encoding: CanvasEncoding = CanvasEncoding.UINT8, timeout: float | None = None) -> list[int]:
-        """Insert one batch (each row one item); returns the keys.
-
-        Raises:
-            DeadlineExceededError: rate limited for longer than ``timeout`` (default:
-                ``rpc_deadline_seconds``); InvalidArgumentError, NotFoundError,
-                ResourceExhaustedError, UnavailableError: see the status.
-        """
-        keys: list[int] = []
-        for response in self.insert_many([images], table=table, encoding=encoding, timeout=timeout):
-            keys.extend(response.keys)
-        return keys
-
-    def insert_many(
-        self,
-        batches: Iterable[ImageBatch],
-        *,
-        table: str = DEFAULT_TABLE,
-        encoding: CanvasEncoding = CanvasEncoding.UINT8,
-        timeout: float | None = None,
-        max_in_flight: int = 4,
-    ) -> Iterator[replay_pb2.InsertResponse]:
-        """Stream batches over one Insert call, at most ``max_in_flight`` unacknowledged.
-
-        ``timeout`` bounds each item's wait for the rate limiter, not the stream's length.
-        Yields one response per batch, in order.
-
-        Raises:
-            SpiralServiceError: the stream failed (the subclass matches the status).
-        """
-        limit = timeout if timeout is not None else self._cfg.rpc_deadline_seconds
-        window = threading.Semaphore(max_in_flight)
-        done = threading.Event()
-
-        def requests() -> Iterator[replay_pb2.InsertRequest]:
-            for batch in batches:
-                while not window.acquire(timeout=0.1):
-                    if done.is_set():
-                        return
-                yield replay_pb2.InsertRequest(protocol_version=PROTOCOL_VERSION, table=table, images=images_to_proto(batch, encoding), timeout_seconds=limit)
-
-        call = self._stub.Insert(requests())
-        try:
-            for response in call:
-                window.release()
-                yield response
-        except grpc.RpcError as err:
-            raise translate_rpc_error(err, method=f"{self._SERVICE}/Insert", timeout=limit) from None
-        finally:
-            done.set()
-            call.cancel()
-
-    def sample(self, num_samples: int, *, table: str = DEFAULT_TABLE, timeout: float | None = None) -> SampledImages:
-        """Sample ``num_samples`` items (waiting up to ``timeout`` for the rate limiter).
-
-        Raises:
-            DeadlineExceededError: not enough items within ``timeout``; InvalidArgumentError,
-                NotFoundError, UnavailableError: see the status.
-        """
-        limit = timeout if timeout is not None else self._cfg.rpc_deadline_seconds
-        request = replay_pb2.SampleRequest(protocol_version=PROTOCOL_VERSION, table=table, num_samples=num_samples, timeout_seconds=limit)
-        canvases, targets, keys, times = [], [], [], []
-        try:
-            # The RPC deadline leaves the server's own timeout room to answer with its message.
-            for response in self._stub.Sample(request, timeout=limit + 5.0):
-                batch = images_from_proto(response.images, field="SampleResponse.images").decoded()
-                canvases.append(batch.canvases)
-                if batch.targets is not None:
-                    targets.append(batch.targets)
-                keys.extend(response.keys)
-                times.extend(response.times_sampled)
-        except grpc.RpcError as err:
-            raise translate_rpc_error(err, method=f"{self._SERVICE}/Sample", timeout=limit) from None
-        images = ImageBatch(torch.cat(canvases), torch.cat(targets) if targets else None)
-        return SampledImages(images, keys, times)
-
-    def info(self, tables: Iterable[str] = ()) -> list[TableInfo]:
-        """Raises: NotFoundError for an unknown table; UnavailableError."""
-        request = replay_pb2.InfoRequest(protocol_version=PROTOCOL_VERSION, tables=list(tables))
-        response = call_unary(self._stub.Info, request, method=f"{self._SERVICE}/Info", timeout=self._cfg.rpc_deadline_seconds)
-        return [table_info_from_proto(t) for t in response.tables]
-
-    def checkpoint(self) -> CheckpointResult:
-        """Ask the server to write its checkpoint now; returns the path (on the server) and size."""
-        request = replay_pb2.CheckpointRequest(protocol_version=PROTOCOL_VERSION)
-        response = call_unary(self._stub.Checkpoint, request, method=f"{self._SERVICE}/Checkpoint", timeout=self._cfg.rpc_deadline_seconds)
-        return CheckpointResult(Path(response.path), int(response.num_items), int(response.num_bytes))
+    run_service(options, serve_until_stopped)

@@ -1,32 +1,35 @@
 """``spiral serve ROLE --config FILE``: run one SPIRAL service in this process (what each pod runs).
 
-ROLE is one of :class:`spiral.config.Role`. ``replay`` runs :func:`run_replay_server`; the other
-roles import ``spiral.services.<role module>`` lazily and call its ``run(cfg, ...)``. Flags and
-``SPIRAL_*`` environment variables override the config's ``services`` section (flags win), so a
-pod can take ports from its spec without editing the YAML.
+ROLE is one of :class:`spiral.config.Role`, dispatched through :data:`ROLE_RUNNERS`. Every knob a
+role reads is an option here, each with a ``SPIRAL_*`` environment variable so that a pod (or the
+local launcher) can pass it either way; flags win over variables. Port and bind flags override the
+config's ``services`` section, so a pod can take ports from its spec without editing the YAML; the
+rest travels to the role as :class:`~spiral.services.runtime.ServeOptions`.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-import yaml
 
-from spiral.config import ConfigError, Role, TrainConfig, load_config
-from spiral.launch.parent import die_with_parent_from_env
+from spiral.config import ConfigError, Role, TrainConfig, load_config, parse_overrides
+from spiral.launch.parent import die_with_parent
+from spiral.services import actor, discriminator_learner, policy_learner, replay_service
+from spiral.services.runtime import ServeOptions
 
 logger = logging.getLogger(__name__)
 
-#: The module implementing each role other than replay; each exposes ``run(cfg: TrainConfig, ...)``.
-ROLE_MODULES: dict[Role, str] = {
-    Role.ACTOR: "spiral.services.actor",
-    Role.POLICY_LEARNER: "spiral.services.policy_learner",
-    Role.DISCRIMINATOR_LEARNER: "spiral.services.discriminator_learner",
+#: The entry point of each role: ``run(cfg, options)`` returns when the work is done, or raises
+#: ``SystemExit`` with the process's exit code.
+ROLE_RUNNERS: dict[Role, Callable[[TrainConfig, ServeOptions], None]] = {
+    Role.ACTOR: actor.run,
+    Role.POLICY_LEARNER: policy_learner.run,
+    Role.DISCRIMINATOR_LEARNER: discriminator_learner.run,
+    Role.REPLAY: replay_service.run,
 }
 
 
@@ -37,21 +40,6 @@ def parse_role(value: str) -> Role:
     except ValueError:
         valid = ", ".join(r.value for r in Role)
         raise typer.BadParameter(f"unknown role {value!r}; valid roles: {valid}", param_hint="ROLE") from None
-
-
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """``["a.b=1", "c=x"]`` → ``{"a.b": 1, "c": "x"}`` (values parsed as YAML scalars).
-
-    Raises:
-        typer.BadParameter: an item without ``=``.
-    """
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"--set expects KEY=VALUE with a dotted key, got {item!r}", param_hint="--set")
-        out[key.strip()] = yaml.safe_load(raw)
-    return out
 
 
 def build_config(
@@ -77,31 +65,9 @@ def build_config(
     return load_config(config, merged)
 
 
-def dispatch(role: Role, cfg: TrainConfig, *, job: str, ready_file: Path | None) -> None:
-    """Run ``role`` until it finishes or is signalled.
-
-    Raises:
-        typer.BadParameter: the role's module is missing or has no ``run``.
-    """
-    if role == Role.REPLAY:
-        from spiral.services.replay_service import run_replay_server
-
-        run_replay_server(cfg, job=job, ready_file=ready_file)
-        return
-    module_name = ROLE_MODULES[role]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name != module_name:
-            raise  # a missing dependency inside the module is a real error: show it
-        raise typer.BadParameter(f"role {role.value!r} is not available in this build: module {module_name} is missing", param_hint="ROLE") from None
-    run = getattr(module, "run", None)
-    if run is None:
-        raise typer.BadParameter(f"role {role.value!r}: {module_name} has no run(cfg) function", param_hint="ROLE")
-    # Pass only the keyword arguments the role's run() declares, so each role opts in.
-    params = inspect.signature(run).parameters
-    extra = {k: v for k, v in {"job": job, "ready_file": ready_file}.items() if k in params}
-    run(cfg, **extra)
+def dispatch(role: Role, cfg: TrainConfig, options: ServeOptions) -> None:
+    """Run ``role`` until it finishes or is signalled."""
+    ROLE_RUNNERS[role](cfg, options)
 
 
 def serve_command(
@@ -113,21 +79,42 @@ def serve_command(
     set_: list[str] = typer.Option([], "--set", help="Dotted override KEY=VALUE (repeatable), e.g. --set replay.max_size=5000."),
     job: str = typer.Option("local", "--job", envvar="SPIRAL_JOB_NAME", help="The `job` label on every metric (the SpiralJob name)."),
     ready_file: Optional[Path] = typer.Option(None, "--ready-file", envvar="SPIRAL_READY_FILE", help="Write the bound ports as JSON here once serving."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", envvar="SPIRAL_TORCH_THREADS", min=1, help="torch intra-op threads of this process (default: the config's torch_threads, else torch's default)."
+    ),
+    resume: bool = typer.Option(True, "--resume/--no-resume", envvar="SPIRAL_RESUME", help="Continue from existing checkpoints (learners, replay buffer), or start afresh."),
+    actor_id: Optional[str] = typer.Option(
+        None, "--actor-id", envvar="SPIRAL_ACTOR_ID", help="Actor only: its name, which also seeds its targets and noise (default: host name and pid)."
+    ),
+    parent_pid: Optional[int] = typer.Option(
+        None, "--parent-pid", envvar="SPIRAL_PARENT_PID", help="Get SIGTERM when this process dies (the local launcher passes its own pid)."
+    ),
     log_level: str = typer.Option("INFO", "--log-level", envvar="SPIRAL_LOG_LEVEL", help="Python logging level."),
 ) -> None:
     """Run one SPIRAL service (ROLE) until it finishes or receives SIGTERM."""
-    die_with_parent_from_env()
+    die_with_parent(parent_pid)
     parsed_role = parse_role(role)
     logging.basicConfig(
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s [%(process)d] %(name)s:%(lineno)d %(message)s",
     )
     try:
-        cfg = build_config(config, grpc_port=grpc_port, metrics_port=metrics_port, bind=bind, overrides=parse_set(set_))
+        overrides = parse_overrides(set_)
+    except ConfigError as err:
+        raise typer.BadParameter(str(err), param_hint="--set") from None
+    try:
+        cfg = build_config(config, grpc_port=grpc_port, metrics_port=metrics_port, bind=bind, overrides=overrides)
     except ConfigError as err:
         raise typer.BadParameter(str(err), param_hint="--config") from None
-    logger.info("spiral serve %s (job %s) with config %s", parsed_role.value, job, config)
+    options = ServeOptions(
+        job=job,
+        ready_file=ready_file,
+        resume=resume,
+        threads=threads if threads is not None else cfg.torch_threads,
+        actor_id=actor_id,
+    )
+    logger.info("spiral serve %s (job %s) with config %s, %s", parsed_role.value, job, config, options)
     try:
-        dispatch(parsed_role, cfg, job=job, ready_file=ready_file)
+        dispatch(parsed_role, cfg, options)
     except ConfigError as err:  # e.g. plaintext on a public address: a usage error, not a crash
         raise typer.BadParameter(str(err), param_hint="--config") from None

@@ -7,18 +7,17 @@ and latency into ``spiral_grpc_requests_total`` / ``spiral_grpc_request_seconds`
 exception a servicer raises to a status code (:func:`spiral.services.errors.status_for`), and a
 Prometheus ``/metrics`` HTTP endpoint on its own registry. Shutdown is graceful: health flips to
 NOT_SERVING, in-flight calls get ``grace_seconds``, then the ``on_stop`` callbacks run (the replay
-buffer checkpoints there). SIGTERM/SIGINT trigger it when ``install_signal_handlers`` is set.
+buffer checkpoints there). Signals are not handled here: each process has one trap,
+:class:`spiral.services.runtime.StopFlag`, and stops its server when the flag is set.
 
 Callers: the replay server (:mod:`spiral.services.replay_service`), the actor and both learners.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,9 +29,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, start_http_server
 
-from spiral.config import ConfigError, Role, ServicesConfig, TLSConfig
+from spiral.config import ConfigError, Role, ServicesConfig
+from spiral.fsio import atomic_write_text
 from spiral.metrics import SpiralMetrics, create_metrics
 from spiral.services.errors import status_for
+from spiral.services.tls import is_loopback, server_credentials
 from spiral.v1 import replay_pb2_grpc, services_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -65,17 +66,6 @@ def discriminator_learner_binding(servicer: services_pb2_grpc.DiscriminatorLearn
 # -------------------------------------------------------------------------------- addresses ---
 
 
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback IPs; other host names count as non-loopback."""
-    bare = host.strip("[]")
-    if bare == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(bare).is_loopback
-    except ValueError:
-        return False
-
-
 def format_address(host: str, port: int) -> str:
     """``host:port`` with IPv6 literals bracketed."""
     bare = host.strip("[]")
@@ -93,32 +83,6 @@ def check_bind_allowed(cfg: ServicesConfig) -> None:
             f"services.bind_address {cfg.bind_address!r} is not a loopback address and services.tls.enabled is false: "
             "refusing to serve plaintext; enable services.tls or set services.allow_insecure (inside a NetworkPolicy)"
         )
-
-
-def read_pem(path: Path | None, field: str) -> bytes | None:
-    """Read a PEM file named by ``services.tls.<field>``.
-
-    Raises:
-        ConfigError: unreadable (names the field and the path).
-    """
-    if path is None:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as err:
-        raise ConfigError(f"services.tls.{field}: cannot read {path}: {err.strerror}") from None
-
-
-def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:
-    """TLS credentials; with ``ca_file`` set, clients must present a certificate signed by it (mTLS).
-
-    Raises:
-        ConfigError: a PEM file cannot be read (names the field and the path).
-    """
-    key = read_pem(tls.key_file, "key_file")
-    cert = read_pem(tls.cert_file, "cert_file")
-    ca = read_pem(tls.ca_file, "ca_file")
-    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
 
 
 # ------------------------------------------------------------------------------ interceptor ---
@@ -319,7 +283,6 @@ def serve(
     grace_seconds: float | None = None,
     max_workers: int | None = None,
     metrics_http: bool = True,
-    install_signal_handlers: bool = False,
     on_stop: Sequence[Callable[[], None]] = (),
     before_stop: Sequence[Callable[[], None]] = (),
     ready_file: Path | None = None,
@@ -337,7 +300,6 @@ def serve(
             (default ``cfg.shutdown_grace_seconds``).
         max_workers: gRPC server threads (default ``cfg.max_workers``); every open stream holds one.
         metrics_http: serve ``registry`` on ``cfg.metrics_port`` (/metrics).
-        install_signal_handlers: stop on SIGTERM/SIGINT (call from the main thread).
         on_stop: callbacks run after serving stopped (checkpoints).
         before_stop: callbacks run when a stop begins, before the grace period (close publishers
             and tables so that long streams end promptly).
@@ -413,25 +375,10 @@ def serve(
     )
     if ready_file is not None:
         write_ready_file(Path(ready_file), running, role)
-    if install_signal_handlers:
-        _install_signal_handlers(running)
     return running
 
 
 def write_ready_file(path: Path, running: RunningServer, role: Role) -> None:
-    """Atomically write the bound ports as JSON (tmp file + rename: readers never see half a file)."""
+    """Atomically write the bound ports as JSON (readers never see half a file)."""
     payload = {"role": role.value, "address": running.address, "grpc_port": running.port, "metrics_port": running.metrics_port, "pid": os.getpid()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
-
-
-def _install_signal_handlers(running: RunningServer) -> None:
-    def handle(signum: int, _frame: object) -> None:
-        logger.info("received %s: shutting down", signal.Signals(signum).name)
-        # Never block inside a signal handler: the main thread may be the one in wait().
-        threading.Thread(target=running.stop, name="spiral-shutdown", daemon=False).start()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, handle)
+    atomic_write_text(path, json.dumps(payload))

@@ -2,7 +2,7 @@
 
 Pure conversion functions, shared by every service and client. Decoding validates what arrives
 from the network (dtype known, byte count = prod(shape) × itemsize, shapes consistent across a
-trajectory) and raises :class:`~spiral.services.errors.InvalidArgumentError` naming the field,
+trajectory) and raises :class:`~spiral.errors.InvalidArgumentError` naming the field,
 the value and what is valid — the server turns that into INVALID_ARGUMENT.
 
 Wire conventions: bytes are row-major little-endian; canvases travel as UINT8
@@ -21,7 +21,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from spiral.services.errors import InvalidArgumentError, check_protocol_version
+from spiral.errors import InvalidArgumentError
+from spiral.services.errors import check_protocol_version
 from spiral.v1 import PROTOCOL_VERSION, replay_pb2, tensor_pb2, trajectory_pb2
 
 # ------------------------------------------------------------------------------------ tensors ---

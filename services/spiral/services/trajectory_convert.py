@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 
 from spiral.learning.rollout import Rollout
-from spiral.services.errors import FailedPreconditionError, InvalidArgumentError
+from spiral.errors import FailedPreconditionError, InvalidArgumentError
 from spiral.services.tensor_codec import TrajectoryData
 
 

@@ -22,14 +22,8 @@ import torch
 from spiral.config import Role, ServicesConfig
 from spiral.metrics import SpiralMetrics
 from spiral.services.client import Backoff, create_channel, translate_rpc_error
-from spiral.services.errors import (
-    CancelledError,
-    DeadlineExceededError,
-    FailedPreconditionError,
-    InvalidArgumentError,
-    SpiralServiceError,
-    check_protocol_version,
-)
+from spiral.errors import CancelledError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, SpiralServiceError
+from spiral.services.errors import check_protocol_version
 from spiral.services.tensor_codec import VersionedWeights, WeightsAssembler, encode_state_dict, chunk_payload
 from spiral.v1 import PROTOCOL_VERSION, services_pb2_grpc, tensor_pb2
 
@@ -166,17 +160,6 @@ class WeightsPublisher:
 class _PermanentFailure(NamedTuple):
     error: SpiralServiceError
 
-
-#: Statuses after which reconnecting cannot help: the request or the contract is wrong.
-_PERMANENT_CODES = frozenset(
-    {
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.UNIMPLEMENTED,
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.PERMISSION_DENIED,
-    }
-)
 
 _STUBS = {
     Role.POLICY_LEARNER: services_pb2_grpc.PolicyLearnerStub,
@@ -318,7 +301,7 @@ class WeightsSubscriber:
                 if self._stopping.is_set():
                     break
                 error = translate_rpc_error(err, method=self._method)
-                if err.code() in _PERMANENT_CODES:
+                if not error.retryable:  # the request or the contract is wrong: reconnecting cannot help
                     logger.error("weights subscription to %s failed permanently: %s", self._address, error)
                     with self._cond:
                         self._failure = _PermanentFailure(error)

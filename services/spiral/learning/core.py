@@ -1,0 +1,172 @@
+"""The policy learner without a transport: what the single-process trainer and the policy learner
+service both are, minus where their rollouts come from.
+
+:class:`PolicyLearnerCore` owns a run's :class:`~spiral.learning.state.TrainingState` (resumed from
+``<output_dir>/checkpoints`` when asked), its :class:`~spiral.learning.evaluate.Evaluator`, its run
+log (``metrics.jsonl``) and its :class:`~spiral.learning.cadence.Cadence`. A driver feeds it
+rollouts and calls, in this order::
+
+    core.start()                                   # the start record
+    while not core.budget_spent and not stopped:
+        stats = core.update(rollout, critic)       # one A2C + V-trace step (spiral.learning.updates)
+        core.after_update(record, final=core.budget_spent)   # log / evaluate / checkpoint when due
+    core.finish()                                  # on the way out: whatever is still due
+
+The drivers: :class:`spiral.learning.trainer.SingleProcessTrainer` (rollouts collected in-process,
+plus a critic step per update) and :mod:`spiral.services.policy_learner` (rollouts from actors over
+gRPC, weights published after every update). A new reward goes into
+:mod:`spiral.learning.rewards` and :func:`spiral.learning.updates.canvas_scores`; both drivers pick it
+up from there. Not thread-safe: one driver thread calls everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from spiral.agents import Discriminator
+from spiral.config import Mode, TrainConfig
+from spiral.data import ImageDataset
+from spiral.envs.base import BatchedEnv
+from spiral.learning.budget import budget_spent
+from spiral.learning.cadence import ALL_DUE, Cadence, Due
+from spiral.learning.evaluate import Evaluator
+from spiral.learning.rollout import Rollout
+from spiral.learning.run_log import RunLog
+from spiral.learning.state import TrainingState
+from spiral.learning.updates import PolicyUpdateStats, policy_update
+
+log = logging.getLogger(__name__)
+
+
+class PolicyLearnerCore:
+    """Owns one run's policy learning state, evaluation, log and cadence (see the module docstring)."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        env: BatchedEnv,
+        dataset: ImageDataset,
+        *,
+        role: str,
+        train_discriminator: bool,
+        resume: bool,
+    ) -> None:
+        """Build fresh networks (seeded with ``cfg.seed``), then resume from the run's checkpoint
+        when ``resume`` and one exists.
+
+        Args:
+            role: written into checkpoints and the start record (which driver this is).
+            train_discriminator: the state also holds a critic and its optimiser (the
+                single-process trainer with the discriminator reward trains one here).
+
+        Raises:
+            ValueError: the existing checkpoint is unreadable or holds no policy.
+        """
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        self.checkpoint_dir = self.out / "checkpoints"
+        self.role = role
+        self.state = TrainingState.build(cfg, env, role=role, policy=True, discriminator=train_discriminator, seed=cfg.seed)
+        self.cadence = Cadence.from_config(cfg)
+        self.run_log = RunLog(self.out / "metrics.jsonl")
+        held_out = dataset.held_out if cfg.mode == Mode.CONDITIONAL else None
+        self.evaluator = Evaluator(env, held_out, cfg.agent.noise_size, cfg.seed, self.out / "images")
+        self.last_evaluation: dict[str, float] = {}
+        self._last_record: dict[str, float] | None = None
+        self._started = time.monotonic()
+        if resume:
+            self.state.resume(self.checkpoint_dir)
+        # The update counts at which each action last ran: nothing new to log or evaluate right
+        # after a resume, but every process checkpoints at least once (its restart count).
+        updates = self.state.counters.updates
+        self._logged_at: int | None = updates
+        self._evaluated_at: int | None = updates
+        self._checkpointed_at: int | None = None
+
+    # ------------------------------------------------------------------------------ budget ---
+
+    @property
+    def budget_spent(self) -> bool:
+        """Frames, updates or wall-clock minutes (whichever are set) reached their budget."""
+        counters = self.state.counters
+        return budget_spent(self.cfg, counters.frames, counters.updates, self._started)
+
+    def x_axis(self) -> dict[str, int]:
+        """The counters every run-log record carries."""
+        return {"frames": self.state.counters.frames, "updates": self.state.counters.updates, "version": self.state.version}
+
+    # ------------------------------------------------------------------------------ update ---
+
+    def start(self) -> None:
+        """Write the start record: role, version, restarts and the whole config (logged once)."""
+        s = self.state
+        self.run_log.write({"event": "start", "role": self.role, "restarts": s.restarts, "config": self.cfg.model_dump(mode="json"), **self.x_axis()})
+
+    def update(self, rollout: Rollout, critic: Discriminator | None) -> PolicyUpdateStats:
+        """One policy update on ``rollout`` (whole episodes), rewarded by ``critic`` for the
+        discriminator reward; advances the counters and the version by one update."""
+        s = self.state
+        assert s.policy is not None and s.policy_optimizer is not None
+        cfg = self.cfg
+        stats = policy_update(
+            s.policy, s.policy_optimizer, rollout, cfg.learner, cfg.reward, cfg.mode, critic, cfg.discriminator, learner_version=s.version
+        )
+        s.counters = s.counters.plus(frames=stats.frames, updates=1)
+        s.version += 1
+        return stats
+
+    def after_update(self, record: Mapping[str, float], *, final: bool) -> dict[str, float] | None:
+        """Log ``record``, evaluate and checkpoint as the cadence says (all three when ``final``).
+
+        Returns the evaluation's record when one ran, else None.
+        """
+        self._last_record = dict(record)
+        return self._act(self.cadence.due(self.state.counters.updates, final=final))
+
+    def finish(self) -> dict[str, float] | None:
+        """On the way out (budget spent or stopped): log, checkpoint and evaluate whatever has not
+        been at the current update, then mark a spent budget with a ``done`` record.
+
+        Returns the evaluation's record when one ran, else None.
+        """
+        evaluation = self._act(ALL_DUE)
+        if self.budget_spent:
+            self.run_log.write({"event": "done", **self.x_axis()})
+            log.info("budget spent: %d updates, %d frames, version %d", self.state.counters.updates, self.state.counters.frames, self.state.version)
+        return evaluation
+
+    def _act(self, due: Due) -> dict[str, float] | None:
+        updates = self.state.counters.updates
+        if due.log and self._last_record is not None and self._logged_at != updates:
+            self.log(self._last_record)
+        # Checkpoint before evaluating: on the way out a slow evaluation may outlast the stop's
+        # grace period (SIGKILL), and evaluation changes nothing a checkpoint holds.
+        if due.checkpoint and self._checkpointed_at != updates:
+            self.checkpoint()
+        if due.evaluate and self._evaluated_at != updates:
+            return self.evaluate()
+        return None
+
+    # ------------------------------------------------------------------ log, eval, checkpoint ---
+
+    def log(self, record: Mapping[str, float]) -> None:
+        self.run_log.write({**record, **self.x_axis()})
+        self._logged_at = self.state.counters.updates
+
+    def evaluate(self, write_images: bool = True) -> dict[str, float]:
+        """Held-out L2 (conditional) or a sample grid (unconditional), logged; see :class:`Evaluator`."""
+        assert self.state.policy is not None
+        record = self.evaluator(self.state.policy, self.state.counters.updates, write_images)
+        self.run_log.write({**record, **self.x_axis()})
+        self.last_evaluation = record
+        self._evaluated_at = self.state.counters.updates
+        return record
+
+    def checkpoint(self) -> Path:
+        """Save the state to ``<output_dir>/checkpoints/latest.pt``. Raises: OSError."""
+        path = self.state.save(self.checkpoint_dir)
+        self._checkpointed_at = self.state.counters.updates
+        return path

@@ -1,0 +1,63 @@
+"""Publishing a learner's weights under a version that never goes back: the part of the policy
+learner and the discriminator learner services that is the same in both.
+
+:class:`Publication` takes a resumed :class:`~spiral.learning.state.TrainingState` and the module
+whose weights subscribers want (the policy, or the critic), and on construction:
+
+1. exports the role's ``spiral_learner_restarts_total`` (at 0 on a fresh start: a labelled counter
+   has no series until touched, and ``increase()`` on the dashboard and in the
+   ``SpiralLearnerRestarting`` alert must read 0, not "no data"; on a resume it adds the whole
+   restart history, because the counter starts at 0 in every process);
+2. continues the version above ``max(checkpoint version, high-water mark)``, so subscribers never
+   see a version number they already saw (:class:`~spiral.services.runtime.VersionHighWater`);
+3. publishes the current weights, so subscribers have something from the start.
+
+After each update the learner calls :meth:`Publication.publish`. Not thread-safe: the learner's
+loop thread owns it (the :class:`~spiral.services.weights.WeightsPublisher` inside serves gRPC
+threads safely).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from prometheus_client import Gauge
+
+from spiral.config import Role, ServicesConfig
+from spiral.learning.state import TrainingState
+from spiral.metrics import SpiralMetrics
+from spiral.services.runtime import VersionHighWater
+from spiral.services.weights import WeightsPublisher
+
+
+class Publication:
+    """The versioned weights of one learner (see the module docstring)."""
+
+    def __init__(
+        self,
+        state: TrainingState,
+        module: torch.nn.Module,
+        *,
+        role: Role,
+        version_file: Path,
+        services: ServicesConfig,
+        metrics: SpiralMetrics,
+        job: str,
+        version_gauge: Gauge,
+    ) -> None:
+        self.state = state
+        self.module = module
+        self.publisher = WeightsPublisher(services.weight_chunk_bytes, metrics=metrics, job=job, role=role)
+        self.high_water = VersionHighWater(version_file)
+        self._version_gauge = version_gauge
+        metrics.learner_restarts.labels(job, role.value).inc(state.restarts)
+        state.version = max(state.version, self.high_water.read() + 1)
+        self.publish()
+
+    def publish(self) -> None:
+        """Publish the module's weights under the state's version, and record the version."""
+        version = self.state.version
+        self.publisher.publish(version, self.module.state_dict())
+        self.high_water.write(version)
+        self._version_gauge.set(version)

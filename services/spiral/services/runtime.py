@@ -1,0 +1,184 @@
+"""What every SPIRAL process shares around its work: the one signal trap, torch threads, the
+per-role options of ``spiral serve``, the lifecycle of a service process, and the version
+high-water mark of the learners.
+
+* :class:`StopFlag` is the only place that handles SIGTERM/SIGINT: the services, the local
+  launcher (:mod:`spiral.launch.local`) and the single-process trainer poll it between steps, so a
+  stop always finishes the current step and checkpoints.
+* :class:`ServeOptions` carries every knob a role reads besides its config, explicitly (the
+  ``spiral serve`` options; no environment variables are read here).
+* :func:`run_service` is the shared skeleton of ``spiral serve ROLE``: threads, the trap, the
+  role's work with its resources closed in reverse order, and the exit code.
+
+Nothing here imports gRPC: the single-process trainer uses :class:`StopFlag` too.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from spiral.fsio import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+#: How often blocked loops re-check the stop flag (seconds).
+POLL_SECONDS = 0.2
+#: Client channel reconnect backoff: gRPC's default grows to 120 s, far too slow to notice a
+#: restarted peer in a local run.
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def configure_torch_threads(threads: int | None) -> None:
+    """Set torch's intra-op threads; None keeps torch's default.
+
+    Raises:
+        ValueError: ``threads`` < 1 (names the value).
+    """
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"torch threads must be a positive integer, got {threads}")
+    torch.set_num_threads(threads)
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT (while installed) or by :meth:`set`; loops poll :meth:`is_set`.
+
+    Thread-safe. Use as a context manager to install the trap for a block and restore the previous
+    handlers afterwards (the single-process trainer inside a test), or :meth:`install` for the
+    whole process (services). Signals can only be trapped from the main thread: elsewhere the
+    flag still works through :meth:`set`.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.signal_name: str | None = None
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> "StopFlag":
+        """Route SIGTERM and SIGINT here (from the main thread; a no-op in other threads)."""
+        if threading.current_thread() is not threading.main_thread():
+            logger.debug("not the main thread: SIGTERM/SIGINT are not trapped, only StopFlag.set() stops")
+            return self
+        for sig in _SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def uninstall(self) -> None:
+        """Restore the handlers :meth:`install` replaced."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def __enter__(self) -> "StopFlag":
+        return self.install()
+
+    def __exit__(self, *exc: object) -> None:
+        self.uninstall()
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.signal_name = signal.Signals(signum).name
+        self.signum = signum
+        logger.info("received %s: stopping after the current step (checkpointing first)", self.signal_name)
+        self._event.set()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._event.wait(timeout)
+
+    @property
+    def exit_code(self) -> int | None:
+        """``128 + signum`` once a signal set the flag (130 for Ctrl-C, 143 for SIGTERM), else None."""
+        return None if self.signum is None else 128 + self.signum
+
+    def exit_if_signalled(self) -> None:
+        """Raise ``SystemExit(128 + signum)`` when a signal stopped the work before it finished:
+        the conventional code, which a pod's restart policy (and the local launcher) treat as
+        "stopped, not done" — unlike 0, which means the budget was spent."""
+        if self.exit_code is not None:
+            raise SystemExit(self.exit_code)
+
+
+class VersionHighWater:
+    """The highest weights version ever published, kept in a small file beside the checkpoints.
+
+    A learner killed between checkpoints has published versions its checkpoint does not know;
+    resuming from the checkpoint's version would send subscribers *older* version numbers. So every
+    publish records the version here (atomically: a few bytes), and a restarted learner continues
+    above ``max(checkpoint version, high-water mark)``. Not thread-safe: one publisher per file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> int:
+        """The recorded version, or -1 when there is none (or it is unreadable)."""
+        try:
+            return int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return -1
+
+    def write(self, version: int) -> None:
+        atomic_write_text(self.path, str(version))
+
+
+# ------------------------------------------------------------------------- service process ---
+
+
+class ServeOptions(NamedTuple):
+    """The per-process options of ``spiral serve ROLE`` (flags or their ``SPIRAL_*`` variables)."""
+
+    job: str = "local"  # the `spiral_job` label of every metric (the SpiralJob name)
+    ready_file: Path | None = None  # where to write the bound ports once serving
+    resume: bool = True  # continue from existing checkpoints (learners, replay)
+    threads: int | None = None  # torch intra-op threads; None = torch's default
+    actor_id: str | None = None  # names an actor and seeds its data; None = host name + pid
+
+
+class Outcome(enum.Enum):
+    """How a role's work ended, and so the process's exit code."""
+
+    FINISHED = "finished"  # the budget is spent (or a server was asked to stop): exit 0
+    STOPPED = "stopped"  # stopped before the work was done: 128 + signal number (0 without a signal)
+    FAILED = "failed"  # a permanent failure (a refused trajectory, a protocol mismatch): exit 1
+
+
+def run_service(options: ServeOptions, work: Callable[[StopFlag, ExitStack], Outcome]) -> None:
+    """Run one role's ``work`` as this process's whole life, the same way for every role.
+
+    Sets the torch threads, installs the one signal trap, calls ``work(stop, resources)`` — which
+    starts its server and clients, registers their closing on ``resources`` and returns once done
+    or stopped — closes the resources in reverse order, and exits with the outcome's code.
+
+    Raises:
+        SystemExit: 1 for :attr:`Outcome.FAILED`; 128 + signal number for a signalled
+            :attr:`Outcome.STOPPED`.
+    """
+    configure_torch_threads(options.threads)
+    stop = StopFlag().install()
+    with ExitStack() as resources:
+        outcome = work(stop, resources)
+    if outcome == Outcome.FAILED:
+        raise SystemExit(1)
+    if outcome == Outcome.STOPPED:
+        stop.exit_if_signalled()
