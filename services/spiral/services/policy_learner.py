@@ -108,9 +108,10 @@ class PolicyLearner:
         conditional = cfg.mode == Mode.CONDITIONAL
         self.train_targets = self.dataset.train if conditional else None
         # The critic is trained by the discriminator learner: here it only scores canvases, with
-        # the newest weights it published.
-        self.core = PolicyLearnerCore(cfg, self.env, self.dataset, role=Role.POLICY_LEARNER.value, train_discriminator=False, resume=resume)
+        # the newest weights it published. Built before the core, whose resume restores the RNG
+        # states that this initialisation would otherwise consume.
         self.critic: Discriminator | None = build_discriminator(cfg, self.env) if cfg.uses_discriminator else None
+        self.core = PolicyLearnerCore(cfg, self.env, self.dataset, role=Role.POLICY_LEARNER.value, train_discriminator=False, resume=resume)
         self.critic_version = -1
         self.queue: queue.Queue[_Queued] = queue.Queue(maxsize=cfg.learner.queue_size)
         self._expect = TrajectoryExpectations(
