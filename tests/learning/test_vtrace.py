@@ -161,3 +161,27 @@ def test_bad_inputs_raise_with_message(change, message):
     inputs.update(change)
     with pytest.raises(ValueError, match=message):
         from_importance_weights(**inputs)
+
+
+@pytest.mark.parametrize(
+    "shape,message",
+    [
+        ((), r"values must be time-major \[T, B, \.\.\.\], got a scalar of shape \[\]"),
+        ((0, 2), r"values must have at least one time step \(T ≥ 1\), got shape \[0, 2\]"),
+    ],
+    ids=["scalar", "no-time-steps"],
+)
+def test_degenerate_time_axis_raises_with_message(shape, message):
+    tensors = {name: torch.zeros(shape) for name in ("log_rhos", "discounts", "rewards", "values")}
+    with pytest.raises(ValueError, match=message):
+        from_importance_weights(**tensors, bootstrap_value=torch.zeros(shape[1:]))
+
+
+def test_time_only_inputs_match_a_batch_of_one():
+    # [T] inputs (one sequence, no batch axis) are accepted: the recursion only needs the time axis.
+    inputs = _random_inputs(steps=5, batch=1, seed=3, log_rho_scale=1.5)
+    batched = from_importance_weights(**inputs)
+    flat = from_importance_weights(**{k: v[..., 0] for k, v in inputs.items()})
+    assert flat.vs.shape == (5,)
+    torch.testing.assert_close(flat.vs, batched.vs[:, 0])
+    torch.testing.assert_close(flat.pg_advantages, batched.pg_advantages[:, 0])
