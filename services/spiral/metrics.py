@@ -37,6 +37,8 @@ class SpiralMetrics:
     learner_reward: Gauge
     learner_l2: Gauge
     learner_restarts: Counter
+    learner_skipped_updates: Counter
+    learner_rejected_trajectories: Counter
     # discriminator learner
     discriminator_updates: Counter
     discriminator_loss: Gauge
@@ -75,6 +77,18 @@ def create_metrics(registry: CollectorRegistry) -> SpiralMetrics:
         learner_reward=Gauge("spiral_learner_episode_reward", "Mean episode reward in the last update batch, as the learner scored it.", job, registry=registry),
         learner_l2=Gauge("spiral_learner_l2", "Mean per-pixel squared error between final canvas and target (train batch or held-out set).", job + ["split"], registry=registry),
         learner_restarts=Counter("spiral_learner_restarts_total", "Learner process starts that resumed from a checkpoint.", job + ["role"], registry=registry),
+        learner_skipped_updates=Counter(
+            "spiral_learner_skipped_updates_total",
+            "Optimiser steps skipped because the loss or a gradient was not finite (weights left unchanged), by learner role.",
+            job + ["role"],
+            registry=registry,
+        ),
+        learner_rejected_trajectories=Counter(
+            "spiral_learner_rejected_trajectories_total",
+            "Trajectories the policy learner refused (INVALID_ARGUMENT / FAILED_PRECONDITION), by reason: decode, protocol, shape, value, counter, size, condition.",
+            job + ["reason"],
+            registry=registry,
+        ),
         discriminator_updates=Counter("spiral_discriminator_updates_total", "Discriminator optimizer steps.", job, registry=registry),
         discriminator_loss=Gauge("spiral_discriminator_loss", "Last discriminator loss by term (adversarial, gradient_penalty, total).", job + ["term"], registry=registry),
         discriminator_d_real=Gauge("spiral_discriminator_d_real", "Mean discriminator output on real images in the last batch.", job, registry=registry),

@@ -10,12 +10,14 @@ Discriminator learner: :func:`wgan_gp_loss` (SPIRAL, Gulrajani et al. 2017) and
 :func:`nonsaturating_loss` (SPIRAL++ with spectral norm), both on inputs built by
 :func:`discriminator_inputs` (unconditional, pair, or SPIRAL++ complement-mask conditioning).
 
-Also the optimiser constructors (Adam with β1 = 0.5, SPIRAL-NOTES §4) and gradient clipping, so both
-learners build them the same way.
+Also the optimiser constructors (Adam with β1 = 0.5, SPIRAL-NOTES §4), gradient clipping and the
+non-finite guard on every optimiser step (:func:`step_if_finite`), so both learners build and step
+them the same way.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
@@ -321,6 +323,48 @@ def clip_gradients(params: Iterable[torch.nn.Parameter], max_norm: float) -> flo
     if not max_norm > 0:
         raise ValueError(f"max_grad_norm must be > 0, got {max_norm}")
     return float(torch.nn.utils.clip_grad_norm_(list(params), max_norm))
+
+
+class OptimizerStep(NamedTuple):
+    """What :func:`step_if_finite` did with one update's gradients."""
+
+    grad_norm: float  # global gradient norm before clipping; NaN when the loss itself was not finite
+    skipped: bool  # True: the loss or a gradient was not finite, and weights and optimiser state are untouched
+
+
+def step_if_finite(
+    optimizer: torch.optim.Optimizer,
+    params: Iterable[torch.nn.Parameter],
+    loss: torch.Tensor,
+    max_norm: float | None = None,
+) -> OptimizerStep:
+    """Clip the gradients to ``max_norm`` (when given) and take the optimiser step — only if
+    ``loss`` and every gradient are finite; otherwise drop the gradients and skip the step.
+
+    Why: one NaN or 1e30 that slips into a batch (a bad trajectory, a bad fake) makes the
+    gradients non-finite, and a single Adam step with them turns every weight — and, through the
+    moment estimates, every later step — into NaN; the next checkpoint would then preserve the
+    damage. Skipping keeps the weights and the optimiser state exactly as they were, so neither the
+    published weights nor a checkpoint ever hold a non-finite value from a bad update. The caller
+    counts skipped steps (``OptimizerStep.skipped``).
+
+    Raises:
+        ValueError: ``max_norm`` given but ≤ 0.
+    """
+    if max_norm is not None and not max_norm > 0:
+        raise ValueError(f"max_grad_norm must be > 0, got {max_norm}")
+    with_grads = [p for p in params if p.grad is not None]
+    if not bool(torch.isfinite(loss.detach()).all()):
+        optimizer.zero_grad(set_to_none=True)
+        return OptimizerStep(grad_norm=math.nan, skipped=True)
+    norm = torch.nn.utils.get_total_norm([p.grad for p in with_grads]) if with_grads else torch.zeros(())
+    if not bool(torch.isfinite(norm)):
+        optimizer.zero_grad(set_to_none=True)
+        return OptimizerStep(grad_norm=float(norm), skipped=True)
+    if max_norm is not None and with_grads:
+        torch.nn.utils.clip_grads_with_norm_(with_grads, max_norm, norm)
+    optimizer.step()
+    return OptimizerStep(grad_norm=float(norm), skipped=False)
 
 
 # ---------------------------------------------------------------------------------- helpers ---

@@ -39,9 +39,25 @@ class Counters(NamedTuple):
     frames: int = 0  # environment steps consumed by policy updates
     updates: int = 0  # policy updates
     discriminator_updates: int = 0  # critic updates
+    skipped_updates: int = 0  # policy updates whose loss or gradient was not finite (no optimiser step)
+    skipped_discriminator_updates: int = 0  # the same for critic updates
 
-    def plus(self, *, frames: int = 0, updates: int = 0, discriminator_updates: int = 0) -> "Counters":
-        return Counters(self.frames + frames, self.updates + updates, self.discriminator_updates + discriminator_updates)
+    def plus(
+        self,
+        *,
+        frames: int = 0,
+        updates: int = 0,
+        discriminator_updates: int = 0,
+        skipped_updates: int = 0,
+        skipped_discriminator_updates: int = 0,
+    ) -> "Counters":
+        return Counters(
+            self.frames + frames,
+            self.updates + updates,
+            self.discriminator_updates + discriminator_updates,
+            self.skipped_updates + skipped_updates,
+            self.skipped_discriminator_updates + skipped_discriminator_updates,
+        )
 
 
 class RngStates(NamedTuple):

@@ -106,6 +106,7 @@ class SingleProcessTrainer:
         state = self.state
         # The policy is rewarded by the critic as it was before this iteration's critic step.
         stats = self.core.update(rollout, critic=state.discriminator)
+        state.counters = state.counters.plus(skipped_updates=int(stats.skipped))
         record = stats.as_record()
         if state.discriminator is not None and state.discriminator_optimizer is not None:
             real = self.dataset.sample(rollout.actions.shape[1], state.generator)
@@ -119,8 +120,10 @@ class SingleProcessTrainer:
                 self.cfg.discriminator,
                 state.generator,
             )
-            state.counters = state.counters.plus(discriminator_updates=1)
+            state.counters = state.counters.plus(discriminator_updates=1, skipped_discriminator_updates=int(d.skipped))
             record.update(d.as_record())
+        # Updates the non-finite guard skipped (spiral.learning.losses.step_if_finite), so far.
+        record["charts/skipped_updates"] = float(state.counters.skipped_updates + state.counters.skipped_discriminator_updates)
         record["charts/frames_per_second"] = stats.frames / max(time.perf_counter() - started, 1e-9)
         return record
 

@@ -15,7 +15,7 @@ import torch
 from spiral.agents import Discriminator, SpiralPolicy, conditioning_for
 from spiral.config import ConditioningMode, DiscriminatorConfig, LearnerConfig, Mode, RewardConfig, RewardKind
 from spiral.envs.spec import Component
-from spiral.learning.losses import a2c_vtrace_loss, clip_gradients, discriminator_inputs, discriminator_loss
+from spiral.learning.losses import a2c_vtrace_loss, discriminator_inputs, discriminator_loss, step_if_finite
 from spiral.learning.rewards import compute_rewards, discriminator_scores, gaussian_blur, l2_scores
 from spiral.learning.rollout import Rollout
 
@@ -32,6 +32,7 @@ class PolicyUpdateStats(NamedTuple):
     grad_norm: float
     frames: int
     policy_lag: float  # mean learner version − behaviour version
+    skipped: bool = False  # the loss or a gradient was not finite: no optimiser step (losses.step_if_finite)
 
     def as_record(self) -> dict[str, float]:
         """The run-log scalars of this update, slash-grouped (``charts/train_l2`` only with targets)."""
@@ -123,8 +124,8 @@ def policy_update(
     # Optimise.
     optimizer.zero_grad(set_to_none=True)
     loss.total.backward()
-    grad_norm = clip_gradients(policy.parameters(), learner.max_grad_norm)
-    optimizer.step()
+    step = step_if_finite(optimizer, policy.parameters(), loss.total, max_norm=learner.max_grad_norm)
+    grad_norm = step.grad_norm
 
     # Log.
     final_l2 = None
@@ -140,6 +141,7 @@ def policy_update(
         grad_norm=float(grad_norm),
         frames=rollout.num_frames,
         policy_lag=float(learner_version - rollout.policy_version),
+        skipped=step.skipped,
     )
 
 
@@ -151,6 +153,7 @@ class DiscriminatorUpdateStats(NamedTuple):
     gradient_penalty: float
     d_real: float  # mean critic output on real images
     d_fake: float  # mean critic output on painted canvases
+    skipped: bool = False  # the loss or a gradient was not finite: no optimiser step (losses.step_if_finite)
 
     def as_record(self) -> dict[str, float]:
         """The run-log scalars of this critic update, slash-grouped."""
@@ -186,11 +189,12 @@ def discriminator_update(
     loss = discriminator_loss(discriminator, real, fake, cfg, generator)
     optimizer.zero_grad(set_to_none=True)
     loss.total.backward()
-    optimizer.step()
+    step = step_if_finite(optimizer, discriminator.parameters(), loss.total)
     return DiscriminatorUpdateStats(
         total_loss=float(loss.total.detach()),
         adversarial=float(loss.adversarial.detach()),
         gradient_penalty=float(loss.gradient_penalty.detach()),
         d_real=float(loss.d_real),
         d_fake=float(loss.d_fake),
+        skipped=step.skipped,
     )

@@ -110,6 +110,7 @@ class DiscriminatorLearner:
             job=job,
             version_gauge=self.metrics.discriminator_version.labels(job),
         )
+        self.metrics.learner_skipped_updates.labels(job, Role.DISCRIMINATOR_LEARNER.value)  # exported at 0
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._latest: DiscriminatorUpdateStats | None = None
@@ -162,7 +163,14 @@ class DiscriminatorLearner:
             self.cfg.discriminator,
             state.generator,
         )
-        state.counters = state.counters.plus(discriminator_updates=1)
+        state.counters = state.counters.plus(discriminator_updates=1, skipped_discriminator_updates=int(stats.skipped))
+        if stats.skipped:
+            # The guard kept the weights (e.g. a NaN fake slipped through): count it, keep going.
+            self.metrics.learner_skipped_updates.labels(self.job, Role.DISCRIMINATOR_LEARNER.value).inc()
+            logger.warning(
+                "critic update %d skipped: the loss or a gradient was not finite (weights unchanged; %d skipped so far)",
+                state.counters.discriminator_updates, state.counters.skipped_discriminator_updates,
+            )  # fmt: skip
         state.version += 1
         with self._lock:
             self._latest, self._version, self._updates = stats, state.version, state.counters.discriminator_updates
@@ -176,7 +184,8 @@ class DiscriminatorLearner:
         return stats
 
     def _log(self, stats: DiscriminatorUpdateStats) -> None:
-        self.run_log.write({**stats.as_record(), "discriminator_updates": self.updates, "version": self.state.version})
+        skipped = float(self.state.counters.skipped_discriminator_updates)
+        self.run_log.write({**stats.as_record(), "charts/skipped_updates": skipped, "discriminator_updates": self.updates, "version": self.state.version})
 
     def checkpoint(self) -> Path:
         return self.state.save(self.checkpoint_dir)

@@ -134,6 +134,7 @@ class PolicyLearner:
             job=job,
             version_gauge=self.metrics.learner_policy_version.labels(job),
         )
+        self.metrics.learner_skipped_updates.labels(job, Role.POLICY_LEARNER.value)  # exported at 0, not "no data"
         self._lock = threading.Lock()
         self._status = _Status(self.core.state.version, self.core.state.counters)
         self._done = threading.Event()
@@ -243,6 +244,14 @@ class PolicyLearner:
         started = time.perf_counter()
         stats = self.core.update(rollout, self.critic)
         state = self.core.state
+        if stats.skipped:
+            # The guard kept the weights; count it so that a run of skips is visible (record + metric).
+            state.counters = state.counters.plus(skipped_updates=1)
+            self.metrics.learner_skipped_updates.labels(self.job, Role.POLICY_LEARNER.value).inc()
+            logger.warning(
+                "update %d skipped: the loss or a gradient was not finite (weights unchanged; %d skipped so far)",
+                state.counters.updates, state.counters.skipped_updates,
+            )  # fmt: skip
         with self._lock:
             self._status = _Status(state.version, state.counters, stats.episode_reward, math.nan if stats.final_l2 is None else stats.final_l2)
         self.publication.publish()
@@ -283,7 +292,8 @@ class PolicyLearner:
                 if rollout is None:
                     break
                 stats = self.train_step(rollout)
-                self._export(core.after_update(stats.as_record(), final=core.budget_spent))
+                record = {**stats.as_record(), "charts/skipped_updates": float(core.state.counters.skipped_updates)}
+                self._export(core.after_update(record, final=core.budget_spent))
         except BaseException:
             core.checkpoint()
             raise
