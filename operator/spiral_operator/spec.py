@@ -229,11 +229,22 @@ class TrainingSpec(_TrainingBase):  # type: ignore[valid-type,misc]
     checkpoint_every_updates: int = _config_field("checkpoint_every_updates")
     eval_every_updates: int = _config_field("eval_every_updates")
     log_every_updates: int = _config_field("log_every_updates")
+    keep_checkpoints: int = _config_field("keep_checkpoints")
     # The budget rule (totalFrames or totalUpdates) is TrainConfig's; SpiralJobSpec applies it.
 
 
 #: The training fields that are TrainConfig top-level keys rather than LearnerConfig keys.
-TRAINING_TOP_LEVEL_FIELDS = ("total_frames", "total_updates", "max_wall_minutes", "seed", "torch_threads", "checkpoint_every_updates", "eval_every_updates", "log_every_updates")
+TRAINING_TOP_LEVEL_FIELDS = (
+    "total_frames",
+    "total_updates",
+    "max_wall_minutes",
+    "seed",
+    "torch_threads",
+    "checkpoint_every_updates",
+    "eval_every_updates",
+    "log_every_updates",
+    "keep_checkpoints",
+)
 
 
 # ------------------------------------------------------------------------------- run control ---

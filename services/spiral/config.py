@@ -21,8 +21,16 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message names the key, the value and what is valid."""
 
 
+#: Largest accepted ``seed``: the largest integer a JSON number holds exactly (a SpiralJob's seed
+#: goes through the API server, Helm and kubectl as one), far inside torch's 64-bit seeds even
+#: after the derived seeds (the discriminator learner's ``seed + 2``, actor seeds).
+MAX_SEED = 2**53 - 1
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False, validate_default=True)
+    # allow_inf_nan=False: `reward.scale: .inf` or `brush_sizes: [.nan]` would pass every bound
+    # (NaN compares false) and only crash, or silently poison the weights, inside a running job.
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False, validate_default=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------- env ---
@@ -192,7 +200,7 @@ class DataConfig(_Frozen):
     name: DatasetName = Field(DatasetName.SHAPES)
     path: Path | None = Field(None, description="Folder or archive; required for every dataset but `shapes`.")
     held_out_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="Deterministic held-out split, never trained on.")
-    seed: int = Field(0, description="Seed of the split and the procedural generator.")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the split and the procedural generator.")
     subset: str | None = Field(None, description="Dataset-specific subset (e.g. Omniglot `images_background_small1:images_background_small2` = train:held-out archives).")
     max_images: int | None = Field(None, ge=2, description="Read at most this many images (seeded choice before decoding); full CelebA is ~200k images / 2.5 GB uint8 at 64×64.")
     num_shapes: int = Field(11_000, ge=2, description="Images generated for the built-in `shapes` dataset (train + held-out).")
@@ -223,8 +231,34 @@ class ReplayConfig(_Frozen):
     samples_per_insert: float | None = Field(None, gt=0.0, description="None disables the ratio limiter.")
     error_buffer: float = Field(1000.0, gt=0.0, description="Slack of the samples-per-insert limiter.")
     checkpoint_path: Path | None = Field(None, description="Replay checkpoint file; default <output_dir>/replay/replay.ckpt.")
-    checkpoint_every_seconds: float | None = Field(None, gt=0.0, description="Periodic replay checkpoints; None = only on request and on SIGTERM.")
+    checkpoint_every_seconds: float | None = Field(
+        60.0,
+        gt=0.0,
+        description=(
+            "Seconds between periodic replay checkpoints, so a SIGKILL (OOM, node loss) loses at most this much; "
+            "None = only on request and on SIGTERM. 60 s: writing 10k 64×64 items takes well under a second."
+        ),
+    )
 
+    @model_validator(mode="after")
+    def _check(self) -> "ReplayConfig":
+        # The rules a Table enforces when it is built, checked here so that a deadlocking buffer is
+        # refused before anything starts (and by the CRD, whose CEL rules mirror these).
+        if self.min_size_to_sample > self.max_size:
+            raise ValueError(
+                f"replay.min_size_to_sample ({self.min_size_to_sample}) exceeds replay.max_size ({self.max_size}): sampling would wait forever"
+            )
+        if self.samples_per_insert is None:
+            return self
+        if self.max_times_sampled and self.samples_per_insert > self.max_times_sampled:
+            raise ValueError(
+                f"replay.samples_per_insert ({self.samples_per_insert:g}) exceeds replay.max_times_sampled ({self.max_times_sampled}): "
+                "items would be removed faster than the ratio allows and inserts and samples deadlock"
+            )
+        from spiral.replay.rate_limiters import rate_limiter_from_config  # the limiter's own rules, named by key
+
+        rate_limiter_from_config(self)
+        return self
 
 
 # ---------------------------------------------------------------------------------- services ---
@@ -254,6 +288,13 @@ class TLSConfig(_Frozen):
         return self
 
 
+#: Bytes a message needs besides its payload (protobuf tags, shapes, names): the margin the
+#: size checks below keep under ``services.max_message_bytes``.
+MESSAGE_OVERHEAD_BYTES = 1024
+#: The smallest weights chunk (``services.weight_chunk_bytes``'s lower bound).
+MIN_WEIGHT_CHUNK_BYTES = 1024
+
+
 class ServicesConfig(_Frozen):
     """Where the services listen and how they talk. Ports are per process; the launcher offsets them."""
 
@@ -266,10 +307,87 @@ class ServicesConfig(_Frozen):
     replay_address: str = Field("127.0.0.1:50053")
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="gRPC send/receive limit per message.")
     rpc_deadline_seconds: float = Field(30.0, gt=0.0, description="Deadline of unary calls.")
-    weight_chunk_bytes: int = Field(1024 * 1024, ge=1024, description="Weights stream in chunks of this size (below gRPC's 4 MB default).")
+    weight_chunk_bytes: int = Field(
+        1024 * 1024,
+        ge=MIN_WEIGHT_CHUNK_BYTES,
+        description="Weights stream in chunks of this size (below gRPC's 4 MB default); lowered to fit max_message_bytes.",
+    )
     shutdown_grace_seconds: float = Field(5.0, ge=0.0, description="In-flight RPCs get this long after SIGTERM (well inside a pod's 30 s grace period).")
-    max_workers: int = Field(64, ge=4, le=4096, description="gRPC server threads; every open stream holds one.")
+    max_workers: int = Field(
+        64,
+        ge=4,
+        le=4096,
+        description=(
+            "gRPC server threads at least; every open stream holds one, so each server adds enough for its per-method "
+            "stream limit (num_actors + a margin) plus a reserve for health and status calls."
+        ),
+    )
+    health_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description=(
+            "With TLS: a plaintext gRPC health service on 127.0.0.1 only, for the pod's exec probes (a kubelet probe cannot "
+            "present a client certificate); unused without TLS. 0 picks a free port (the operator sets a fixed one)."
+        ),
+    )
     tls: TLSConfig = Field(default_factory=TLSConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ServicesConfig":
+        smallest = MIN_WEIGHT_CHUNK_BYTES + MESSAGE_OVERHEAD_BYTES
+        if self.max_message_bytes < smallest:
+            raise ValueError(
+                f"services.max_message_bytes ({self.max_message_bytes}) leaves no room for a weights chunk: it must be at least "
+                f"{smallest} ({MIN_WEIGHT_CHUNK_BYTES}-byte chunks + {MESSAGE_OVERHEAD_BYTES} bytes of framing)"
+            )
+        return self
+
+    @property
+    def effective_weight_chunk_bytes(self) -> int:
+        """``weight_chunk_bytes``, lowered so that a chunk with its framing fits ``max_message_bytes``."""
+        return min(self.weight_chunk_bytes, self.max_message_bytes - MESSAGE_OVERHEAD_BYTES)
+
+# ------------------------------------------------------------------ search and pretraining ---
+
+
+class SearchConfig(_Frozen):
+    """Search-based action selection (:mod:`spiral.learning.search`): K policy candidates per step,
+    rendered together, the best by −L2 to the target kept."""
+
+    candidates: int = Field(0, ge=0, le=256, description="Candidates per step when actors and the single-process trainer play with search; 0 = off (they sample the policy).")
+    fraction: float = Field(1.0, ge=0.0, le=1.0, description="Share of rollouts played with search when `candidates` > 0; the rest sample the policy and train by policy gradient.")
+    imitation_coef: float = Field(1.0, ge=0.0, le=100.0, description="Weight of the cross-entropy toward the actions a search chose (searched episodes train by imitation: their behaviour policy is the search).")
+    eval_candidates: int = Field(0, ge=0, le=256, description="Also evaluate with search at paint time (`eval/held_out_l2_search`); 0 = greedy and sampled only.")
+
+
+class ProgramPriorConfig(_Frozen):
+    """Random stroke programs for pretraining (:mod:`spiral.learning.program_prior`); generic on
+    purpose — curves of a few segments, not any dataset's shapes — so what is learnt transfers."""
+
+    new_stroke_probability: float = Field(0.3, ge=0.0, le=1.0, description="After a paint step, the chance that the brush lifts and moves to a new random start.")
+    min_segment: float = Field(0.125, gt=0.0, le=1.0, description="Shortest segment (one paint step), as a fraction of the canvas side.")
+    max_segment: float = Field(0.45, gt=0.0, le=1.5, description="Longest segment, as a fraction of the canvas side.")
+    turn_radians: float = Field(1.2, ge=0.0, le=6.3, description="Std of the direction change between consecutive segments of one stroke.")
+    bend: float = Field(0.5, ge=0.0, le=2.0, description="Control point offset from the chord's midpoint, up to ±this × the chord length.")
+    idle_tail_probability: float = Field(0.3, ge=0.0, le=1.0, description="Chance that an episode stops painting from a random step on (teaches the policy to stop when the target is done).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ProgramPriorConfig":
+        if self.min_segment > self.max_segment:
+            raise ValueError(f"pretrain.prior.min_segment ({self.min_segment}) must be ≤ max_segment ({self.max_segment})")
+        return self
+
+
+class PretrainConfig(_Frozen):
+    """Supervised pretraining on synthetic programs before reinforcement learning: the policy learns
+    to predict the program that painted a target (teacher forcing through the autoregressive head)."""
+
+    updates: int = Field(0, ge=0, le=10_000_000, description="Pretraining updates before RL; 0 = off. Their wall time counts inside max_wall_minutes; their frames do not count as RL frames.")
+    batch_size: int = Field(64, ge=1, le=4096, description="Synthetic programs per pretraining update.")
+    learning_rate: float | None = Field(None, gt=0.0, le=1.0, description="Adam lr while pretraining; None = learner.learning_rate.")
+    prior: ProgramPriorConfig = Field(default_factory=ProgramPriorConfig)
+
 
 # ----------------------------------------------------------------------------------- top ---
 
@@ -291,17 +409,26 @@ class TrainConfig(_Frozen):
     data: DataConfig = Field(default_factory=DataConfig)
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     services: ServicesConfig = Field(default_factory=ServicesConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    init_from: Path | None = Field(None, description="Start a fresh run from this checkpoint's policy weights (e.g. one written by `spiral pretrain`); its pretraining then counts as done.")
     num_envs: int = Field(32, ge=1, le=4096, description="Environments stepped in lockstep per actor/process.")
     num_actors: int = Field(2, ge=1, le=1024, description="Actor processes (`spiral train`) or pods.")
     total_frames: int | None = Field(None, gt=0, description="Budget in environment steps; one of frames/updates.")
     total_updates: int | None = Field(None, gt=0, description="Budget in policy updates.")
     max_wall_minutes: float | None = Field(None, gt=0.0, description="Also stop after this much wall-clock time (for fixed-time comparisons such as '30 CPU-minutes').")
-    seed: int = Field(0)
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seeds every generator of the run (networks, data draws, actors).")
     torch_threads: int | None = Field(None, ge=1, le=256, description="torch intra-op threads per process; None = torch's default. The launcher gives each service 1 on small machines.")
     output_dir: Path = Field(Path("runs/spiral"), description="Checkpoints, PNG grids, logs.")
     checkpoint_every_updates: int = Field(200, ge=1, description="Policy updates between checkpoints.")
     eval_every_updates: int = Field(100, ge=1, description="Policy updates between held-out evaluations (L2 + a PNG grid).")
     log_every_updates: int = Field(10, ge=1, description="Policy updates between log lines.")
+    keep_checkpoints: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Checkpoints kept per learner (newest first); a resume falls back to the newest one whose checksum verifies.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
@@ -314,10 +441,30 @@ class TrainConfig(_Frozen):
                 f"env.renderer {self.env.renderer.value!r} cannot reconstruct dataset {self.data.name.value!r}: "
                 "renderer 'mujoco' goes with dataset 'mujoco-scenes' and the painting renderers with the others"
             )
+        needed = self.min_trajectory_bytes
+        if needed > self.services.max_message_bytes:
+            # Otherwise every trajectory is refused with RESOURCE_EXHAUSTED, which actors retry forever.
+            raise ValueError(
+                f"services.max_message_bytes ({self.services.max_message_bytes}) is below one trajectory: num_envs ({self.num_envs}) × "
+                f"env.episode_length ({self.env.episode_length}) canvases of {self.canvas_bytes} bytes need at least {needed} bytes; "
+                f"raise services.max_message_bytes to at least {needed} or lower num_envs"
+            )
         return self
 
 
     # ------------------------------------------------------------------ derived, read-only ---
+
+    @property
+    def canvas_bytes(self) -> int:
+        """Bytes of one canvas on the wire (UINT8): C × H × W."""
+        channels = 3 if self.env.color == ColorMode.RGB or self.env.renderer == Renderer.MUJOCO else 1
+        return channels * self.env.canvas_size**2
+
+    @property
+    def min_trajectory_bytes(self) -> int:
+        """A lower bound of one trajectory message: its ``episode_length`` canvases per episode
+        (T observed + the final one) for ``num_envs`` episodes, plus the framing margin."""
+        return self.num_envs * self.env.episode_length * self.canvas_bytes + MESSAGE_OVERHEAD_BYTES
 
     @property
     def uses_discriminator(self) -> bool:

@@ -33,9 +33,9 @@ def test_unknown_role_lists_the_valid_roles(config_file: Path) -> None:
 
 
 def test_flags_override_the_config_file(config_file: Path) -> None:
-    cfg = serve_cli.build_config(config_file, grpc_port=0, metrics_port=7, bind="::1", overrides=parse_overrides(["replay.max_size=5", "replay.sampler=fifo"]))
+    cfg = serve_cli.build_config(config_file, grpc_port=0, metrics_port=7, bind="::1", overrides=parse_overrides(["replay.max_size=500", "replay.sampler=fifo"]))
     assert (cfg.services.grpc_port, cfg.services.metrics_port, cfg.services.bind_address) == (0, 7, "::1")
-    assert cfg.replay.max_size == 5 and cfg.replay.sampler.value == "fifo"
+    assert cfg.replay.max_size == 500 and cfg.replay.sampler.value == "fifo"
     with pytest.raises(ConfigError, match="--set expects KEY=VALUE with a dotted key .* got 'replay.max_size'"):
         parse_overrides(["replay.max_size"])
 

@@ -18,6 +18,9 @@ def services_config(**overrides: Any) -> ServicesConfig:
 def train_config(output_dir: Path, replay: dict[str, Any] | None = None, services: dict[str, Any] | None = None) -> TrainConfig:
     data: dict[str, Any] = {
         "total_frames": 1000,
+        # Small trajectories: the tests' message limits (down to 64 KiB) must hold one (TrainConfig checks).
+        "num_envs": 2,
+        "env": {"episode_length": 3},
         "output_dir": str(output_dir),
         "replay": {"min_size_to_sample": 1, **(replay or {})},
         "services": {"grpc_port": 0, "metrics_port": 0, **(services or {})},

@@ -48,7 +48,7 @@ class Publication:
     ) -> None:
         self.state = state
         self.module = module
-        self.publisher = WeightsPublisher(services.weight_chunk_bytes, metrics=metrics, job=job, role=role)
+        self.publisher = WeightsPublisher(services.effective_weight_chunk_bytes, metrics=metrics, job=job, role=role)
         self.high_water = VersionHighWater(version_file)
         self._version_gauge = version_gauge
         metrics.learner_restarts.labels(job, role.value).inc(state.restarts)

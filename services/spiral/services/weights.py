@@ -78,7 +78,7 @@ class WeightsPublisher:
 
     @classmethod
     def from_config(cls, cfg: ServicesConfig, **kwargs: object) -> "WeightsPublisher":
-        return cls(cfg.weight_chunk_bytes, **kwargs)  # type: ignore[arg-type]
+        return cls(cfg.effective_weight_chunk_bytes, **kwargs)  # type: ignore[arg-type]
 
     def publish(self, version: int, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Make ``state_dict`` the current weights (copied and encoded now; wakes subscribers).
