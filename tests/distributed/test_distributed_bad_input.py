@@ -97,3 +97,22 @@ def test_status_refuses_an_unset_protocol_version(served) -> None:  # noqa: ANN0
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "unset (0)" in err.value.details()
     status = stub.GetStatus(trajectory_pb2.StatusRequest(protocol_version=PROTOCOL_VERSION), timeout=5)
     assert status.version == learner.version and not status.done
+
+
+def test_a_nan_canvas_is_refused_counted_and_never_queued(served) -> None:  # noqa: ANN001
+    """Issue #14, finding 1: a float32 NaN canvas passed every check and poisoned the next update."""
+    from spiral.services.tensor_codec import CanvasEncoding, trajectory_from_proto
+
+    cfg, learner, stub = served
+    traj = trajectory_from_proto(good_message(cfg, learner))
+    canvas = traj.canvas.clone()
+    canvas[0, 0, 0, 0, 0] = float("nan")
+    poisoned = trajectory_to_proto(traj._replace(canvas=canvas), encoding=CanvasEncoding.FLOAT32)
+    queued = learner.queue.qsize()
+    counter = learner.metrics.learner_rejected_trajectories.labels("local", "value")
+    before = counter._value.get()
+    with pytest.raises(grpc.RpcError) as err:
+        send(stub, poisoned)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details() == "Trajectory.canvas holds NaN or infinite values"
+    assert counter._value.get() == before + 1 and learner.queue.qsize() == queued

@@ -37,7 +37,7 @@ from spiral.agents import Discriminator, SpiralPolicy, build_discriminator
 from spiral.config import Mode, Role, TrainConfig
 from spiral.data import ImageDataset, load_dataset
 from spiral.envs.factory import make_env
-from spiral.errors import DeadlineExceededError
+from spiral.errors import DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, SpiralServiceError
 from spiral.learning.core import PolicyLearnerCore
 from spiral.learning.rollout import Rollout
 from spiral.learning.state import Counters
@@ -48,7 +48,7 @@ from spiral.services.publishing import Publication
 from spiral.services.runtime import POLL_SECONDS, Outcome, ServeOptions, StopFlag, run_service
 from spiral.services.server import RunningServer, policy_learner_binding, serve
 from spiral.services.tensor_codec import TrajectoryData, trajectory_from_proto
-from spiral.services.trajectory_convert import TrajectoryExpectations, check_trajectory, concat_rollouts, trajectory_to_rollout
+from spiral.services.trajectory_convert import RejectReason, TrajectoryExpectations, check_trajectory, concat_rollouts, trajectory_to_rollout
 from spiral.services.weights import WeightsPublisher, WeightsSubscriber
 from spiral.v1 import services_pb2_grpc, trajectory_pb2
 
@@ -123,7 +123,10 @@ class PolicyLearner:
             conditional=conditional,
             noise_size=cfg.agent.noise_size,
             num_targets=self.dataset.num_train if conditional else 0,
+            max_episodes=cfg.num_envs,
         )
+        for reason in RejectReason:  # exported at 0: a dashboard reads "none refused", not "no data"
+            self.metrics.learner_rejected_trajectories.labels(job, reason.value)
         self.publication = Publication(
             self.core.state,
             self.policy,
@@ -185,6 +188,14 @@ class PolicyLearner:
             self.metrics.learner_queue_depth.labels(self.job).set(self.queue.qsize())
             return True
         return False
+
+    def record_rejection(self, error: SpiralServiceError, peer: str) -> None:
+        """Count and log a refused trajectory (the actor gets the error as its status)."""
+        reason = getattr(error, "reason", None)
+        if not isinstance(reason, RejectReason):
+            reason = RejectReason.PROTOCOL if isinstance(error, FailedPreconditionError) else RejectReason.DECODE
+        self.metrics.learner_rejected_trajectories.labels(self.job, reason.value).inc()
+        logger.warning("refused a trajectory from %s (%s): %s", peer, reason.value, error)
 
     def status(self) -> trajectory_pb2.LearnerStatus:
         with self._lock:
@@ -316,14 +327,18 @@ class PolicyLearnerServicer(services_pb2_grpc.PolicyLearnerServicer):
     def SendTrajectories(self, request_iterator, context: grpc.ServicerContext) -> trajectory_pb2.SendSummary:  # noqa: ANN001
         learner = self.learner
         accepted = frames = 0
-        for message in request_iterator:
-            traj = trajectory_from_proto(message)  # FAILED_PRECONDITION / INVALID_ARGUMENT
-            if not learner.submit(traj, message.ByteSize(), context.is_active):
-                break
-            accepted += 1
-            frames += traj.num_frames
-            if learner.done or learner.stop.is_set():
-                break
+        try:
+            for message in request_iterator:  # undecodable bytes raise InvalidArgumentError here (see serve)
+                traj = trajectory_from_proto(message)  # FAILED_PRECONDITION / INVALID_ARGUMENT
+                if not learner.submit(traj, message.ByteSize(), context.is_active):
+                    break
+                accepted += 1
+                frames += traj.num_frames
+                if learner.done or learner.stop.is_set():
+                    break
+        except (InvalidArgumentError, FailedPreconditionError) as err:
+            learner.record_rejection(err, context.peer())
+            raise
         return trajectory_pb2.SendSummary(num_trajectories=accepted, num_frames=frames, learner_version=learner.version)
 
     def SubscribeWeights(self, request, context: grpc.ServicerContext):  # noqa: ANN001, ANN201
