@@ -265,6 +265,7 @@ def start_replay_server(
         before_stop=[close_tables],
         on_stop=[final_checkpoint],
         ready_file=ready_file,
+        expected_clients=cfg.num_actors,  # an Insert stream per actor; the critic's Sample fits the margin
     )
     return ReplayServer(running, servicer, tables)
 

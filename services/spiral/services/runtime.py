@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -40,6 +43,8 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: Seconds the last threads of a finished service get to end before the process exits regardless.
+EXIT_JOIN_SECONDS = 2.0
 
 
 def configure_torch_threads(threads: int | None) -> None:
@@ -170,6 +175,9 @@ def run_service(options: ServeOptions, work: Callable[[StopFlag, ExitStack], Out
     starts its server and clients, registers their closing on ``resources`` and returns once done
     or stopped — closes the resources in reverse order, and exits with the outcome's code.
 
+    A process whose threads a client left stuck still exits, once its resources are closed
+    (:func:`exit_even_if_stuck`).
+
     Raises:
         SystemExit: 1 for :attr:`Outcome.FAILED`; 128 + signal number for a signalled
             :attr:`Outcome.STOPPED`.
@@ -178,7 +186,32 @@ def run_service(options: ServeOptions, work: Callable[[StopFlag, ExitStack], Out
     stop = StopFlag().install()
     with ExitStack() as resources:
         outcome = work(stop, resources)
+    code = 0
     if outcome == Outcome.FAILED:
-        raise SystemExit(1)
-    if outcome == Outcome.STOPPED:
-        stop.exit_if_signalled()
+        code = 1
+    elif outcome == Outcome.STOPPED:
+        code = stop.exit_code or 0
+    exit_even_if_stuck(code)
+    if code:
+        raise SystemExit(code)
+
+
+def exit_even_if_stuck(code: int, join_seconds: float = EXIT_JOIN_SECONDS) -> None:
+    """Make sure the process can end: its work is done and checkpointed, but a server thread that
+    a client left stuck (see :mod:`spiral.services.server`) would keep the interpreter from exiting
+    — a pod would then sit out its whole termination grace and be SIGKILLed. Joins the remaining
+    non-daemon threads for ``join_seconds``; if any is still alive, logs them and exits with
+    ``code`` at once (``os._exit``, after flushing the logs)."""
+    deadline = time.monotonic() + join_seconds
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon and t.is_alive()]
+    if not stuck:
+        return
+    logger.error("threads still running after the work ended (%s): exiting with code %d anyway", ", ".join(stuck), code)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

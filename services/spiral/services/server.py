@@ -5,9 +5,28 @@ message size limit of :class:`~spiral.config.ServicesConfig`, optional TLS/mTLS 
 refused on a non-loopback address unless ``allow_insecure``), an interceptor that counts requests
 and latency into ``spiral_grpc_requests_total`` / ``spiral_grpc_request_seconds`` and maps every
 exception a servicer raises to a status code (:func:`spiral.services.errors.status_for`), and a
-Prometheus ``/metrics`` HTTP endpoint on its own registry. Shutdown is graceful: health flips to
-NOT_SERVING, in-flight calls get ``grace_seconds``, then the ``on_stop`` callbacks run (the replay
-buffer checkpoints there). Signals are not handled here: each process has one trap,
+Prometheus ``/metrics`` HTTP endpoint on its own registry (plain HTTP: the job's NetworkPolicy
+decides who may scrape it).
+
+Bounded, whatever the clients do:
+
+* Requests arrive as raw bytes and are decoded inside the interceptor, so undecodable bytes are an
+  INVALID_ARGUMENT naming the method and message type (grpcio's own deserializer answered INTERNAL
+  "Exception deserializing request!" and left its stream half-accounted: four of them made the
+  server's stop hang forever).
+* Every streaming method admits at most ``max_streams_per_method`` concurrent streams (the job's
+  expected clients plus :data:`STREAM_MARGIN`); a further one gets RESOURCE_EXHAUSTED (retryable).
+  The thread pool holds every admitted stream plus :data:`RESERVE_WORKERS`, so health checks and
+  status calls always find a thread (one thread per open stream had let 64 actors freeze a learner,
+  health check included).
+* Shutdown is graceful and bounded: health flips to NOT_SERVING, in-flight calls get
+  ``grace_seconds``, the wait for gRPC's own stop is cut off :data:`STOP_MARGIN_SECONDS` later, then
+  the ``on_stop`` callbacks run (the replay buffer checkpoints there). A process whose server threads
+  are still stuck afterwards exits anyway (:func:`spiral.services.runtime.run_service`).
+
+With TLS, a second, plaintext server on ``127.0.0.1:services.health_port`` serves the same health
+service only, for the pod's exec probes (:mod:`spiral.services.health_probe`): a kubelet probe
+cannot present a client certificate. Signals are not handled here: each process has one trap,
 :class:`spiral.services.runtime.StopFlag`, and stops its server when the flag is set.
 
 Callers: the replay server (:mod:`spiral.services.replay_service`), the actor and both learners.
@@ -30,6 +49,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, start_http_server
 
 from spiral.config import ConfigError, Role, ServicesConfig
+from spiral.errors import InvalidArgumentError, ResourceExhaustedError
 from spiral.fsio import atomic_write_text
 from spiral.metrics import SpiralMetrics, create_metrics
 from spiral.services.errors import status_for
@@ -41,6 +61,17 @@ logger = logging.getLogger(__name__)
 #: Seconds in-flight calls get to finish on shutdown; below Kubernetes' default 30 s termination
 #: grace so that the on-stop checkpoint still fits before SIGKILL.
 DEFAULT_GRACE_SECONDS = 5.0
+#: How long after the grace the wait for gRPC's own stop is cut off (it can hang on streams
+#: grpcio lost track of); the checkpoint callbacks run either way.
+STOP_MARGIN_SECONDS = 2.0
+#: Concurrent streams per method beyond the job's expected clients (restarting actors whose old
+#: stream is not torn down yet, a dashboard's `grpcurl`, tests).
+STREAM_MARGIN = 8
+#: Threads beyond all admitted streams: unary calls (health checks, GetStatus, Info) always find one.
+RESERVE_WORKERS = 8
+#: Streaming methods a server has at most (policy learner: SendTrajectories and SubscribeWeights;
+#: replay: Insert and Sample; and everyone's health Watch); the thread pool holds a full quota of each.
+STREAMING_METHODS = 3
 
 
 class ServiceBinding(NamedTuple):
@@ -88,29 +119,103 @@ def check_bind_allowed(cfg: ServicesConfig) -> None:
 # ------------------------------------------------------------------------------ interceptor ---
 
 
-class _ObservingInterceptor(grpc.ServerInterceptor):
-    """Counts calls by status code, times them, and maps servicer exceptions to status codes."""
+def thread_budget(max_streams_per_method: int, min_workers: int) -> int:
+    """Server threads for ``max_streams_per_method`` streams on each streaming method plus the
+    reserve for unary calls, and never fewer than ``min_workers`` (``services.max_workers``)."""
+    return max(min_workers, STREAMING_METHODS * max_streams_per_method + RESERVE_WORKERS)
 
-    def __init__(self, metrics: SpiralMetrics, job: str, role: str) -> None:
+
+def _message_name(deserializer: Callable[[bytes], Any] | None) -> str:
+    owner = getattr(deserializer, "__self__", None)
+    return getattr(owner, "DESCRIPTOR", None) and owner.DESCRIPTOR.full_name or getattr(owner, "__name__", "request")
+
+
+def _decoder(deserializer: Callable[[bytes], Any] | None, method: str) -> Callable[[bytes], Any]:
+    """Decode one raw request; undecodable bytes are the client's fault, not an internal error."""
+    if deserializer is None:
+        return lambda raw: raw
+    name = _message_name(deserializer)
+
+    def decode(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception as err:  # protobuf's DecodeError has no stable public home across versions
+            raise InvalidArgumentError(f"{method}: the {len(raw)} request bytes are not a valid {name}: {err}") from None
+
+    return decode
+
+
+class _StreamGate:
+    """At most ``limit`` concurrent streams of one method. Thread-safe."""
+
+    def __init__(self, method: str, limit: int) -> None:
+        self.method = method
+        self.limit = limit
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def admit(self, context: grpc.ServicerContext) -> None:
+        """Take a slot for this call, released when the RPC terminates (whatever ends it).
+
+        Raises:
+            ResourceExhaustedError: ``limit`` streams are already open (retryable).
+        """
+        if not self._slots.acquire(blocking=False):
+            raise ResourceExhaustedError(
+                f"{self.method}: {self.limit} concurrent streams are already open (the limit: the job's expected clients + "
+                f"{STREAM_MARGIN}); retry later"
+            )
+        released = threading.Event()
+        lock = threading.Lock()
+
+        def release() -> None:
+            with lock:
+                if released.is_set():
+                    return
+                released.set()
+            self._slots.release()
+
+        # The callback fires when the RPC ends, even if its handler is still unwinding: a
+        # cancelled stream frees its slot at once. A callback refused (RPC already over) releases now.
+        if not context.add_callback(release):
+            release()
+
+
+class _ObservingInterceptor(grpc.ServerInterceptor):
+    """Decodes requests, limits concurrent streams, counts calls by status code, times them, and
+    maps servicer exceptions to status codes."""
+
+    def __init__(self, metrics: SpiralMetrics, job: str, role: str, max_streams_per_method: int) -> None:
         self._metrics = metrics
         self._job = job
         self._role = role
+        self._max_streams = max_streams_per_method
+        self._gates: dict[str, _StreamGate] = {}
+        self._gates_lock = threading.Lock()
+
+    def _gate(self, method: str) -> _StreamGate:
+        with self._gates_lock:
+            gate = self._gates.get(method)
+            if gate is None:
+                gate = self._gates[method] = _StreamGate(method, self._max_streams)
+            return gate
 
     def intercept_service(self, continuation, handler_call_details):  # noqa: ANN001 - grpc's signature
         handler = continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method.lstrip("/")
-        kwargs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
+        decode = _decoder(handler.request_deserializer, method)
+        # request_deserializer=None: grpcio hands over the raw bytes and `decode` runs in the handler.
+        kwargs = {"request_deserializer": None, "response_serializer": handler.response_serializer}
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(self._wrap_unary(handler.unary_unary, method, timed=True), **kwargs)
+            return grpc.unary_unary_rpc_method_handler(self._wrap_unary(handler.unary_unary, method, decode, streaming=False), **kwargs)
         if handler.stream_unary:
             # A client stream (an actor's trajectories) lasts as long as the client wants: its
             # duration is not a latency, so it is counted but not timed.
-            return grpc.stream_unary_rpc_method_handler(self._wrap_unary(handler.stream_unary, method, timed=False), **kwargs)
+            return grpc.stream_unary_rpc_method_handler(self._wrap_unary(handler.stream_unary, method, decode, streaming=True), **kwargs)
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(self._wrap_stream(handler.unary_stream, method), **kwargs)
-        return grpc.stream_stream_rpc_method_handler(self._wrap_stream(handler.stream_stream, method), **kwargs)
+            return grpc.unary_stream_rpc_method_handler(self._wrap_stream(handler.unary_stream, method, decode, requests_stream=False), **kwargs)
+        return grpc.stream_stream_rpc_method_handler(self._wrap_stream(handler.stream_stream, method, decode, requests_stream=True), **kwargs)
 
     def _record(self, method: str, code: grpc.StatusCode, seconds: float | None) -> None:
         self._metrics.grpc_requests.labels(self._job, self._role, method, code.name).inc()
@@ -134,29 +239,38 @@ class _ObservingInterceptor(grpc.ServerInterceptor):
             return existing, None
         return status_for(exc)
 
-    def _wrap_unary(self, behavior: Callable, method: str, *, timed: bool) -> Callable:
+    @staticmethod
+    def _decoded(request: Any, decode: Callable[[bytes], Any], stream: bool) -> Any:
+        if not stream:
+            return decode(request)
+        return (decode(raw) for raw in request)
+
+    def _wrap_unary(self, behavior: Callable, method: str, decode: Callable[[bytes], Any], *, streaming: bool) -> Callable:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             start = time.perf_counter()
             failed: grpc.StatusCode | None = None
             try:
-                return behavior(request, context)
+                if streaming:
+                    self._gate(method).admit(context)
+                return behavior(self._decoded(request, decode, streaming), context)
             except Exception as exc:
                 failed, details = self._status(context, exc)
                 if details is None:
                     raise
                 context.abort(failed, details)
             finally:
-                self._record(method, self._final_code(context, failed), time.perf_counter() - start if timed else None)
+                self._record(method, self._final_code(context, failed), None if streaming else time.perf_counter() - start)
 
         return wrapped
 
-    def _wrap_stream(self, behavior: Callable, method: str) -> Callable:
+    def _wrap_stream(self, behavior: Callable, method: str, decode: Callable[[bytes], Any], *, requests_stream: bool) -> Callable:
         def wrapped(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             start = time.perf_counter()
             timed = False
             failed: grpc.StatusCode | None = None
             try:
-                for response in behavior(request, context):
+                self._gate(method).admit(context)
+                for response in behavior(self._decoded(request, decode, requests_stream), context):
                     if not timed:
                         # Streams are timed to their first message: their length is the client's choice.
                         self._metrics.grpc_request_seconds.labels(self._job, self._role, method).observe(time.perf_counter() - start)
@@ -191,8 +305,22 @@ class RunningServer:
         grace_seconds: float,
         on_stop: Sequence[Callable[[], None]],
         before_stop: Sequence[Callable[[], None]] = (),
+        *,
+        executor: futures.ThreadPoolExecutor | None = None,
+        health_server: grpc.Server | None = None,
+        health_port: int | None = None,
+        max_streams_per_method: int = 0,
+        workers: int = 0,
     ) -> None:
         self._server = server
+        self._executor = executor
+        self._health_server = health_server
+        #: The plaintext loopback health port (TLS servers only), else None.
+        self.health_port = health_port
+        self.max_streams_per_method = max_streams_per_method
+        self.workers = workers
+        #: False when gRPC's stop did not finish within grace + STOP_MARGIN_SECONDS (threads stuck).
+        self.stopped_cleanly = True
         self.health = health_servicer
         self.host = host
         self.port = port
@@ -230,7 +358,11 @@ class RunningServer:
                 logger.exception("stop callback %r failed", callback)
 
     def stop(self, grace_seconds: float | None = None) -> None:
-        """Stop gracefully: NOT_SERVING, ``grace_seconds`` for in-flight calls, then callbacks."""
+        """Stop gracefully: NOT_SERVING, ``grace_seconds`` for in-flight calls, then callbacks.
+
+        Bounded: the wait for gRPC's stop ends ``STOP_MARGIN_SECONDS`` after the grace even if
+        some stream never finishes (``stopped_cleanly`` is then False); the callbacks run either way.
+        """
         with self._lock:
             already, self._stopping = self._stopping, True
         if already:
@@ -240,7 +372,18 @@ class RunningServer:
         logger.info("stopping gRPC server on %s (grace %.1f s)", self.address, grace)
         self.health.enter_graceful_shutdown()
         self._run_callbacks(self._before_stop)
-        self._server.stop(grace).wait()
+        stopped = self._server.stop(grace)
+        if self._health_server is not None:
+            self._health_server.stop(0)
+        if not stopped.wait(timeout=grace + STOP_MARGIN_SECONDS):
+            self.stopped_cleanly = False
+            logger.error(
+                "gRPC server on %s did not stop within %.1f s (a stream that never ends); checkpointing and exiting anyway",
+                self.address, grace + STOP_MARGIN_SECONDS,
+            )  # fmt: skip
+        if self._executor is not None:
+            # Idle workers exit now; a stuck one is left to the process exit (run_service).
+            self._executor.shutdown(wait=False, cancel_futures=True)
         self._run_callbacks(self._on_stop)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
@@ -282,6 +425,7 @@ def serve(
     metrics: SpiralMetrics | None = None,
     grace_seconds: float | None = None,
     max_workers: int | None = None,
+    expected_clients: int = 1,
     metrics_http: bool = True,
     on_stop: Sequence[Callable[[], None]] = (),
     before_stop: Sequence[Callable[[], None]] = (),
@@ -298,7 +442,10 @@ def serve(
             ``registry``; otherwise a fresh registry and metric set are made.
         grace_seconds: how long in-flight calls may finish after a stop request
             (default ``cfg.shutdown_grace_seconds``).
-        max_workers: gRPC server threads (default ``cfg.max_workers``); every open stream holds one.
+        max_workers: at least this many gRPC server threads (default ``cfg.max_workers``); the pool
+            is raised to hold every admitted stream plus a reserve (:func:`thread_budget`).
+        expected_clients: how many peers hold a stream of one method at a time (the job's
+            ``num_actors``); each streaming method admits that many plus :data:`STREAM_MARGIN`.
         metrics_http: serve ``registry`` on ``cfg.metrics_port`` (/metrics).
         on_stop: callbacks run after serving stopped (checkpoints).
         before_stop: callbacks run when a stop begins, before the grace period (close publishers
@@ -325,15 +472,17 @@ def serve(
         # Without this, a second server could silently share a fixed port on Linux.
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers or cfg.max_workers, thread_name_prefix=f"grpc-{role.value}"),
-        interceptors=[_ObservingInterceptor(metrics, job, role.value)],
-        options=options,
-    )
+    max_streams = max(1, expected_clients) + STREAM_MARGIN
+    workers = thread_budget(max_streams, max_workers or cfg.max_workers)
+    executor = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"grpc-{role.value}")
+    server = grpc.server(executor, interceptors=[_ObservingInterceptor(metrics, job, role.value, max_streams)], options=options)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for binding in bindings:
         binding.add_to_server(binding.servicer, server)
+    health_server, health_port = (None, None)
+    if cfg.tls.enabled:
+        health_server, health_port = _loopback_health_server(health_servicer, cfg.health_port, role)
 
     address = format_address(cfg.bind_address, cfg.grpc_port)
     try:
@@ -342,13 +491,13 @@ def serve(
         else:
             port = server.add_insecure_port(address)
     except RuntimeError as err:
-        server.stop(None)
+        _discard(server, health_server, executor)
         raise OSError(f"cannot bind gRPC port {address} (services.grpc_port / services.bind_address): {err}") from None
     except ConfigError:
-        server.stop(None)
+        _discard(server, health_server, executor)
         raise
     if port == 0:
-        server.stop(None)
+        _discard(server, health_server, executor)
         raise OSError(f"cannot bind gRPC port {address} (services.grpc_port / services.bind_address)")
 
     httpd = None
@@ -356,15 +505,33 @@ def serve(
         try:
             httpd, _thread = start_http_server(cfg.metrics_port, addr=cfg.bind_address.strip("[]"), registry=registry)
         except OSError as err:
-            server.stop(None)
+            _discard(server, health_server, executor)
             raise OSError(f"cannot bind metrics port {cfg.bind_address}:{cfg.metrics_port} (services.metrics_port): {err}") from None
 
     server.start()
+    if health_server is not None:
+        health_server.start()
     for binding in bindings:
         health_servicer.set(binding.name, health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     grace = cfg.shutdown_grace_seconds if grace_seconds is None else grace_seconds
-    running = RunningServer(server, health_servicer, cfg.bind_address, port, httpd, registry, metrics, grace, on_stop, before_stop)
+    running = RunningServer(
+        server,
+        health_servicer,
+        cfg.bind_address,
+        port,
+        httpd,
+        registry,
+        metrics,
+        grace,
+        on_stop,
+        before_stop,
+        executor=executor,
+        health_server=health_server,
+        health_port=health_port,
+        max_streams_per_method=max_streams,
+        workers=workers,
+    )
     logger.info(
         "%s serving %s on %s (%s), metrics on port %s",
         role.value,
@@ -380,5 +547,38 @@ def serve(
 
 def write_ready_file(path: Path, running: RunningServer, role: Role) -> None:
     """Atomically write the bound ports as JSON (readers never see half a file)."""
-    payload = {"role": role.value, "address": running.address, "grpc_port": running.port, "metrics_port": running.metrics_port, "pid": os.getpid()}
+    payload = {
+        "role": role.value,
+        "address": running.address,
+        "grpc_port": running.port,
+        "metrics_port": running.metrics_port,
+        "health_port": running.health_port,
+        "pid": os.getpid(),
+    }
     atomic_write_text(path, json.dumps(payload))
+
+
+def _loopback_health_server(health_servicer: health.HealthServicer, port: int, role: Role) -> tuple[grpc.Server, int]:
+    """A plaintext server on 127.0.0.1 serving only ``health_servicer`` (shared with the TLS server,
+    so NOT_SERVING on shutdown shows on both). Loopback only: nothing off the pod can reach it.
+
+    Raises:
+        OSError: the port cannot be bound (names services.health_port).
+    """
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"grpc-health-{role.value}"), options=[("grpc.so_reuseport", 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    try:
+        bound = server.add_insecure_port(format_address("127.0.0.1", port))
+    except RuntimeError as err:
+        raise OSError(f"cannot bind the loopback health port 127.0.0.1:{port} (services.health_port): {err}") from None
+    if bound == 0:
+        raise OSError(f"cannot bind the loopback health port 127.0.0.1:{port} (services.health_port)")
+    return server, bound
+
+
+def _discard(server: grpc.Server, health_server: grpc.Server | None, executor: futures.ThreadPoolExecutor) -> None:
+    """Tear down a server that never started (a port could not be bound)."""
+    server.stop(None)
+    if health_server is not None:
+        health_server.stop(None)
+    executor.shutdown(wait=False, cancel_futures=True)
