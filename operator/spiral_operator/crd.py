@@ -17,9 +17,10 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from spiral.config import PRESETS
 from spiral_operator.reasons import ConditionType, Phase
 from spiral_operator.schema import model_schema
-from spiral_operator.spec import SpiralJobSpec
+from spiral_operator.spec import SpiralJobSpec, preset_settable_paths, preset_spec_values
 
 GROUP = "spiral.dev"
 VERSION = "v1alpha1"
@@ -57,20 +58,87 @@ def _immutable(section: str) -> CelRule:
     )
 
 
+# ------------------------------------------------------------------- preset-aware values ---
+#
+# A field some preset sets has no schema default (see :func:`spec_schema`), so a rule that reads it
+# must say what it means when absent: the preset's value when ``spec.preset`` names one that sets
+# it, else the model default. :func:`effective` spells that in CEL, :func:`effective_value` in Python.
+
+
+def _model_default(path: tuple[str, ...]) -> Any:
+    node: Any = model_schema(SpiralJobSpec)
+    for key in path:
+        node = node["properties"][key]
+    return node.get("default")
+
+
+def _preset_values(path: tuple[str, ...]) -> dict[str, Any]:
+    """``{preset: value}`` for the presets that set ``path`` to something other than the model default."""
+    default = _model_default(path)
+    return {name: v for name in PRESETS if (v := preset_spec_values(name).get(path, default)) != default}
+
+
+def _cel_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return repr(value)
+
+
+def effective(path: tuple[str, ...]) -> str:
+    """CEL for the value of spec field ``path`` as the operator will use it (relative to ``self`` = the spec)."""
+    field = "self." + ".".join(path)
+    if path not in preset_settable_paths():
+        return field  # always present: the API server applies its schema default
+    fallback = _cel_literal(_model_default(path))
+    presets = _preset_values(path)
+    if presets:
+        table = "{" + ", ".join(f"{_cel_literal(k)}: {_cel_literal(v)}" for k, v in presets.items()) + "}"
+        fallback = f"(has(self.preset) && self.preset in {table} ? {table}[self.preset] : {fallback})"
+    return f"(has({field}) ? {field} : {fallback})"
+
+
+def effective_value(spec: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    """:func:`effective` in Python, over a spec with the schema defaults applied."""
+    node: Any = spec
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    if node is not None:
+        return node
+    preset = spec.get("preset")
+    return _preset_values(path).get(preset, _model_default(path)) if preset else _model_default(path)
+
+
+def _presets_setting(path: tuple[str, ...]) -> list[str]:
+    return [name for name in PRESETS if preset_spec_values(name).get(path) is not None]
+
+
+def _cel_preset_in(names: list[str]) -> str:
+    return f"(has(self.preset) && self.preset in [{', '.join(_cel_literal(n) for n in names)}])" if names else "false"
+
+
+_MODE, _REWARD, _RENDERER, _DATASET = ("mode",), ("reward", "kind"), ("environment", "renderer"), ("dataset", "name")
+_GRID, _CANVAS = ("environment", "gridSize"), ("environment", "canvasSize")
+_BUDGETS = [("training", "totalFrames"), ("training", "totalUpdates")]
+_PRESETS_WITH_BUDGET = sorted({n for path in _BUDGETS for n in _presets_setting(path)}, key=PRESETS.index)
+_PRESETS_WITH_DATA_PATH = _presets_setting(("dataset", "path"))
+
+
 CEL_RULES: tuple[CelRule, ...] = (
     CelRule(
         path=(),
-        rule="self.mode == 'conditional' || self.reward.kind != 'l2'",
+        rule=f"{effective(_MODE)} == 'conditional' || {effective(_REWARD)} != 'l2'",
         message="reward.kind 'l2' needs a target image: use mode 'conditional', or reward.kind 'discriminator' for unconditional jobs",
-        check=lambda s, _: s["mode"] == "conditional" or s["reward"]["kind"] != "l2",
+        check=lambda s, _: effective_value(s, _MODE) == "conditional" or effective_value(s, _REWARD) != "l2",
         field_path=".reward.kind",
     ),
     CelRule(
         path=(),
-        rule="self.mode != 'conditional' || ((self.environment.renderer == 'mujoco') == (self.dataset.name == 'mujoco-scenes'))",
+        rule=f"{effective(_MODE)} != 'conditional' || (({effective(_RENDERER)} == 'mujoco') == ({effective(_DATASET)} == 'mujoco-scenes'))",
         message="a conditional job reconstructs its dataset: renderer 'mujoco' goes with dataset 'mujoco-scenes', the painting renderers (fast, libmypaint) with the others",
-        check=lambda s, _: s["mode"] != "conditional"
-        or ((s["environment"]["renderer"] == "mujoco") == (s["dataset"]["name"] == "mujoco-scenes")),
+        check=lambda s, _: effective_value(s, _MODE) != "conditional"
+        or ((effective_value(s, _RENDERER) == "mujoco") == (effective_value(s, _DATASET) == "mujoco-scenes")),
         field_path=".environment.renderer",
     ),
     CelRule(
@@ -82,31 +150,25 @@ CEL_RULES: tuple[CelRule, ...] = (
     ),
     CelRule(
         path=(),
-        rule="!has(self.actor.autoscaling.scaleDownQueueDepth) || self.actor.autoscaling.scaleDownQueueDepth <= self.training.queueSize",
-        message="actor.autoscaling.scaleDownQueueDepth must be <= training.queueSize (the learner's queue never holds more)",
-        check=lambda s, _: s["actor"]["autoscaling"].get("scaleDownQueueDepth") is None
-        or s["actor"]["autoscaling"]["scaleDownQueueDepth"] <= s["training"]["queueSize"],
-        field_path=".actor.autoscaling.scaleDownQueueDepth",
+        rule=" || ".join([*(f"has(self.{'.'.join(p)})" for p in _BUDGETS), _cel_preset_in(_PRESETS_WITH_BUDGET)]),
+        message="set a budget: training.totalFrames or training.totalUpdates (> 0), or a preset that has one",
+        check=lambda s, _: any(effective_value(s, p) is not None for p in _BUDGETS) or s.get("preset") in _PRESETS_WITH_BUDGET,
+        field_path=".training",
     ),
     CelRule(
-        path=("training",),
-        rule="has(self.totalFrames) || has(self.totalUpdates)",
-        message="set a budget: training.totalFrames or training.totalUpdates (> 0)",
-        check=lambda s, _: s.get("totalFrames") is not None or s.get("totalUpdates") is not None,
-    ),
-    CelRule(
-        path=("environment",),
-        rule="self.renderer == 'mujoco' || self.gridSize <= self.canvasSize",
+        path=(),
+        rule=f"{effective(_RENDERER)} == 'mujoco' || {effective(_GRID)} <= {effective(_CANVAS)}",
         message="environment.gridSize must be <= environment.canvasSize (a grid cell maps to at least one pixel)",
-        check=lambda s, _: s["renderer"] == "mujoco" or s["gridSize"] <= s["canvasSize"],
-        field_path=".gridSize",
+        check=lambda s, _: effective_value(s, _RENDERER) == "mujoco" or effective_value(s, _GRID) <= effective_value(s, _CANVAS),
+        field_path=".environment.gridSize",
     ),
     CelRule(
-        path=("dataset",),
-        rule="self.name == 'shapes' || has(self.path)",
+        path=(),
+        rule=f"{effective(_DATASET)} == 'shapes' || has(self.dataset.path) || {_cel_preset_in(_PRESETS_WITH_DATA_PATH)}",
         message="dataset.path is required for every dataset but 'shapes' (mount the files with dataset.volume)",
-        check=lambda s, _: s["name"] == "shapes" or s.get("path") is not None,
-        field_path=".path",
+        check=lambda s, _: effective_value(s, _DATASET) == "shapes" or (s.get("dataset") or {}).get("path") is not None
+        or s.get("preset") in _PRESETS_WITH_DATA_PATH,
+        field_path=".dataset.path",
     ),
     CelRule(
         path=("checkpoint",),
@@ -119,19 +181,26 @@ CEL_RULES: tuple[CelRule, ...] = (
     _immutable("agent"),
     CelRule(
         path=(),
-        rule="self.mode == oldSelf.mode",
+        rule="has(self.preset) == has(oldSelf.preset) && (!has(self.preset) || self.preset == oldSelf.preset)",
+        message="spec.preset is immutable: it fills the environment and agent the checkpoints were trained for; create a new SpiralJob to change it",
+        check=lambda s, old: old is None or s.get("preset") == old.get("preset"),
+        field_path=".preset",
+    ),
+    CelRule(
+        path=(),
+        rule=f"{effective(_MODE)} == {effective(_MODE).replace('self.', 'oldSelf.')}",
         message="spec.mode is immutable: checkpoints hold a policy trained for this mode; create a new SpiralJob to change it",
-        check=lambda s, old: old is None or s["mode"] == old["mode"],
+        check=lambda s, old: old is None or effective_value(s, _MODE) == effective_value(old, _MODE),
         field_path=".mode",
     ),
     CelRule(
         path=(),
-        rule="self.reward.kind == oldSelf.reward.kind",
+        rule=f"{effective(_REWARD)} == {effective(_REWARD).replace('self.', 'oldSelf.')}",
         message=(
             "spec.reward.kind is immutable: it decides which services the job runs (an l2 job has no replay and no "
             "discriminator learner); create a new SpiralJob to change it"
         ),
-        check=lambda s, old: old is None or s["reward"]["kind"] == old["reward"]["kind"],
+        check=lambda s, old: old is None or effective_value(s, _REWARD) == effective_value(old, _REWARD),
         field_path=".reward.kind",
     ),
 )
@@ -144,9 +213,25 @@ def _at(schema: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
     return node
 
 
+def _without_preset_defaults(schema: dict[str, Any]) -> None:
+    """Drop the schema default of every field a preset sets, and name the default in its description instead.
+
+    The API server writes schema defaults into the stored object, so a defaulted field would look
+    set by the user and override ``spec.preset``; left absent, the operator fills it from the
+    preset, or from the same default when there is no preset.
+    """
+    for path in sorted(preset_settable_paths()):
+        node = _at(schema, path)
+        default = node.pop("default", None)
+        if default is not None:
+            shown = yaml.safe_dump(default, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
+            node["description"] = f"{node.get('description', '').rstrip()} Default: {shown}, or spec.preset's value.".lstrip()
+
+
 def spec_schema() -> dict[str, Any]:
     """The ``spec`` schema: the pydantic models, then CEL rules and a few schema-only refinements."""
     schema = model_schema(SpiralJobSpec)
+    _without_preset_defaults(schema)
     # EnvConfig checks `brush_sizes > 0` in a validator; in the schema it is a plain item bound.
     _at(schema, ("environment",))["properties"]["brushSizes"]["items"].update(minimum=0, exclusiveMinimum=True)
     # A spec without a budget is caught by the `training` CEL rule; keep the schema from requiring it twice.
@@ -212,6 +297,17 @@ def status_schema() -> dict[str, Any]:
                     "heldOutL2": {"type": "number", "description": 'spiral_learner_l2{split="held_out"}'},
                     "queueDepth": {"type": "number", "description": "spiral_learner_queue_depth"},
                     "updateTime": time,
+                },
+            },
+            "autoscaling": {
+                "type": "object",
+                "description": "The autoscaler's last reading of the policy learner's wait counters, and their rates since the reading before.",
+                "properties": {
+                    "sampleTime": time,
+                    "learnerWaitSeconds": {"type": "number", "description": "spiral_learner_data_wait_seconds_total"},
+                    "actorWaitSeconds": {"type": "number", "description": "spiral_learner_actor_wait_seconds_total"},
+                    "learnerWaitRatio": {"type": "number", "description": "Seconds per second the learner waited for trajectories since the reading before."},
+                    "actorWaitRatio": {"type": "number", "description": "Seconds per second the actors (together) waited for room in the learner's queue."},
                 },
             },
             "podRestarts": {

@@ -31,11 +31,14 @@ restarted or written to ``status``.
   once — per *job*, not per pod. More than ``backoffLimit`` restarts fails the job.
 * **Actor crashes** are left to the actor Deployment (only that actor restarts).
 * **activeDeadlineSeconds** since the last start/resume fails the job.
-* **Autoscaling** (optional): while Running, with the policy learner's queue empty and every actor
-  ready, add one actor; with the queue full (``scaleDownQueueDepth``, default ``training.queueSize``:
-  actors wait on back-pressure), remove one. A reading counts only when the previous pass read the
-  same (``status.progress.queueDepth``), since the default one-slot queue has no depth between the
-  two thresholds; never beyond [minReplicas, maxReplicas], at most one step per ``cooldownSeconds``.
+* **Autoscaling** (optional): while Running with every role ready, on the policy learner's own wait
+  counters (``status.autoscaling`` keeps each pass's reading and its rates since the pass before):
+  while the learner waits for trajectories at least ``scaleUpLearnerWaitRatio`` of the time, add one
+  actor (once every actor is ready); while the actors together wait at least
+  ``scaleDownActorWaitRatio`` seconds per second for the learner to take their trajectories (more
+  than one actor's worth of spare time), remove one. Each condition must hold over two consecutive
+  intervals (hysteresis), never beyond [minReplicas, maxReplicas], at most one step per ``cooldownSeconds``
+  (counted from the last step, and from when the job last became Running).
 """
 
 from __future__ import annotations
@@ -287,8 +290,8 @@ class Observed(NamedTuple):
     pods: PodOutcomes
     readiness: Readiness
     progress: Progress | None
-    #: The learner's queue depth read by the previous pass (``status.progress.queueDepth``).
-    previous_queue_depth: float | None
+    #: The autoscaler's reading of the previous pass (``status.autoscaling``), if any.
+    previous_sample: "AutoscaleSample | None"
 
 
 class Decision(NamedTuple):
@@ -367,7 +370,7 @@ def _observed(spec: SpiralJobSpec, status: Mapping[str, Any], observation: Obser
         pods=pod_outcomes(observation.pods, status.get("podRestarts") or {}, restart_count, stateful),
         readiness=readiness(counts, observation.pods, restart_count, stateful),
         progress=observation.progress,
-        previous_queue_depth=(status.get("progress") or {}).get("queueDepth"),
+        previous_sample=AutoscaleSample.from_status(status.get("autoscaling")),
     )
 
 
@@ -384,6 +387,9 @@ def _bookkeeping(seen: Observed, name: str, status: Mapping[str, Any], generatio
         new["observedGeneration"] = generation
     if seen.progress is not None:
         new["progress"] = _progress_status(seen.progress, seen.now)
+        sample = autoscale_sample(seen.progress, seen.previous_sample, seen.now)
+        if sample is not None:
+            new["autoscaling"] = sample.as_status()
     phase = Phase(new["phase"]) if new.get("phase") in {p.value for p in Phase} else Phase.CREATED
     conditions = tuple(dict(c) for c in new.get("conditions") or [])
     return Decision(phase=phase, status=new, conditions=conditions, events=(), restart_count=restart_count)
@@ -437,23 +443,115 @@ class ScaleStep(NamedTuple):
     why: str
 
 
-def autoscale_step(spec: SpiralJobSpec, ready_actors: int, queue_depth: float, previous_queue_depth: float | None) -> ScaleStep | None:
-    """The actor autoscaler's step for two consecutive readings of the learner's queue (None: stay).
+#: Readings closer together than this are not compared (a create/update handler and the timer can
+#: run back to back); the next pass measures over the longer interval instead.
+MIN_SAMPLE_SECONDS = 1.0
 
-    Thresholds are the queue's two ends, relative to ``training.queueSize``: empty (the learner
-    starves) adds an actor once every actor is ready; full (``scaleDownQueueDepth``, default the
-    whole queue: actors block on back-pressure) removes one. Cooldown is the caller's.
+
+def precise_timestamp(now: dt.datetime) -> str:
+    """RFC 3339 with microseconds: rates over a few seconds need more than :func:`timestamp`'s whole seconds."""
+    return now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class AutoscaleSample(NamedTuple):
+    """One reading of the policy learner's wait counters (``status.autoscaling``) and their rates since the reading before.
+
+    *Learner wait* is the time its update loop waited for trajectories (it starves);
+    *actor wait* is the time the actors' ``SendTrajectories`` calls waited for room in its full
+    queue, summed over the actors (they could send more than it learns from). Both are counters
+    of the learner's ``/metrics`` (``spiral_learner_data_wait_seconds_total``,
+    ``spiral_learner_actor_wait_seconds_total``), so a reading is only compared with one of the
+    same learner process.
     """
-    current = spec.actor.replicas
-    queue_size = spec.training.queue_size
-    full = spec.actor.autoscaling.scale_down_queue_depth or queue_size
-    if previous_queue_depth is None:
+
+    time: dt.datetime
+    learner_wait_seconds: float
+    actor_wait_seconds: float
+    #: Seconds per second since the previous reading; None for the first reading of a learner process.
+    learner_wait_ratio: float | None = None
+    actor_wait_ratio: float | None = None
+
+    def as_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "sampleTime": precise_timestamp(self.time),
+            "learnerWaitSeconds": self.learner_wait_seconds,
+            "actorWaitSeconds": self.actor_wait_seconds,
+        }
+        if self.learner_wait_ratio is not None and self.actor_wait_ratio is not None:
+            status.update(learnerWaitRatio=round(self.learner_wait_ratio, 4), actorWaitRatio=round(self.actor_wait_ratio, 4))
+        return status
+
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any] | None) -> "AutoscaleSample | None":
+        if not status or not status.get("sampleTime"):
+            return None
+        try:
+            return cls(
+                time=dt.datetime.fromisoformat(str(status["sampleTime"]).replace("Z", "+00:00")),
+                learner_wait_seconds=float(status["learnerWaitSeconds"]),
+                actor_wait_seconds=float(status["actorWaitSeconds"]),
+                learner_wait_ratio=status.get("learnerWaitRatio"),
+                actor_wait_ratio=status.get("actorWaitRatio"),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None  # written by an older operator: start over
+
+    @property
+    def has_rates(self) -> bool:
+        return self.learner_wait_ratio is not None and self.actor_wait_ratio is not None
+
+
+def autoscale_sample(progress: Progress, previous: AutoscaleSample | None, now: dt.datetime) -> AutoscaleSample | None:
+    """This pass's reading (None: the learner exports no wait counters), with rates against ``previous``.
+
+    A reading less than :data:`MIN_SAMPLE_SECONDS` after ``previous`` returns ``previous`` itself;
+    counters lower than before (the learner restarted) start a new series without rates.
+    """
+    if progress.learner_wait_seconds is None or progress.actor_wait_seconds is None:
         return None
-    if max(queue_depth, previous_queue_depth) <= 0 and ready_actors >= current and current < spec.actor.max_replicas:
-        return ScaleStep(current + 1, "the learner's queue was empty on two passes in a row")
-    if min(queue_depth, previous_queue_depth) >= full and current > spec.actor.min_replicas:
+    sample = AutoscaleSample(now, progress.learner_wait_seconds, progress.actor_wait_seconds)
+    if previous is None:
+        return sample
+    elapsed = (now - previous.time).total_seconds()
+    if 0 <= elapsed < MIN_SAMPLE_SECONDS:
+        return previous
+    if elapsed < 0 or sample.learner_wait_seconds < previous.learner_wait_seconds or sample.actor_wait_seconds < previous.actor_wait_seconds:
+        return sample
+    return sample._replace(
+        learner_wait_ratio=(sample.learner_wait_seconds - previous.learner_wait_seconds) / elapsed,
+        actor_wait_ratio=(sample.actor_wait_seconds - previous.actor_wait_seconds) / elapsed,
+    )
+
+
+def autoscale_step(spec: SpiralJobSpec, ready_actors: int, current: AutoscaleSample, previous: AutoscaleSample) -> ScaleStep | None:
+    """The actor autoscaler's step for two consecutive intervals (None: stay). Cooldown is the caller's.
+
+    Why these two signals and thresholds: with ``N`` actors that each take ``P`` seconds per
+    trajectory and a learner that takes ``U`` per update, the learner waits while ``N/P < 1/U``
+    and then gains from one more actor; otherwise the actors together wait ``N − P/U`` seconds
+    per second, and one fewer still keeps the learner busy when that is at least 1. After adding
+    an actor to a waiting learner the actors wait less than 1 s/s, so the default thresholds
+    (``scaleUpLearnerWaitRatio`` 0.2, ``scaleDownActorWaitRatio`` 1.2) do not undo each other.
+    """
+    if not (current.has_rates and previous.has_rates) or current.time == previous.time:
+        return None
+    autoscaling, actor = spec.actor.autoscaling, spec.actor
+    replicas = actor.replicas
+    learner_wait = min(current.learner_wait_ratio, previous.learner_wait_ratio)  # type: ignore[type-var]
+    actor_wait = min(current.actor_wait_ratio, previous.actor_wait_ratio)  # type: ignore[type-var]
+    if learner_wait >= autoscaling.scale_up_learner_wait_ratio and ready_actors >= replicas and replicas < actor.max_replicas:
         return ScaleStep(
-            current - 1, f"the learner's queue held {queue_depth:g} of {queue_size} trajectories (full at {full}) on two passes in a row"
+            replicas + 1,
+            f"the policy learner waited for trajectories {100 * previous.learner_wait_ratio:.0f}% and "  # type: ignore[operator]
+            f"{100 * current.learner_wait_ratio:.0f}% of the last two intervals "  # type: ignore[operator]
+            f"(scaleUpLearnerWaitRatio {autoscaling.scale_up_learner_wait_ratio:g})",
+        )
+    if actor_wait >= autoscaling.scale_down_actor_wait_ratio and replicas > actor.min_replicas:
+        return ScaleStep(
+            replicas - 1,
+            f"the actors waited {previous.actor_wait_ratio:.2f} and {current.actor_wait_ratio:.2f} s/s for the policy learner "
+            f"to take their trajectories over the last two intervals (scaleDownActorWaitRatio {autoscaling.scale_down_actor_wait_ratio:g}: "
+            "more than one actor's worth of spare time)",
         )
     return None
 
@@ -571,15 +669,20 @@ def running_condition_rule(seen: Observed, d: Decision) -> Decision:
 
 
 def autoscale_rule(seen: Observed, d: Decision) -> Decision:
-    """While Running with every role ready: :func:`autoscale_step`, at most once per ``cooldownSeconds``."""
+    """While Running with every role ready: :func:`autoscale_step`, at most once per ``cooldownSeconds``
+    (since the last step, and since the job last became Running)."""
     autoscaling = seen.spec.actor.autoscaling
-    progress = seen.progress
-    if not (autoscaling.enabled and d.phase == Phase.RUNNING and seen.readiness.all_ready and progress is not None and progress.queue_depth is not None):
+    current, previous = AutoscaleSample.from_status(d.status.get("autoscaling")), seen.previous_sample
+    if not (autoscaling.enabled and d.phase == Phase.RUNNING and seen.readiness.all_ready and current is not None and previous is not None):
         return d
-    last = parse_timestamp(d.status.get("lastScaleTime"))
+    # The cooldown also runs from when the job last became Running: actors that are still warming up
+    # make any learner wait, and that says nothing about how many it needs.
+    running = condition(d.conditions, ConditionType.RUNNING) or {}
+    since = [parse_timestamp(d.status.get("lastScaleTime")), parse_timestamp(running.get("lastTransitionTime")) if running.get("status") == "True" else None]
+    last = max((t for t in since if t is not None), default=None)
     if last is not None and seen.now < last + dt.timedelta(seconds=autoscaling.cooldown_seconds):
         return d
-    step = autoscale_step(seen.spec, seen.counts[Role.ACTOR].ready, progress.queue_depth, seen.previous_queue_depth)
+    step = autoscale_step(seen.spec, seen.counts[Role.ACTOR].ready, current, previous)
     if step is None:
         return d
     d = _event(d._replace(actor_replicas=step.replicas), False, reasons.ACTORS_SCALED, f"actors {seen.spec.actor.replicas} → {step.replicas}: {step.why}")

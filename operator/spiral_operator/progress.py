@@ -28,6 +28,9 @@ class Progress(NamedTuple):
     episode_reward: float | None
     held_out_l2: float | None
     queue_depth: float | None
+    #: The autoscaler's counters: seconds the learner waited for trajectories, and the actors for room in its queue.
+    learner_wait_seconds: float | None = None
+    actor_wait_seconds: float | None = None
 
 
 def metrics_url(name: str, namespace: str) -> str:
@@ -78,6 +81,10 @@ def parse_progress(text: str, job_name: str | None = None) -> Progress:
                 values["held_out_l2"] = sample.value
             elif sample.name == "spiral_learner_queue_depth":
                 values["queue_depth"] = sample.value
+            elif sample.name == "spiral_learner_data_wait_seconds_total":
+                values["learner_wait_seconds"] = sample.value
+            elif sample.name == "spiral_learner_actor_wait_seconds_total":
+                values["actor_wait_seconds"] = sample.value
 
     def as_int(key: str) -> int | None:
         return int(values[key]) if key in values else None
@@ -88,4 +95,6 @@ def parse_progress(text: str, job_name: str | None = None) -> Progress:
         episode_reward=values.get("episode_reward"),
         held_out_l2=values.get("held_out_l2"),
         queue_depth=values.get("queue_depth"),
+        learner_wait_seconds=values.get("learner_wait_seconds"),
+        actor_wait_seconds=values.get("actor_wait_seconds"),
     )

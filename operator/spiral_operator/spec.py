@@ -25,7 +25,10 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+import yaml
+
 from spiral.config import (
+    PRESETS,
     AgentConfig,
     DataConfig,
     DiscriminatorConfig,
@@ -36,6 +39,7 @@ from spiral.config import (
     RewardConfig,
     Role,
     TrainConfig,
+    preset_path,
 )
 
 #: Where the rendered TrainConfig, the TLS secret, the checkpoints and the dataset volume are mounted.
@@ -141,23 +145,35 @@ _REPLAY_RESOURCES = _resources("500m", "1Gi", "1", "2Gi")
 
 
 class ActorAutoscaling(_Spec):
-    """Queue-driven actor autoscaler: grow while the policy learner starves, shrink while actors wait on its full queue.
+    """Actor autoscaler on the policy learner's own wait times: grow while it starves, shrink while actors wait on it.
 
-    The signal is the policy learner's batching queue (``spiral_learner_queue_depth``), which holds at
-    most ``training.queueSize`` trajectories: empty means the learner waits for actors, full means
-    actors wait for the learner (back-pressure), so an extra actor would only queue.
+    The policy learner counts how long its update loop waits for trajectories
+    (``spiral_learner_data_wait_seconds_total``) and how long the actors' sends wait for room in its
+    full queue, summed over the actors (``spiral_learner_actor_wait_seconds_total``). The operator
+    turns two consecutive readings into seconds per second and acts when both of the last two
+    intervals agree (see :func:`spiral_operator.lifecycle.autoscale_step`).
     """
 
     enabled: bool = Field(False, description="Let the operator move actor.replicas within [minReplicas, maxReplicas].")
-    cooldown_seconds: int = Field(60, ge=0, le=86400, description="Seconds between two scaling steps; lets the queue settle after a step.")
-    scale_down_queue_depth: int | None = Field(
-        None,
-        ge=1,
+    cooldown_seconds: int = Field(60, ge=0, le=86400, description="Seconds between two scaling steps; lets the learner settle after a step.")
+    scale_up_learner_wait_ratio: float = Field(
+        0.2,
+        gt=0.0,
+        le=1.0,
         description=(
-            "Trajectories in the policy learner's queue at or above which one actor is removed; at most training.queueSize, "
-            "default training.queueSize (the queue is full: actors wait on back-pressure). One actor is added only while the "
-            "queue is empty. Either reading must repeat on two consecutive operator passes before it counts (hysteresis: "
-            "the default one-slot queue has no depth between empty and full), then cooldownSeconds applies."
+            "Add one actor while the policy learner waits for trajectories at least this fraction of the time, over two "
+            "consecutive operator passes (it starves: more actors feed it more). 0.2: a learner idle a fifth of the time "
+            "gains about that much from one more actor, and afterwards the actors wait less than one actor's worth, so "
+            "scaleDownActorWaitRatio does not undo the step."
+        ),
+    )
+    scale_down_actor_wait_ratio: float = Field(
+        1.2,
+        gt=0.0,
+        description=(
+            "Remove one actor while the actors together wait at least this many seconds per second for the policy learner "
+            "to take their trajectories, over two consecutive operator passes. From 1 on, the actors have a whole actor's "
+            "worth of spare time, so one fewer still keeps the learner busy; 1.2 leaves a margin for noise."
         ),
     )
 
@@ -170,7 +186,7 @@ class ActorSpec(RoleSpec):
     min_replicas: int = Field(1, ge=0, le=1024, description="Lower bound for scaling and the autoscaler.")
     max_replicas: int = Field(8, ge=1, le=1024, description="Upper bound for scaling and the autoscaler; also the config's num_actors.")
     environments_per_actor: int = _config_field("num_envs")
-    autoscaling: ActorAutoscaling = Field(default_factory=ActorAutoscaling, description="Optional queue-driven autoscaler.")
+    autoscaling: ActorAutoscaling = Field(default_factory=ActorAutoscaling, description="Optional autoscaler on the policy learner's wait times.")
 
     @model_validator(mode="after")
     def _check(self) -> "ActorSpec":
@@ -247,6 +263,69 @@ TRAINING_TOP_LEVEL_FIELDS = (
 )
 
 
+# ----------------------------------------------------------------------------------- presets ---
+
+#: ``spec.preset``: the presets of ``spiral train --preset`` (:data:`spiral.config.PRESETS`), by the same names.
+PresetName = enum.Enum("PresetName", [(name.upper().replace("-", "_"), name) for name in PRESETS], type=str)  # type: ignore[misc]
+
+#: TrainConfig keys the operator sets for every pod, whatever a preset says: peer addresses, the
+#: checkpoint mount (a preset's ``output_dir`` is a local folder) and the actor bound.
+OPERATOR_OWNED_KEYS = ("services", "output_dir", "num_actors")
+#: How a SpiralJob spells TrainConfig's sections (``env`` is ``environment``…); the others keep their names.
+_SPEC_SECTIONS: dict[str, tuple[str, ...]] = {"env": ("environment",), "data": ("dataset",), "learner": ("training",), "replay": ("replay", "buffer")}
+
+
+def spec_path(config_path: tuple[str, ...]) -> tuple[str, ...]:
+    """Where TrainConfig key ``config_path`` (``("env", "grid_size")``) lives in a spec (``("environment", "gridSize")``).
+
+    Raises:
+        KeyError: an operator-owned key (:data:`OPERATOR_OWNED_KEYS`), which no spec field sets.
+    """
+    head, *rest = config_path
+    if rest:
+        return (*_SPEC_SECTIONS.get(head, (head,)), *(to_camel(key) for key in rest))
+    top_level = {"mode": ("mode",), "num_envs": ("actor", "environmentsPerActor"), **{f: ("training", to_camel(f)) for f in TRAINING_TOP_LEVEL_FIELDS}}
+    return top_level[head]
+
+
+@functools.cache
+def _preset_file(name: str) -> dict[str, Any]:
+    return yaml.safe_load(preset_path(name).read_text()) or {}
+
+
+def preset_config(name: str) -> dict[str, Any]:
+    """Preset ``name`` as TrainConfig input, without the operator-owned keys (a fresh copy: callers may change it)."""
+    return {k: v for k, v in copy.deepcopy(_preset_file(name)).items() if k not in OPERATOR_OWNED_KEYS}
+
+
+def _leaves(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    found: dict[tuple[str, ...], Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            found.update(_leaves(value, (*prefix, key)))
+        else:
+            found[(*prefix, key)] = value
+    return found
+
+
+def preset_spec_values(name: str) -> dict[tuple[str, ...], Any]:
+    """What preset ``name`` sets, by spec path: ``{("environment", "gridSize"): 16, ...}``."""
+    return {spec_path(path): value for path, value in _leaves(preset_config(name)).items()}
+
+
+def preset_settable_paths() -> frozenset[tuple[str, ...]]:
+    """Spec fields some preset sets. The CRD gives them no schema default: the API server would fill
+    it in, and the operator could no longer tell a value the user chose from one the preset should set."""
+    return frozenset(path for name in PRESETS for path in preset_spec_values(name))
+
+
+def _deep_merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in override.items():
+        result[key] = _deep_merged(result[key], value) if isinstance(value, Mapping) and isinstance(result.get(key), Mapping) else value
+    return result
+
+
 # ------------------------------------------------------------------------------- run control ---
 
 
@@ -312,6 +391,14 @@ class SpiralJobSpec(_Spec):
     image_pull_policy: PullPolicy = Field(PullPolicy.IF_NOT_PRESENT, description="`Always`, `IfNotPresent` or `Never`.")
     image_pull_secrets: list[str] = Field(default_factory=list, description="Names of Secrets for pulling the image.")
     service_account_name: str | None = Field(None, description="ServiceAccount of the job's pods; they need no API access.")
+    preset: PresetName | None = Field(  # type: ignore[valid-type]
+        None,
+        description=(
+            "Start from this preset of `spiral train --preset` (the same YAML files): every algorithm field this spec sets "
+            "overrides the preset's value, the others take it, and what the preset leaves out keeps its default. "
+            "Immutable after creation, like the sections it fills."
+        ),
+    )
     mode: Mode = _config_field("mode")
     dataset: DatasetSpec = Field(default_factory=DatasetSpec, description="Target images (conditional) or real images for the discriminator.")
     environment: camel_model(EnvConfig) = Field(default_factory=camel_model(EnvConfig), description="The painting (or MuJoCo) environment.")  # type: ignore[valid-type]
@@ -332,16 +419,6 @@ class SpiralJobSpec(_Spec):
         """The services this job runs: :meth:`TrainConfig.roles` of its config (an ``l2`` job has no replay
         and no discriminator learner). The job's name and namespace change nothing here."""
         return TrainConfig.model_validate(_train_config_data(self)).roles()
-
-    @model_validator(mode="after")
-    def _check_autoscaling(self) -> "SpiralJobSpec":
-        depth, queue_size = self.actor.autoscaling.scale_down_queue_depth, self.training.queue_size
-        if depth is not None and depth > queue_size:
-            raise ValueError(
-                f"actor.autoscaling.scaleDownQueueDepth ({depth}) must be <= training.queueSize ({queue_size}): the "
-                "learner's queue never holds more, so no actor would ever be removed; lower it or leave it unset (= queueSize)"
-            )
-        return self
 
     @model_validator(mode="after")
     def _check_train_config(self) -> "SpiralJobSpec":
@@ -434,26 +511,34 @@ def _train_config_problems(err: ValidationError) -> str:
 def _train_config_data(spec: SpiralJobSpec) -> dict[str, Any]:
     """The TrainConfig input of ``spec``: every section but ``services`` (which depends on the job's name).
 
+    With ``spec.preset`` the preset's values come first and only the fields the spec sets override
+    them (``exclude_unset``); without one, every field, set or defaulted, is the spec's.
     ``num_actors`` is ``actor.maxReplicas`` (a bound, not the live count) so scaling actors never
     changes the config and never restarts learners.
     """
-    learner_fields = set(LearnerConfig.model_fields)
-    data_fields = set(DataConfig.model_fields)
+    preset = spec.preset.value if spec.preset is not None else None
+    only_set = preset is not None
+
+    def dump(model: BaseModel, **kwargs: Any) -> dict[str, Any]:
+        return model.model_dump(mode="json", exclude_unset=only_set, **kwargs)
+
     training = spec.training
-    return {
-        "mode": spec.mode.value,
-        "env": spec.environment.model_dump(mode="json"),
-        "agent": spec.agent.model_dump(mode="json"),
-        "discriminator": spec.discriminator.model_dump(mode="json"),
-        "reward": spec.reward.model_dump(mode="json"),
-        "learner": training.model_dump(mode="json", include=learner_fields),
-        "data": spec.dataset.model_dump(mode="json", include=data_fields),
-        "replay": spec.replay.buffer.model_dump(mode="json"),
-        "num_envs": spec.actor.environments_per_actor,
-        "num_actors": spec.actor.max_replicas,
-        "output_dir": str(PurePosixPath(CHECKPOINT_DIR)),
-        **training.model_dump(mode="json", include=set(TRAINING_TOP_LEVEL_FIELDS)),
+    sections: dict[str, Any] = {
+        "env": dump(spec.environment),
+        "agent": dump(spec.agent),
+        "discriminator": dump(spec.discriminator),
+        "reward": dump(spec.reward),
+        "learner": dump(training, include=set(LearnerConfig.model_fields)),
+        "data": dump(spec.dataset, include=set(DataConfig.model_fields)),
+        "replay": dump(spec.replay.buffer),
+        **dump(training, include=set(TRAINING_TOP_LEVEL_FIELDS)),
     }
+    if not only_set or "mode" in spec.model_fields_set:
+        sections["mode"] = spec.mode.value
+    if not only_set or "environments_per_actor" in spec.actor.model_fields_set:
+        sections["num_envs"] = spec.actor.environments_per_actor
+    base = preset_config(preset) if preset is not None else {}
+    return {**_deep_merged(base, sections), "num_actors": spec.actor.max_replicas, "output_dir": str(PurePosixPath(CHECKPOINT_DIR))}
 
 
 def to_train_config(spec: SpiralJobSpec, name: str, namespace: str) -> TrainConfig:

@@ -30,6 +30,8 @@ class SpiralMetrics:
     learner_frames: Counter
     learner_updates: Counter
     learner_queue_depth: Gauge
+    learner_data_wait: Counter
+    learner_actor_wait: Counter
     learner_policy_version: Gauge
     learner_policy_lag: Histogram
     learner_step_seconds: Histogram
@@ -70,6 +72,20 @@ def create_metrics(registry: CollectorRegistry) -> SpiralMetrics:
         learner_frames=Counter("spiral_learner_frames_total", "Environment steps consumed by policy updates.", job, registry=registry),
         learner_updates=Counter("spiral_learner_updates_total", "Policy updates (optimizer steps).", job, registry=registry),
         learner_queue_depth=Gauge("spiral_learner_queue_depth", "Trajectories waiting in the policy learner's batching queue.", job, registry=registry),
+        # The actor autoscaler's two signals (spiral_operator.lifecycle.autoscale_step): who waits for whom.
+        learner_data_wait=Counter(
+            "spiral_learner_data_wait_seconds_total",
+            "Seconds the policy learner's update loop waited for trajectories from actors (it starves: more actors would feed it).",
+            job,
+            registry=registry,
+        ),
+        learner_actor_wait=Counter(
+            "spiral_learner_actor_wait_seconds_total",
+            "Seconds actors' SendTrajectories calls waited for room in the policy learner's full queue, summed over the calls "
+            "(back-pressure: the actors could send more than the learner takes).",
+            job,
+            registry=registry,
+        ),
         learner_policy_version=Gauge("spiral_learner_policy_version", "Version of the latest published policy weights.", job, registry=registry),
         learner_policy_lag=Histogram("spiral_learner_policy_lag_versions", "Learner version minus the behaviour policy version of each consumed trajectory.", job, buckets=(0, 1, 2, 3, 5, 8, 13, 21, 34, 55), registry=registry),
         learner_step_seconds=Histogram("spiral_learner_step_seconds", "Wall time of one policy update: forward, V-trace, backward, optimizer step.", job, buckets=_SECONDS_BUCKETS, registry=registry),

@@ -21,9 +21,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
 
-from spiral.config import AgentConfig, DataConfig, DiscriminatorConfig, EnvConfig, LearnerConfig, ReplayConfig, RewardConfig, TrainConfig
+from spiral.config import AgentConfig, DataConfig, DiscriminatorConfig, EnvConfig, LearnerConfig, ReplayConfig, RewardConfig, TrainConfig, load_preset
 from spiral_operator.crd import CEL_RULES, build_crd, render_crd_yaml
-from spiral_operator.spec import TRAINING_TOP_LEVEL_FIELDS, SpecError, parse_spec, to_train_config
+from spiral_operator.spec import TRAINING_TOP_LEVEL_FIELDS, SpecError, parse_spec, preset_settable_paths, to_train_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "charts/spiral/files/crds/spiraljobs.spiral.dev.yaml"
@@ -161,12 +161,18 @@ def test_crd_sections_match_the_config_models(path: tuple[str, ...], model: type
     assert set(node["properties"]) == _camel_fields(model) | extra
     for name, field in model.model_fields.items():
         prop = node["properties"][to_camel(name)]
+        by_preset = (*path, to_camel(name)) in preset_settable_paths()
         if field.description:
-            assert prop["description"] == field.description
+            assert prop["description"].startswith(field.description)
         default = field.get_default(call_default_factory=True)
         if default is not None and not isinstance(default, BaseModel):
             dumped = model.model_validate({}).model_dump(mode="json")[name] if name in model.model_fields else None
-            assert prop["default"] == dumped, f"{name}: CRD default {prop.get('default')!r} != model default {dumped!r}"
+            if by_preset:
+                # A preset may set it: no schema default (the API server would store it as if the user set it),
+                # the description names the default instead.
+                assert "default" not in prop and prop["description"].endswith(", or spec.preset's value."), name
+            else:
+                assert prop["default"] == dumped, f"{name}: CRD default {prop.get('default')!r} != model default {dumped!r}"
 
 
 def test_every_train_config_field_comes_from_the_spec_or_the_operator() -> None:
@@ -217,8 +223,13 @@ BAD_SPECS = [
     ("negative backoff", _with(MINIMAL, runPolicy={"backoffLimit": -1}), "-1 is less than the minimum of 0", "spec.runPolicy.backoffLimit"),
     ("bad PVC size", _with(MINIMAL, checkpoint={"size": "lots"}), "does not match", "spec.checkpoint.size"),
     ("tls without secret", _with(MINIMAL, tls={}), "'secretName' is a required property", "spec.tls.secretName"),
-    ("scale-down depth above the queue", _with(MINIMAL, actor={"autoscaling": {"scaleDownQueueDepth": 2}}),
-     "scaleDownQueueDepth must be <= training.queueSize", "scaleDownQueueDepth (2) must be <= training.queueSize (1)"),
+    ("scale-up wait ratio above 1", _with(MINIMAL, actor={"autoscaling": {"scaleUpLearnerWaitRatio": 1.5}}),
+     "1.5 is greater than the maximum of 1", "spec.actor.autoscaling.scaleUpLearnerWaitRatio"),
+    ("unknown preset", _with(MINIMAL, preset="huge"), "'huge' is not one of ['default', 'mnist'", "spec.preset"),
+    ("preset's grid finer than the canvas", _with(MINIMAL, preset="default", environment={"canvasSize": 16, "gridSize": 32}),
+     "gridSize must be <= environment.canvasSize", "grid_size (32)"),
+    ("preset's l2 reward without a target", _with(MINIMAL, preset="default", mode="unconditional"),
+     "reward.kind 'l2' needs a target", "reward.kind 'l2' needs a target"),
 ]
 
 
@@ -263,13 +274,37 @@ def test_every_cel_rule_has_a_rejecting_case() -> None:
 
 def test_defaults_fill_nested_sections() -> None:
     defaulted = apply_defaults(_spec_schema(), MINIMAL)
-    assert defaulted["environment"]["canvasSize"] == 64
-    assert defaulted["environment"]["mujoco"]["maxObjects"] == 5
+    assert defaulted["environment"]["pressureLevels"] == 10
+    assert "canvasSize" not in defaulted["environment"]  # a preset may set it: left to the operator
+    assert defaulted["environment"]["mujoco"]["sizeLevels"] == 3
     assert defaulted["actor"]["resources"]["limits"]["memory"] == "2Gi"
     assert defaulted["policyLearner"]["resources"]["requests"]["cpu"] == "2"
     assert defaulted["runPolicy"] == {"backoffLimit": 3, "suspend": False, "cleanPodPolicy": "Running"}
     # What the API server stores is what the operator parses: the defaults agree.
     assert parse_spec(defaulted) == parse_spec(MINIMAL)
+
+
+@pytest.mark.parametrize("preset", ["default", "mnist"])
+def test_a_preset_fills_what_the_spec_leaves_out_and_the_spec_wins(preset: str) -> None:
+    """What the API server stores (schema defaults applied) gives the operator the preset's values
+    where the spec is silent and the spec's own where it speaks, budget and dataset path included."""
+    spec = {"image": "img", "preset": preset, "training": {}, "environment": {"gridSize": 8}}
+    assert admission_errors(spec) == []  # the preset has a budget (and mnist a dataset path)
+    stored = apply_defaults(_spec_schema(), spec)
+    config = to_train_config(parse_spec(stored), "job", "ns")
+    wanted = load_preset(preset)
+    assert config.env.grid_size == 8
+    assert (config.env.episode_length, config.env.brush_sizes, config.total_frames, config.num_envs, config.data.name) == (
+        wanted.env.episode_length, wanted.env.brush_sizes, wanted.total_frames, wanted.num_envs, wanted.data.name)
+    assert config.output_dir == Path("/checkpoints")  # operator-owned, whatever the preset says
+    assert to_train_config(parse_spec(spec), "job", "ns") == config
+
+
+def test_preset_is_immutable() -> None:
+    old = _with(MINIMAL, preset="default")
+    assert any("spec.preset is immutable" in e for e in admission_errors(_with(old, preset="mnist", dataset={"path": "/data"}), old_spec=old))
+    assert any("spec.preset is immutable" in e for e in admission_errors(_with(old, preset=_DROP), old_spec=old))
+    assert admission_errors(old, old_spec=old) == []
 
 
 def test_schema_converter_names_unsupported_types() -> None:

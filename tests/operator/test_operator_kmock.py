@@ -437,21 +437,34 @@ async def test_invalid_spec_fails_with_a_message_and_no_retry_loop(running: Any)
     await eventually(lambda: cluster.job()["status"]["phase"] == "Created", what="Created after fix")
 
 
-async def test_autoscaler_adds_an_actor_while_the_learner_starves(running: Any) -> None:
+async def test_autoscaler_adds_an_actor_while_the_learner_starves_and_removes_one_while_actors_wait(running: Any) -> None:
     cluster, learner, _ = running
     spec = {**SPEC, "actor": {"replicas": 2, "minReplicas": 1, "maxReplicas": 3, "autoscaling": {"enabled": True, "cooldownSeconds": 0}}}
-    learner.metrics.learner_queue_depth.labels(JOB).set(0)
-    await cluster.create_job(spec)
-    await eventually(lambda: cluster.obj("apps/v1/deployments", f"{JOB}-actor"), what="actors")
-    await cluster.all_ready(actors=2)
-    await eventually(lambda: cluster.job()["spec"]["actor"]["replicas"] == 3, what="scaled up to 3")
-    await eventually(lambda: cluster.obj("apps/v1/deployments", f"{JOB}-actor")["spec"]["replicas"] == 3, what="deployment scaled")
-    await cluster.set_ready("apps/v1/deployments", f"{JOB}-actor", 3)
-    await asyncio.sleep(INTERVAL * 4)
-    assert cluster.job()["spec"]["actor"]["replicas"] == 3  # bounded by maxReplicas
-    learner.metrics.learner_queue_depth.labels(JOB).set(1)  # training.queueSize 1 is full: actors wait on back-pressure
-    await eventually(lambda: cluster.job()["spec"]["actor"]["replicas"] == 2, what="scaled down")
-    await eventually(lambda: "ActorsScaled" in cluster.event_reasons(), what="ActorsScaled event")
+    #: Seconds per second the stand-in learner's wait counters grow by: first it starves, later the actors wait.
+    rates = {"learner": 0.8, "actors": 0.0}
+
+    async def count_waits() -> None:
+        while True:
+            learner.metrics.learner_data_wait.labels(JOB).inc(rates["learner"] * 0.1)
+            learner.metrics.learner_actor_wait.labels(JOB).inc(rates["actors"] * 0.1)
+            await asyncio.sleep(0.1)
+
+    counting = asyncio.create_task(count_waits())
+    try:
+        await cluster.create_job(spec)
+        await eventually(lambda: cluster.obj("apps/v1/deployments", f"{JOB}-actor"), what="actors")
+        await cluster.all_ready(actors=2)
+        await eventually(lambda: cluster.job()["spec"]["actor"]["replicas"] == 3, timeout=20, what="scaled up to 3")
+        await eventually(lambda: cluster.obj("apps/v1/deployments", f"{JOB}-actor")["spec"]["replicas"] == 3, what="deployment scaled")
+        await cluster.set_ready("apps/v1/deployments", f"{JOB}-actor", 3)
+        await asyncio.sleep(3)
+        assert cluster.job()["spec"]["actor"]["replicas"] == 3  # bounded by maxReplicas
+        rates.update(learner=0.0, actors=2.0)  # three actors waiting on a busy learner: two are enough
+        await eventually(lambda: cluster.job()["spec"]["actor"]["replicas"] == 2, timeout=20, what="scaled down")
+        await eventually(lambda: cluster.event_reasons().count("ActorsScaled") >= 2, what="ActorsScaled events")
+        assert cluster.job()["status"]["autoscaling"]["actorWaitRatio"] > 1.2
+    finally:
+        counting.cancel()
 
 
 async def test_l2_job_runs_with_a_policy_learner_and_actors_only(running: Any) -> None:

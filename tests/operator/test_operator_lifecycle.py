@@ -180,64 +180,102 @@ def test_ttl_after_finished_asks_for_deletion() -> None:
     assert not decide(spec(), "job", finished, obs(), T0 + dt.timedelta(days=30)).delete_job
 
 
-#: A four-slot learner queue: empty (0) adds an actor, full (4) removes one, 1..3 leaves them.
-AUTOSCALE = {**BASE, "training": {"totalFrames": 1000, "queueSize": 4},
-             "actor": {"replicas": 2, "minReplicas": 1, "maxReplicas": 3, "autoscaling": {"enabled": True, "cooldownSeconds": 60}}}
+AUTOSCALE = {**BASE, "actor": {"replicas": 2, "minReplicas": 1, "maxReplicas": 3, "autoscaling": {"enabled": True, "cooldownSeconds": 15}}}
 
 
-def _progress(queue: float) -> Progress:
-    return Progress(frames=10, policy_version=1, episode_reward=None, held_out_l2=None, queue_depth=queue)
+def _progress(learner_wait: float, actor_wait: float) -> Progress:
+    return Progress(frames=10, policy_version=1, episode_reward=None, held_out_l2=None, queue_depth=0.0,
+                    learner_wait_seconds=learner_wait, actor_wait_seconds=actor_wait)  # fmt: skip
+
+
+def _passes(job: Any, roles: dict[Role, RoleCounts], rates: list[tuple[float, float]], every: float = 10.0, status: dict[str, Any] | None = None) -> Any:
+    """One pass, then one every ``every`` seconds with the learner's wait counters growing at ``rates``
+    ((learner, actors) seconds per second, one pair per interval); returns the last plan."""
+    learner = actors = 0.0
+    plan = decide(job, "job", status or {}, obs(roles=roles, progress=_progress(learner, actors)), T0)
+    for i, (learner_rate, actor_rate) in enumerate(rates, start=1):
+        learner, actors = learner + learner_rate * every, actors + actor_rate * every
+        plan = decide(job, "job", plan.status, obs(roles=roles, progress=_progress(learner, actors)), T0 + dt.timedelta(seconds=i * every))
+    return plan
 
 
 @pytest.mark.parametrize(
-    ("replicas", "ready_actors", "before", "queue", "want"),
+    ("replicas", "ready_actors", "rates", "want"),
     [
-        (2, 2, 0.0, 0.0, 3),  # starving learner, all actors up: one more
-        (2, 1, 0.0, 0.0, None),  # an actor is still starting: wait
-        (3, 3, 0.0, 0.0, None),  # at maxReplicas
-        (2, 2, 4.0, 4.0, 1),  # queue full (queueSize 4): actors wait on back-pressure, one fewer
-        (1, 1, 4.0, 4.0, None),  # at minReplicas
-        (2, 2, 2.0, 2.0, None),  # between empty and full: leave it
-        (2, 2, 4.0, 0.0, None),  # hysteresis: one empty reading after a full one moves nothing
-        (2, 2, 0.0, 4.0, None),  # ... nor one full reading after an empty one
-        (2, 2, None, 0.0, None),  # no earlier reading yet
+        (2, 2, [(0.5, 0.0), (0.4, 0.0)], 3),  # the learner waits 40-50% of the time: one more actor
+        (2, 2, [(0.0, 0.0), (0.5, 0.0)], None),  # hysteresis: one starving interval is not enough
+        (2, 1, [(0.5, 0.0), (0.5, 0.0)], None),  # an actor is still starting: wait for it first
+        (3, 3, [(0.5, 0.0), (0.5, 0.0)], None),  # at maxReplicas
+        (2, 2, [(0.0, 1.5), (0.0, 1.3)], 1),  # the actors have more than one actor's worth of spare time: one fewer
+        (2, 2, [(0.0, 0.3), (0.0, 1.5)], None),  # ... but only once: stay
+        (1, 1, [(0.0, 1.5), (0.0, 1.5)], None),  # at minReplicas
+        (2, 2, [(0.05, 0.6), (0.05, 0.6)], None),  # balanced: both wait a little
+        (2, 2, [(0.5, 0.0)], None),  # the first rated interval only
     ],
-    ids=["starving", "actor-starting", "at-max", "full", "at-min", "between", "was-full", "was-empty", "first-reading"],
+    ids=["starving", "starved-once", "actor-starting", "at-max", "actors-wait", "waited-once", "at-min", "balanced", "first-interval"],
 )
-def test_autoscaler_rule(replicas: int, ready_actors: int, before: float | None, queue: float, want: int | None) -> None:
+def test_autoscaler_rule(replicas: int, ready_actors: int, rates: list[tuple[float, float]], want: int | None) -> None:
     job = parse_spec({**AUTOSCALE, "actor": {**AUTOSCALE["actor"], "replicas": replicas}})
-    roles = {**ready(), Role.ACTOR: RoleCounts(replicas, ready_actors)}
-    running = decide(job, "job", {}, obs(roles=roles, progress=None if before is None else _progress(before)), T0).status
-    plan = decide(job, "job", running, obs(roles=roles, progress=_progress(queue)), T0)
+    plan = _passes(job, {**ready(), Role.ACTOR: RoleCounts(replicas, ready_actors)}, rates)
     assert plan.actor_replicas == want
     if want is not None:
-        assert plan.status["lastScaleTime"] == timestamp(T0)
+        assert plan.status["lastScaleTime"] == timestamp(T0 + dt.timedelta(seconds=10 * len(rates)))
         assert any(e.reason == reasons.ACTORS_SCALED for e in plan.events)
 
 
-def test_autoscaler_scales_down_when_the_default_one_slot_queue_stays_full() -> None:
-    job = parse_spec({**BASE, "actor": {**AUTOSCALE["actor"], "replicas": 2}})  # training.queueSize 1
-    running = decide(job, "job", {}, obs(progress=_progress(1.0)), T0).status
-    plan = decide(job, "job", running, obs(progress=_progress(1.0)), T0)
-    assert plan.actor_replicas == 1
-    assert [e.message for e in plan.events if e.reason == reasons.ACTORS_SCALED] == [
-        "actors 2 → 1: the learner's queue held 1 of 1 trajectories (full at 1) on two passes in a row"]
+def test_autoscaler_events_say_why() -> None:
+    job = parse_spec(AUTOSCALE)
+    up = _passes(job, ready(), [(0.5, 0.0), (0.25, 0.0)])
+    assert [e.message for e in up.events if e.reason == reasons.ACTORS_SCALED] == [
+        "actors 2 → 3: the policy learner waited for trajectories 50% and 25% of the last two intervals (scaleUpLearnerWaitRatio 0.2)"]
+    down = _passes(job, ready(), [(0.0, 1.5), (0.0, 1.25)])
+    assert [e.message for e in down.events if e.reason == reasons.ACTORS_SCALED] == [
+        "actors 2 → 1: the actors waited 1.50 and 1.25 s/s for the policy learner to take their trajectories over the last two "
+        "intervals (scaleDownActorWaitRatio 1.2: more than one actor's worth of spare time)"]
+    assert down.status["autoscaling"] == {"sampleTime": "2026-01-01T12:00:20.000000Z", "learnerWaitSeconds": 0.0, "actorWaitSeconds": 27.5,
+                                          "learnerWaitRatio": 0.0, "actorWaitRatio": 1.25}  # fmt: skip
 
 
-def test_autoscaler_scale_down_depth_above_the_queue_is_rejected() -> None:
-    with pytest.raises(SpecError, match=r"actor\.autoscaling\.scaleDownQueueDepth \(5\) must be <= training\.queueSize \(4\)"):
-        parse_spec({**AUTOSCALE, "actor": {**AUTOSCALE["actor"], "autoscaling": {"enabled": True, "scaleDownQueueDepth": 5}}})
-    lower = parse_spec({**AUTOSCALE, "actor": {**AUTOSCALE["actor"], "autoscaling": {"enabled": True, "scaleDownQueueDepth": 3}}})
-    running = decide(lower, "job", {}, obs(progress=_progress(3.0)), T0).status
-    assert decide(lower, "job", running, obs(progress=_progress(3.0)), T0).actor_replicas == 1
+def test_autoscaler_thresholds_are_the_spec_fields() -> None:
+    eager = {**AUTOSCALE["actor"], "autoscaling": {"enabled": True, "cooldownSeconds": 15, "scaleUpLearnerWaitRatio": 0.05, "scaleDownActorWaitRatio": 3.0}}
+    job = parse_spec({**AUTOSCALE, "actor": eager})
+    assert _passes(job, ready(), [(0.1, 0.0), (0.1, 0.0)]).actor_replicas == 3
+    assert _passes(job, ready(), [(0.0, 2.0), (0.0, 2.0)]).actor_replicas is None
+
+
+def test_autoscaler_starts_over_when_the_learner_restarts() -> None:
+    job = parse_spec(AUTOSCALE)
+    before = _passes(job, ready(), [(0.0, 1.5)])
+    # The new learner process counts from zero: no rate across the restart, then two new intervals are needed.
+    restarted = decide(job, "job", before.status, obs(progress=_progress(0.0, 0.5)), T0 + dt.timedelta(seconds=20))
+    assert "actorWaitRatio" not in restarted.status["autoscaling"] and restarted.actor_replicas is None
+    again = decide(job, "job", restarted.status, obs(progress=_progress(0.0, 15.5)), T0 + dt.timedelta(seconds=30))
+    assert again.status["autoscaling"]["actorWaitRatio"] == 1.5 and again.actor_replicas is None
+    assert decide(job, "job", again.status, obs(progress=_progress(0.0, 30.5)), T0 + dt.timedelta(seconds=40)).actor_replicas == 1
+
+
+def test_autoscaler_does_not_compare_readings_closer_than_a_second() -> None:
+    job = parse_spec(AUTOSCALE)
+    plan = _passes(job, ready(), [(0.0, 1.5)])
+    # A create/update handler right after the timer: the same interval, not a second one.
+    soon = decide(job, "job", plan.status, obs(progress=_progress(0.0, 15.2)), T0 + dt.timedelta(seconds=10.5))
+    assert soon.status["autoscaling"] == plan.status["autoscaling"] and soon.actor_replicas is None
 
 
 def test_autoscaler_cooldown_and_disabled() -> None:
-    job = parse_spec(AUTOSCALE)
-    running = {**decide(job, "job", {}, obs(progress=_progress(0)), T0).status, "lastScaleTime": timestamp(T0)}
-    assert decide(job, "job", running, obs(progress=_progress(0)), T0 + dt.timedelta(seconds=59)).actor_replicas is None
-    assert decide(job, "job", running, obs(progress=_progress(0)), T0 + dt.timedelta(seconds=60)).actor_replicas == 3
-    assert decide(spec(), "job", running, obs(progress=_progress(0)), T0 + dt.timedelta(seconds=60)).actor_replicas is None
+    job = parse_spec(AUTOSCALE)  # cooldownSeconds 15; the passes below become Running at T0 and step at T0 + 20 s
+    cooling = {"lastScaleTime": timestamp(T0 + dt.timedelta(seconds=20 - 14))}
+    assert _passes(job, ready(), [(0.5, 0.0), (0.5, 0.0)], status=cooling).actor_replicas is None
+    cooled = {"lastScaleTime": timestamp(T0 + dt.timedelta(seconds=20 - 15))}
+    assert _passes(job, ready(), [(0.5, 0.0), (0.5, 0.0)], status=cooled).actor_replicas == 3
+    assert _passes(spec(), ready(), [(0.5, 0.0), (0.5, 0.0)]).actor_replicas is None
+
+
+def test_autoscaler_waits_a_cooldown_after_the_job_became_running() -> None:
+    """Actors warming up make any learner wait: no step within cooldownSeconds of Running."""
+    job = parse_spec({**AUTOSCALE, "actor": {**AUTOSCALE["actor"], "autoscaling": {"enabled": True, "cooldownSeconds": 25}}})
+    assert _passes(job, ready(), [(0.9, 0.0), (0.9, 0.0)]).actor_replicas is None  # T0 + 20 s: too early
+    assert _passes(job, ready(), [(0.9, 0.0), (0.9, 0.0), (0.9, 0.0)]).actor_replicas == 3  # T0 + 30 s
 
 
 def test_progress_is_copied_into_status() -> None:

@@ -29,12 +29,16 @@ def _learner_text() -> str:
     m.learner_l2.labels("paint", "train").set(0.3)
     m.learner_l2.labels("paint", "held_out").set(0.04)
     m.learner_queue_depth.labels("paint").set(6)
+    m.learner_data_wait.labels("paint").inc(1.5)
+    m.learner_actor_wait.labels("paint").inc(7.25)
     m.learner_frames.labels("other").inc(7)  # another job in the same process must not leak in
     return generate_latest(registry).decode()
 
 
 def test_parse_progress_reads_the_learner_metrics() -> None:
-    assert parse_progress(_learner_text(), "paint") == Progress(frames=5000, policy_version=42, episode_reward=-0.25, held_out_l2=0.04, queue_depth=6.0)
+    assert parse_progress(_learner_text(), "paint") == Progress(
+        frames=5000, policy_version=42, episode_reward=-0.25, held_out_l2=0.04, queue_depth=6.0, learner_wait_seconds=1.5, actor_wait_seconds=7.25
+    )
     assert parse_progress(_learner_text(), "absent") == Progress(None, None, None, None, None)
 
 

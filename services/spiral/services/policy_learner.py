@@ -138,6 +138,8 @@ class PolicyLearner:
             version_gauge=self.metrics.learner_policy_version.labels(job),
         )
         self.metrics.learner_skipped_updates.labels(job, Role.POLICY_LEARNER.value)  # exported at 0, not "no data"
+        for autoscaler_signal in (self.metrics.learner_data_wait, self.metrics.learner_actor_wait):
+            autoscaler_signal.labels(job)  # exported at 0 from the start: the operator's first reading
         self._lock = threading.Lock()
         self._status = _Status(self.core.state.version, self.core.state.counters)
         self._done = threading.Event()
@@ -179,12 +181,17 @@ class PolicyLearner:
         rollout = trajectory_to_rollout(traj, self.train_targets)
         self.metrics.trajectory_bytes.labels(self.job).inc(num_bytes)
         item = _Queued(rollout, traj.batch_size)
-        # Blocking here is the back-pressure: the handler stops reading the actor's stream.
+        # Blocking here is the back-pressure: the handler stops reading the actor's stream. How long
+        # it blocks is the actors' wait, one of the autoscaler's two signals.
+        actor_wait = self.metrics.learner_actor_wait.labels(self.job)
         while not (self.done or self.stop.is_set()) and is_active():
+            started = time.monotonic()
             try:
                 self.queue.put(item, timeout=POLL_SECONDS)
             except queue.Full:
+                actor_wait.inc(time.monotonic() - started)
                 continue
+            actor_wait.inc(time.monotonic() - started)
             self.metrics.learner_queue_depth.labels(self.job).set(self.queue.qsize())
             return True
         return False
@@ -215,13 +222,18 @@ class PolicyLearner:
         """``num_envs`` episodes (whole trajectories) from the queue; None when stopping."""
         rollouts: list[Rollout] = []
         episodes = 0
+        # The time spent waiting here is the learner starving, the autoscaler's other signal.
+        data_wait = self.metrics.learner_data_wait.labels(self.job)
         while episodes < self.cfg.num_envs:
+            started = time.monotonic()
             try:
                 item = self.queue.get(timeout=POLL_SECONDS)
             except queue.Empty:
+                data_wait.inc(time.monotonic() - started)
                 if self.stop.is_set():
                     return None
                 continue
+            data_wait.inc(time.monotonic() - started)
             rollouts.append(item.rollout)
             episodes += item.episodes
         self.metrics.learner_queue_depth.labels(self.job).set(self.queue.qsize())
