@@ -483,35 +483,75 @@ class TrainConfig(_Frozen):
         return (Role.POLICY_LEARNER, Role.ACTOR)
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration in {source}:"]
+def _from_override(where: str, set_sources: dict[str, str]) -> str | None:
+    """The ``--set`` arguments that put values at or under ``where`` (a dotted location), if any."""
+    found = [arg for key, arg in set_sources.items() if where == key or where.startswith(key + ".") or key.startswith(where + ".")]
+    return ", ".join(found) or None
+
+
+def _format_validation_error(err: ValidationError, source: str, set_sources: dict[str, str] | None = None) -> str:
+    """One line per problem: the key, what is wrong, the value, and where the value came from (the
+    ``--set`` argument, else ``source``); an unknown key gets the closest valid one."""
+    from spiral.config_help import did_you_mean  # walks these models: imported when needed
+
+    set_sources = set_sources or {}
+    problems, from_command_line = [], 0
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        argument = _from_override(where, set_sources) if e["loc"] else None
+        origin = f" (from {argument})" if argument else ""
+        if not e["loc"] and set_sources:  # a rule across sections: any override may be the cause
+            origin = f" (with {', '.join(set_sources.values())})"
+        from_command_line += argument is not None
         if e["type"] == "extra_forbidden":
-            lines.append(f"  - {where}: unknown key (check the spelling; see `spiral train --help-config`)")
+            suggestion = did_you_mean(e["loc"])
+            hint = f"did you mean {suggestion}?" if suggestion else "check the spelling"
+            problems.append(f"  - {where}: unknown key{origin}; {hint} (every key: `spiral config keys`)")
         else:
             got = e.get("input")
-            lines.append(f"  - {where}: {e['msg']} (got {got!r})")
-    return "\n".join(lines)
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"  # a section's rule: its message names the values
+            problems.append(f"  - {where}: {e['msg']}{shown}{origin}")
+    if from_command_line == len(problems):
+        header = f"invalid --set value on top of {source}:"
+    elif from_command_line:
+        header = f"invalid configuration in {source} and its --set values:"
+    else:
+        header = f"invalid configuration in {source}:"
+    return "\n".join([header, *problems])
 
 
-def load_config_dict(data: dict[str, Any], source: str = "<dict>") -> TrainConfig:
+def load_config_dict(data: dict[str, Any], source: str = "<dict>", *, set_sources: dict[str, str] | None = None) -> TrainConfig:
     """Build a :class:`TrainConfig` from plain data (YAML, a CR spec, CLI overrides).
 
+    Args:
+        source: how errors name where ``data`` came from (a file, a preset, a checkpoint).
+        set_sources: dotted key → the ``--set`` argument that set it, so that errors blame the
+            command line rather than ``source`` for those keys.
+
     Raises:
-        ConfigError: names every wrong key/value and the valid options.
+        ConfigError: names every wrong key/value, where it came from and the valid options.
     """
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
+        raise ConfigError(_format_validation_error(err, source, set_sources)) from None
 
 
-def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+def override_argument(key: str, value: Any) -> str:
+    """How the user typed an override: ``--set env.grid_size=16``."""
+    text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    return f"--set {key}={text}"
+
+
+def load_config(path: Path | str, overrides: dict[str, Any] | None = None, *, source: str | None = None) -> TrainConfig:
     """Read a YAML file and apply dotted overrides (``{"env.grid_size": 16}``).
 
+    Args:
+        source: how errors name the file (default: its path).
+
     Raises:
-        ConfigError: unreadable file, not a mapping, or invalid values.
+        ConfigError: unreadable file, not a mapping, or invalid values (naming the file or the
+            ``--set`` argument that was wrong).
     """
     path = Path(path)
     try:
@@ -520,7 +560,9 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Tr
         raise ConfigError(f"cannot read config {path}: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a YAML mapping at the top level, got {type(data).__name__}")
-    return load_config_dict(apply_overrides(data, overrides or {}), source=str(path))
+    overrides = overrides or {}
+    set_sources = {key: override_argument(key, value) for key, value in overrides.items()}
+    return load_config_dict(apply_overrides(data, overrides), source=source or str(path), set_sources=set_sources)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -552,7 +594,7 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
         for key in parents:
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
+                raise ConfigError(f"{override_argument(dotted, value)}: {key!r} is a value, not a section (every key: `spiral config keys`)")
         node[leaf] = value
     return result
 
@@ -578,4 +620,5 @@ def load_preset(name: str, overrides: dict[str, Any] | None = None) -> TrainConf
     Raises:
         ConfigError: unknown preset or invalid overrides.
     """
-    return load_config(preset_path(name), overrides)
+    path = preset_path(name)
+    return load_config(path, overrides, source=f"preset {name!r} ({path})")

@@ -76,7 +76,7 @@ def test_cli_reports_offline_failure_and_reads_the_base_url_from_the_environment
     result = CliRunner().invoke(app, ["omniglot", "--dest", str(tmp_path / "o"), "--timeout", "5"])
     assert result.exit_code == 1
     text = result.stdout + result.stderr
-    assert "error:" in text and "could not download images_background.zip" in text
+    assert "Error: " in text and "could not download images_background.zip" in text  # the one CLI error style
     assert "127.0.0.1:9/images_background.zip" in text and "Connection refused" in text
     bad = CliRunner().invoke(app, ["cifar", "--dest", str(tmp_path)])
     assert bad.exit_code == 2 and "'cifar' is not one of" in bad.stdout + bad.stderr

@@ -62,6 +62,7 @@ def test_ctrl_c_stops_every_process_with_checkpoints_written(tmp_path: Path) -> 
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, output
+    assert f"checkpoint: {tmp_path / 'checkpoints'}" in output and "resume with: spiral train --set " in output
     payload = load_checkpoint(tmp_path / "checkpoints")
     assert payload["counters"]["updates"] >= 3
     assert "received SIGTERM" in (tmp_path / "logs" / "policy-learner.log").read_text()

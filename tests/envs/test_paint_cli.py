@@ -1,4 +1,4 @@
-"""`spiral paint`: random and file programmes, both backends, the sequence grid, error messages."""
+"""`spiral paint`: random and file programs, both backends, the sequence grid, error messages."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from spiral.config import ColorMode, EnvConfig
 from spiral.envs.paint_cli import paint_command, programs_document, programs_to_actions, read_programs
 from spiral.envs.painting_spec import painting_action_spec
+from spiral.images import HEADER_HEIGHT
 
 app = typer.Typer()
 app.command()(paint_command)
@@ -42,7 +43,7 @@ def test_paint_a_program_file(tmp_path, renderer):
     out = tmp_path / "out.png"
     result = invoke("--program", str(program), "--renderer", renderer, "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert f"painted 1 programme(s) of 3 action(s) with {renderer}" in result.output
+    assert f"painted 1 program(s) of 3 action(s) with {renderer}" in result.output
     image = png(out)
     assert image.shape == (64, 64)
     assert image.max() > 0.8 and (image > 0.3).mean() > 0.03  # white ink on black
@@ -74,10 +75,14 @@ def test_sequence_writes_every_step(tmp_path):
     result = invoke("--program", str(program), "--sequence", "--out", str(out))
     assert result.exit_code == 0, result.output
     image = png(out)
-    assert image.shape == (64 + 4, 4 * 66 + 2)  # blank + 3 steps in one row
-    frames = [image[2:66, 2 + 66 * i : 66 + 66 * i] for i in range(4)]
+    # Blank + 3 steps in one row, under a header row of step numbers (HEADER_HEIGHT pixels): the
+    # header is new with the labelled pictures (issue 13), the frames are where they were below it.
+    assert image.shape == (HEADER_HEIGHT + 64 + 4, 4 * 66 + 2)
+    frames = [image[HEADER_HEIGHT + 2 : HEADER_HEIGHT + 66, 2 + 66 * i : 66 + 66 * i] for i in range(4)]
     assert frames[0].max() == 0 and frames[1].max() == 0  # blank, then a move
     assert frames[2].sum() > 20 and frames[3].sum() > frames[2].sum() + 10
+    header = image[:HEADER_HEIGHT]
+    assert header.max() > 0.8 and (header > 0.5).mean() < 0.3  # light label text on a dark strip
 
 
 def test_programs_object_with_config_several_images(tmp_path):
@@ -85,7 +90,7 @@ def test_programs_object_with_config_several_images(tmp_path):
     spec = painting_action_spec(cfg)
     actions = torch.stack([torch.tensor([[1, 40, 900, 1, 9, 19, 0, 0], [1, 900, 40, 0, 5, 0, 19, 0]])] * 2)
     doc = programs_document(cfg, actions)
-    doc["programs"][1] = doc["programs"][1][:1]  # programmes may differ in length
+    doc["programs"][1] = doc["programs"][1][:1]  # programs may differ in length
     path = tmp_path / "programs.json"
     path.write_text(json.dumps(doc))
     parsed = read_programs(path)
@@ -109,7 +114,7 @@ def test_programs_object_with_config_several_images(tmp_path):
         pytest.param([{k: v for k, v in PROGRAM[0].items() if k != "pressure"}], "action 0: missing components ['pressure']", id="missing"),
         pytest.param([{**PROGRAM[0], "red": 3}], "unknown components ['red']", id="unknown"),
         pytest.param([{**PROGRAM[0], "size": 1.5}], "action 0: component 'size' must be an integer, got 1.5", id="float"),
-        pytest.param({"programs": [PROGRAM, [PROGRAM[0], {**PROGRAM[1], "flag": 2}]]}, "program 1, action 1: component 'flag' is 2; valid range is 0..1", id="second-programme"),
+        pytest.param({"programs": [PROGRAM, [PROGRAM[0], {**PROGRAM[1], "flag": 2}]]}, "program 1, action 1: component 'flag' is 2; valid range is 0..1", id="second-program"),
         pytest.param({"programs": "x"}, "'programs' must be a non-empty list", id="programs-not-a-list"),
         pytest.param({"config": {"grid_size": 99}, "programs": [PROGRAM]}, "env.grid_size", id="bad-config"),
     ],
@@ -131,4 +136,4 @@ def test_conflicting_and_bad_options(tmp_path):
     result = invoke("--random", "3", "--brush", "classic/nope", "--renderer", "libmypaint", "--out", str(tmp_path / "x.png"))
     assert result.exit_code == 2 and "classic/nope" in result.output and "classic/dry_brush" in result.output
     result = invoke("--program", str(tmp_path / "missing.json"))
-    assert result.exit_code == 2 and "cannot read programme file" in result.output
+    assert result.exit_code == 2 and "cannot read program file" in result.output

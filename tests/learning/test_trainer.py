@@ -149,6 +149,8 @@ def test_ctrl_c_in_single_process_checkpoints_then_exits_130(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, output
     assert "received SIGINT" in output
+    assert f"checkpoint: {out / 'checkpoints'}" in output  # where it is, and how to go on (issue 13)
+    assert f"resume with: spiral train --config {config} -o {out} --single-process" in output
     payload = load_checkpoint(out / "checkpoints")
     assert payload["counters"]["updates"] >= 2 and payload["role"] == "single-process"
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

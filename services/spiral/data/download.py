@@ -21,9 +21,9 @@ from typing import Annotated, NamedTuple
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+from spiral.cli_errors import fail
 from spiral.data.base import DatasetError
 from spiral.fsio import atomic_output
 
@@ -177,7 +177,7 @@ def download_dataset(
 
 def download_command(
     name: Annotated[Downloadable, typer.Argument(help="Dataset to fetch.", case_sensitive=False)],
-    dest: Annotated[Path, typer.Option("--dest", help="Folder to put the original files in (created if needed).")],
+    dest: Annotated[Path, typer.Option("--dest", "-o", help="Folder to put the original files in (created if needed).")],
     file: Annotated[
         list[str] | None, typer.Option("--file", help="Only this file (repeatable), e.g. images_background_small1.zip.")
     ] = None,
@@ -190,6 +190,5 @@ def download_command(
     try:
         paths = download_dataset(name, dest, base_url=base_url, only=file or (), timeout=timeout)
     except DatasetError as err:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
-        raise typer.Exit(code=1) from None
+        fail(str(err))
     Console(stderr=True).print(f"{len(paths)} file(s) ready in {dest}", highlight=False)

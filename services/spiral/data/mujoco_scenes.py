@@ -304,7 +304,7 @@ def load_scene_descriptions(path: Path) -> list[SceneDescription]:
 
 
 def mujoco_scenes_command(
-    out: Annotated[Path, typer.Option("--out", help="Output folder (images/, scenes/, dataset.json).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (images/, scenes/, dataset.json).")],
     n: Annotated[int, typer.Option("--n", help="Number of scenes (the paper: 50,000).")] = 50_000,
     workers: Annotated[
         int, typer.Option("--workers", help="Rendering processes; 0 = the number of CPUs.")

@@ -1,13 +1,16 @@
-"""``spiral paint``: render painting programmes to a PNG with either painting backend.
+"""``spiral paint``: render painting programs to a PNG (or an animated GIF, or an SVG) with
+either painting backend.
 
-A programme is a list of actions, each a JSON object naming every component of the action spec,
-e.g. ``{"flag": 1, "end": 37, "control": 5, "pressure": 9, "size": 2}``. A programme file holds
+A program is a list of actions, each a JSON object naming every component of the action spec,
+e.g. ``{"flag": 1, "end": 37, "control": 5, "pressure": 9, "size": 2}``. A program file holds
 either one such list, or ``{"config": {...env config...}, "programs": [[...], [...]]}`` for several
 images — what ``spiral sample`` writes (:func:`programs_document` builds it). ``--random N`` paints
-random programmes instead.
+random programs instead.
 
 The pure helpers (:func:`read_programs`, :func:`programs_to_actions`, :func:`render_programs`) are
-used by tests and by the sampling tool; the command only wires them to files.
+used by tests and by the sampling tool; the command only wires them to files. ``--sequence``
+writes every stroke's frame under step numbers, ``--gif`` animates them, ``--svg`` exports the
+programs as quadratic Béziers (:mod:`spiral.envs.svg`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from spiral.envs.base import BatchedEnv
 from spiral.envs.factory import make_env
 from spiral.envs.painting_spec import FLAG_MOVE, painting_action_spec, random_actions
 from spiral.envs.spec import ActionSpec, Component
-from spiral.images import save_grid, save_sequence
+from spiral.envs.svg import programs_svg
+from spiral.images import save_gif, save_grid, save_picture, sequence_picture
 
 
 class PaintRenderer(str, enum.Enum):
@@ -37,14 +41,14 @@ class PaintRenderer(str, enum.Enum):
 
 
 class ProgramFile(NamedTuple):
-    """A parsed programme file: env config keys it sets, and its programmes (lists of actions)."""
+    """A parsed program file: env config keys it sets, and its programs (lists of actions)."""
 
     env: dict[str, Any]
     programs: list[list[dict[str, Any]]]
 
 
 def read_programs(path: Path) -> ProgramFile:
-    """Parse a programme file (a list of actions, or ``{"config": ..., "programs": [...]}``).
+    """Parse a program file (a list of actions, or ``{"config": ..., "programs": [...]}``).
 
     ``config`` may be an env config or a whole training config (its ``env`` section is used).
 
@@ -54,31 +58,31 @@ def read_programs(path: Path) -> ProgramFile:
     try:
         data = json.loads(Path(path).read_text())
     except OSError as err:
-        raise ValueError(f"cannot read programme file {path}: {err}") from None
+        raise ValueError(f"cannot read program file {path}: {err}") from None
     except json.JSONDecodeError as err:
-        raise ValueError(f"programme file {path} is not valid JSON: {err}") from None
+        raise ValueError(f"program file {path} is not valid JSON: {err}") from None
     if isinstance(data, list):
         return ProgramFile(env={}, programs=[data])
     if not isinstance(data, dict) or "programs" not in data:
         raise ValueError(
-            f"programme file {path} must hold a JSON list of actions or an object "
+            f"program file {path} must hold a JSON list of actions or an object "
             f'{{"config": {{...}}, "programs": [[...], ...]}}; got {type(data).__name__}'
             + (f" with keys {sorted(data)}" if isinstance(data, dict) else "")
         )
     unknown = sorted(set(data) - {"config", "programs"})
     if unknown:
-        raise ValueError(f"programme file {path}: unknown keys {unknown}; expected 'config' and 'programs'")
+        raise ValueError(f"program file {path}: unknown keys {unknown}; expected 'config' and 'programs'")
     config = data.get("config") or {}
     if not isinstance(config, dict):
-        raise ValueError(f"programme file {path}: 'config' must be an object, got {type(config).__name__}")
+        raise ValueError(f"program file {path}: 'config' must be an object, got {type(config).__name__}")
     if isinstance(config.get("env"), dict):
         config = config["env"]
     programs = data["programs"]
     if not isinstance(programs, list) or not programs:
-        raise ValueError(f"programme file {path}: 'programs' must be a non-empty list of programmes")
+        raise ValueError(f"program file {path}: 'programs' must be a non-empty list of programs")
     for p, program in enumerate(programs):
         if not isinstance(program, list):
-            raise ValueError(f"programme file {path}: program {p} must be a list of actions, got {type(program).__name__}")
+            raise ValueError(f"program file {path}: program {p} must be a list of actions, got {type(program).__name__}")
     return ProgramFile(env=dict(config), programs=programs)
 
 
@@ -106,19 +110,19 @@ def _action_row(spec: ActionSpec, action: Any, where: str) -> list[int]:
 
 
 def programs_to_actions(spec: ActionSpec, programs: list[list[dict[str, Any]]]) -> torch.Tensor:
-    """int64 ``[T, N, K]``: ``N`` programmes as action batches, ``T`` = the longest programme.
+    """int64 ``[T, N, K]``: ``N`` programs as action batches, ``T`` = the longest program.
 
-    Shorter programmes are padded with moves to their last end point, which paint nothing.
+    Shorter programs are padded with moves to their last end point, which paint nothing.
 
     Raises:
         ValueError: an action is not an object, lacks or adds a component, or has a non-integer or
-            out-of-range value; the message names the programme, the action index and the component.
+            out-of-range value; the message names the program, the action index and the component.
     """
     if not programs:
-        raise ValueError("no programmes to render")
+        raise ValueError("no programs to render")
     steps = max(len(p) for p in programs)
     if steps == 0:
-        raise ValueError("every programme is empty: nothing to paint")
+        raise ValueError("every program is empty: nothing to paint")
     end_col, flag_col = spec.index(Component.END), spec.index(Component.FLAG)
     actions = torch.zeros(steps, len(programs), len(spec), dtype=torch.long)
     for p, program in enumerate(programs):
@@ -165,16 +169,18 @@ def paint_command(
         typer.Option("--program", help="JSON file: a list of action objects, or {config, programs} from `spiral sample`."),
     ] = None,
     random: Annotated[
-        int | None, typer.Option("--random", help="Paint random programmes of N actions (default: episode_length - 1).")
+        int | None, typer.Option("--random", help="Paint random programs of N actions (default: episode_length - 1).")
     ] = None,
-    num_images: Annotated[int, typer.Option("--num-images", "-n", help="Random programmes to paint (a grid).")] = 1,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of random programmes and of libmypaint's brush noise.")] = 0,
+    num_images: Annotated[int, typer.Option("--num-images", "-n", help="Random programs to paint (a grid).")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of random programs and of libmypaint's brush noise.")] = 0,
     renderer: Annotated[
         PaintRenderer | None, typer.Option("--renderer", help="`fast` (batched torch) or `libmypaint` (the real library).")
     ] = None,
     sequence: Annotated[
-        bool, typer.Option("--sequence", help="Write every stroke's frame: one row per image, one column per step.")
+        bool, typer.Option("--sequence", help="Write every stroke's frame: one row per image, one column per step (numbered).")
     ] = False,
+    gif: Annotated[Path | None, typer.Option("--gif", help="Also write an animated GIF of the painting, stroke by stroke.")] = None,
+    svg: Annotated[Path | None, typer.Option("--svg", help="Also write the programs as an SVG (quadratic Béziers: opens in any vector editor).")] = None,
     canvas_size: Annotated[int | None, typer.Option("--canvas-size", help="Canvas side in pixels (default 64).")] = None,
     grid_size: Annotated[int | None, typer.Option("--grid-size", help="Positions per canvas side (default 32).")] = None,
     color: Annotated[ColorMode | None, typer.Option("--color", help="grayscale or rgb.")] = None,
@@ -187,7 +193,8 @@ def paint_command(
     device: Annotated[str | None, typer.Option("--device", help="Fast renderer device: cpu, cuda or auto.")] = None,
     scale: Annotated[int, typer.Option("--scale", help="Enlarge each canvas pixel in the PNG.")] = 1,
 ) -> None:
-    """Render painting programmes (from a file, or random) to a PNG grid with either backend."""
+    """Render painting programs (from a file, or random) to a PNG grid with either backend; also
+    as an animated GIF (--gif) or an SVG (--svg)."""
     if program is not None and random is not None:
         raise typer.BadParameter("give either --program FILE or --random N, not both")
     if num_images < 1:
@@ -200,7 +207,7 @@ def paint_command(
             parsed = read_programs(program)
         except ValueError as err:
             raise typer.BadParameter(str(err), param_hint="--program") from None
-    # Explicit options override the programme file's config, which overrides the defaults.
+    # Explicit options override the program file's config, which overrides the defaults.
     settings: dict[str, Any] = dict(parsed.env) if parsed else {}
     options = {
         "renderer": Renderer(renderer.value) if renderer else None,
@@ -221,7 +228,7 @@ def paint_command(
         problems = "; ".join(f"env.{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in err.errors())
         raise typer.BadParameter(problems) from None
     if cfg.renderer == Renderer.MUJOCO:
-        raise typer.BadParameter("spiral paint renders painting programmes; renderer must be 'fast' or 'libmypaint'")
+        raise typer.BadParameter("spiral paint renders painting programs; renderer must be 'fast' or 'libmypaint'")
     spec = painting_action_spec(cfg)
     if parsed is not None:
         try:
@@ -235,8 +242,8 @@ def paint_command(
         generator = torch.Generator().manual_seed(seed)
         actions = torch.stack([random_actions(spec, num_images, generator) for _ in range(steps)])
     if actions.shape[0] + 1 > 1000:
-        raise typer.BadParameter(f"programmes have {actions.shape[0]} actions; at most 999 can be painted")
-    # A paint job is one episode exactly as long as its longest programme.
+        raise typer.BadParameter(f"programs have {actions.shape[0]} actions; at most 999 can be painted")
+    # A paint job is one episode exactly as long as its longest program.
     cfg = EnvConfig.model_validate({**cfg.model_dump(), "episode_length": max(2, actions.shape[0] + 1)})
     try:
         env = make_env(cfg, seed=seed)
@@ -244,11 +251,18 @@ def paint_command(
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
     if sequence:
-        path = save_sequence(frames, out, scale=scale)
+        path = save_picture(sequence_picture(frames, scale=scale), out)
     else:
-        # One programme is written as the bare canvas; several as a padded grid.
+        # One program is written as the bare canvas; several as a padded grid.
         path = save_grid(frames[-1], out, scale=scale, pad=0 if actions.shape[1] == 1 else 2)
+    written = [path]
+    if gif is not None:
+        written.append(save_gif(frames, gif, scale=max(scale, 2)))
+    if svg is not None:
+        svg.parent.mkdir(parents=True, exist_ok=True)
+        svg.write_text(programs_svg(actions, cfg))
+        written.append(svg)
     typer.echo(
-        f"painted {actions.shape[1]} programme(s) of {actions.shape[0]} action(s) with {cfg.renderer.value} "
-        f"→ {path}"
+        f"painted {actions.shape[1]} program(s) of {actions.shape[0]} action(s) with {cfg.renderer.value} "
+        f"→ {', '.join(str(p) for p in written)}"
     )

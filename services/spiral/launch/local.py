@@ -6,15 +6,18 @@ and starts — with the very command a Kubernetes pod runs —
 [--actor-id actor-i] --set services.…_address=…`` for every role of ``TrainConfig.roles()``: the
 policy learner, ``num_actors`` actors and, when ``reward.kind`` is ``discriminator``, the replay
 buffer and the discriminator learner (with the ``l2`` reward nothing would read them, and a 2-core
-machine has no cycles to spare). It then draws a progress line from the policy learner's
-``GetStatus`` and ``/metrics`` until the budget is spent.
+machine has no cycles to spare). It then shows progress (:class:`spiral.progress.TrainProgress`) from
+the policy learner's ``GetStatus`` and ``/metrics`` until the budget is spent, passes the children's
+warnings and "resumed from" lines on to the terminal, and at the end draws ``curves.png`` and prints
+the same summary as ``--single-process``.
 
 Process hygiene: each child runs in its own session (so a terminal's Ctrl-C reaches only the
 launcher, which then stops the children in order) and has ``PR_SET_PDEATHSIG = SIGTERM`` (so it
 stops, checkpointing, if the launcher dies without cleaning up). Ctrl-C / SIGTERM → SIGTERM to every
-child (each checkpoints), SIGKILL to any still alive after a grace period, exit 130. A child that
-crashes is restarted (like a pod's ``restartPolicy``) up to :data:`MAX_RESTARTS` times; learners
-resume from their checkpoints. Budget spent → the policy learner exits 0, the actors and the
+child (each checkpoints), SIGKILL to any still alive after a grace period, exit 130 (printing where
+the checkpoint is and how to resume). A child that crashes is restarted (like a pod's
+``restartPolicy``) up to :data:`MAX_RESTARTS` times; learners resume from their checkpoints. A
+child that never comes up, or keeps crashing, makes the run exit 1 with its last error lines. Budget spent → the policy learner exits 0, the actors and the
 discriminator learner follow, the replay buffer is stopped (checkpointing), and ``run_local``
 returns. Child logs go to ``<output_dir>/logs/<name>.log``.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -35,13 +39,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-import typer
 import yaml
 
 from spiral.config import Role, TrainConfig
-from spiral.launch.progress import LearnerPoller, TrainProgress
+from spiral.launch.child_logs import LogTail, last_error_lines, notable
+from spiral.launch.progress import LearnerPoller, figures_from_snapshot
 from spiral.learning.budget import budget_of
-from spiral.learning.run_log import read_log
+from spiral.learning.plots import write_run_curves
+from spiral.learning.run_log import METRICS_FILE, RunSummary
+from spiral.progress import DEFAULT_EVERY_SECONDS, RunOutput, TrainProgress
 from spiral.services.runtime import StopFlag
 
 log = logging.getLogger(__name__)
@@ -298,81 +304,175 @@ class LocalCluster:
         self.reap()
 
 
-def run_local(cfg: TrainConfig, resume: bool, show_progress: bool, *, threads_per_process: int | None = None) -> None:
-    """Train with every service in its own local process; return once the budget is spent.
+class LaunchOptions(NamedTuple):
+    """How :func:`run_local` shows the run (the ``spiral train`` flags besides the config)."""
+
+    show_progress: bool = True  # False (--quiet): nothing on the terminal but notes and the summary
+    progress_every_seconds: float = DEFAULT_EVERY_SECONDS  # plain progress lines (no terminal, train.log)
+    resume_command: str | None = None  # printed after Ctrl-C: how to continue this run
+
+
+def run_local(cfg: TrainConfig, resume: bool, options: LaunchOptions = LaunchOptions(), *, threads_per_process: int | None = None) -> int:
+    """Train with every service in its own local process until the budget is spent; returns the
+    exit code of ``spiral train``: 0 when the budget was spent, 130 after Ctrl-C/SIGTERM (children
+    stopped and checkpointed), 1 when a child kept crashing or a service never came up (its last
+    error lines are printed, with its log's path).
 
     Each process gets ``threads_per_process`` torch threads (default: ``cfg.torch_threads``, else
     1 — measured: on 2 shared cores, 2-thread OpenMP in one process is several times slower than
-    one thread per process).
-
-    Raises:
-        typer.Exit: 130 after Ctrl-C/SIGTERM (children stopped and checkpointed); 1 when a child
-            kept crashing or a service never came up.
+    one thread per process). Warnings, errors and "resumed from" lines of the children are shown
+    as they appear; at the end ``curves.png`` is drawn from the run log and the summary printed.
     """
     threads = threads_per_process or cfg.torch_threads or 1
     cluster = LocalCluster(cfg, resume=resume, threads_per_process=threads)
+    output = RunOutput(cluster.out / "train.log")
+    wall = None if cfg.max_wall_minutes is None else 60.0 * cfg.max_wall_minutes
+    progress = TrainProgress(
+        budget_of(cfg), output=output, enabled=options.show_progress, every_seconds=options.progress_every_seconds, wall_limit_seconds=wall
+    )
+    notes = ChildNotes(cluster, progress)
     interrupt = StopFlag().install()
-    total, unit = budget_of(cfg)
+    try:
+        code = _watch(cluster, progress, notes, interrupt)
+    finally:
+        progress.close()
+        cluster.stop()
+        interrupt.uninstall()
+        notes.show_new()  # what the children said on their way out (e.g. the checkpoint they wrote)
+    _finish(cluster, output, code, options)
+    return code
+
+
+def _watch(cluster: LocalCluster, progress: TrainProgress, notes: "ChildNotes", interrupt: StopFlag) -> int:
+    """Start the children and watch them until the run ends; returns the exit code."""
     expected = len(cluster.children)
     pl = cluster.plan.by_role(Role.POLICY_LEARNER)
     assert pl is not None
-    code = 0
     try:
-        try:
-            cluster.start()
-        except RuntimeError as err:
-            log.error("%s", err)
-            code = 1
-            return
-        poller = LearnerPoller(pl.address, pl.metrics_port, cfg.services)
-        finished_at: float | None = None
-        with TrainProgress(total, unit, enabled=show_progress) as progress:
-            while True:
-                if interrupt.is_set():
-                    log.info("stopping every process (they checkpoint)")
-                    code = 130
-                    break
-                for child in cluster.reap():
-                    name, rc = child.spec.name, child.exit_code
-                    if child.spec.role == Role.POLICY_LEARNER and rc == 0:
-                        finished_at = time.monotonic()
-                    elif finished_at is not None or (rc == 0 and child.spec.role in (Role.ACTOR, Role.DISCRIMINATOR_LEARNER)):
-                        log.info("%s exited with code %s", name, rc)  # 0: it saw the learner's done
-                    else:
-                        if child.restarts >= MAX_RESTARTS:
-                            log.error("%s exited with code %s %d times; giving up (see %s)", name, rc, child.restarts + 1, cluster.logs_dir / f"{name}.log")
-                            code = 1
-                            break
-                        child.restarts += 1
-                        log.warning("%s exited with code %s; restarting (%d/%d)", name, rc, child.restarts, MAX_RESTARTS)
-                        cluster.spawn(name)
-                if code:
-                    break
-                snapshot = poller.poll()
-                progress.update(snapshot, len(cluster.alive()), expected)
-                if finished_at is not None:
-                    others = [c for c in cluster.alive() if c.spec.role != Role.REPLAY]
-                    if not others or time.monotonic() - finished_at > FINISH_GRACE_SECONDS:
-                        break
-                time.sleep(POLL_SECONDS)
-        poller.close()
+        cluster.start()
+    except RuntimeError as err:
+        notes.show_new()
+        progress.note(f"Error: {err}")
+        _show_failure(progress, cluster, _failed_child(cluster))
+        return 1
+    poller = LearnerPoller(pl.address, pl.metrics_port, cluster.cfg.services)
+    evaluations = EvaluationTail(cluster.out / METRICS_FILE)
+    finished_at: float | None = None
+    try:
+        while True:
+            if interrupt.is_set():
+                progress.note("stopping every process (each writes its checkpoint)…")
+                return 130
+            for child in cluster.reap():
+                name, rc = child.spec.name, child.exit_code
+                if child.spec.role == Role.POLICY_LEARNER and rc == 0:
+                    finished_at = time.monotonic()
+                elif finished_at is not None or (rc == 0 and child.spec.role in (Role.ACTOR, Role.DISCRIMINATOR_LEARNER)):
+                    log.info("%s exited with code %s", name, rc)  # 0: it saw the learner's done
+                else:
+                    notes.show_new()
+                    if child.restarts >= MAX_RESTARTS:
+                        progress.note(f"Error: {name} exited with code {rc} {child.restarts + 1} times; giving up")
+                        _show_failure(progress, cluster, child)
+                        return 1
+                    child.restarts += 1
+                    progress.note(f"{name} exited with code {rc}; restarting ({child.restarts}/{MAX_RESTARTS}); log: {cluster.logs_dir / (name + '.log')}")
+                    cluster.spawn(name)
+            notes.show_new()
+            snapshot = poller.poll()
+            held_out, blank = evaluations.latest()
+            alive = len(cluster.alive())
+            if snapshot.ok:
+                progress.show(figures_from_snapshot(snapshot, held_out, blank, alive=alive, expected=expected))
+            elif progress.last_figures is not None and finished_at is None:  # restarting, not finished
+                progress.show(progress.last_figures._replace(alive=alive, learner_away=True))
+            if finished_at is not None:
+                others = [c for c in cluster.alive() if c.spec.role != Role.REPLAY]
+                if not others or time.monotonic() - finished_at > FINISH_GRACE_SECONDS:
+                    return 0
+            time.sleep(POLL_SECONDS)
     finally:
-        cluster.stop()
-        interrupt.uninstall()
-    if code:
-        raise typer.Exit(code)
-    _report(cluster)
+        poller.close()
 
 
-def _report(cluster: LocalCluster) -> None:
-    """The final lines: counters and held-out L2 from the learner's run log."""
-    records = read_log(cluster.out / "metrics.jsonl")
-    last = next((r for r in reversed(records) if "updates" in r), {})
-    lines = [f"trained {last.get('updates', 0)} updates, {last.get('frames', 0)} frames → {cluster.out}"]
-    evals = [r for r in records if "eval/held_out_l2" in r]
-    if evals:
-        e = evals[-1]
-        lines.append(f"held-out L2 {e['eval/held_out_l2']:.4f} · blank canvas {e['eval/blank_l2']:.4f} · random policy {e['eval/random_l2']:.4f}")
-    lines.append(f"images: {cluster.out / 'images'} · checkpoints: {cluster.out / 'checkpoints'} · logs: {cluster.logs_dir}")
-    for line in lines:
-        typer.echo(line)
+def _failed_child(cluster: LocalCluster) -> Child | None:
+    """The child that died (the first one that exited non-zero), if any."""
+    cluster.reap()
+    return next((c for c in cluster.children.values() if c.exit_code not in (None, 0)), None)
+
+
+def _show_failure(progress: TrainProgress, cluster: LocalCluster, child: Child | None) -> None:
+    """A dead child's last error lines and its log's path, on the terminal."""
+    if child is None:
+        progress.note(f"logs: {cluster.logs_dir}")
+        return
+    path = cluster.logs_dir / f"{child.spec.name}.log"
+    progress.note(f"last lines of {path}:")
+    for line in last_error_lines(path):
+        progress.note(f"  {line}")
+
+
+class ChildNotes:
+    """Shows the children's warnings, errors and "resumed from" lines as they appear, each
+    message once (every actor loading MNIST warns alike). Not thread-safe."""
+
+    def __init__(self, cluster: LocalCluster, progress: TrainProgress) -> None:
+        self.cluster = cluster
+        self.progress = progress
+        self._tails = {name: LogTail(cluster.logs_dir / f"{name}.log") for name in cluster.children}
+        self._seen: set[str] = set()
+
+    def show_new(self) -> None:
+        for name, tail in self._tails.items():
+            for line in tail.new_lines():
+                note = notable(line)
+                if note is None or note.message in self._seen:
+                    continue
+                self._seen.add(note.message)
+                level = "" if note.level == "INFO" else f"{note.level.lower()}: "
+                self.progress.note(f"[{name}] {level}{note.message}")
+
+
+class EvaluationTail:
+    """The latest held-out L2 and blank-canvas L2 from the policy learner's run log (the blank
+    figure is not exported on /metrics). Not thread-safe."""
+
+    def __init__(self, path: Path) -> None:
+        self._tail = LogTail(path)
+        self._latest = (math.nan, math.nan)
+
+    def latest(self) -> tuple[float, float]:
+        for line in self._tail.new_lines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "eval/held_out_l2" in record:
+                self._latest = (record["eval/held_out_l2"], record.get("eval/blank_l2", math.nan))
+        return self._latest
+
+
+def _finish(cluster: LocalCluster, output: RunOutput, code: int, options: LaunchOptions) -> None:
+    """The final lines: curves.png (any run that logged), then the summary or how to resume."""
+    summary = RunSummary.of_run(cluster.out)
+    if summary.updates:
+        try:
+            write_run_curves(cluster.out)
+        except (OSError, ValueError) as err:  # a plot must never turn a finished run into a failure
+            log.warning("could not draw %s: %s", cluster.out / "curves.png", err)
+    if code == 0:
+        for line in summary.lines(cluster.out):
+            output.echo(line)
+    elif code == 130:
+        for line in stopped_lines(cluster.out, summary, options.resume_command):
+            output.echo(line)
+    else:
+        output.echo(f"logs: {cluster.logs_dir} · progress log: {output.log_path}")
+
+
+def stopped_lines(out: Path, summary: RunSummary, resume_command: str | None) -> list[str]:
+    """What ``spiral train`` prints after Ctrl-C (both modes): where the checkpoint is, how to go on."""
+    lines = [f"stopped after {summary.updates} updates, {summary.frames} frames; checkpoint: {out / 'checkpoints'}"]
+    if resume_command:
+        lines.append(f"resume with: {resume_command}")
+    return lines

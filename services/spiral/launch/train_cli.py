@@ -2,19 +2,29 @@
 
 ``spiral train`` with no arguments trains the offline built-in default (procedural strokes, fast
 renderer, small agent). ``--single-process`` runs everything in this process (the baseline of the
-distributed system, and what the learning tests use). Either way Ctrl-C (or SIGTERM) checkpoints
-first and then exits 130 (143): "stopped, not done", like the services.
+distributed system, and what the learning tests use). Both modes behave alike around the training:
+
+* one ``spiral train`` per run folder (:class:`~spiral.launch.run_folder.RunFolderLock`); a run
+  whose budget is already spent says so and exits 0 at once;
+* the same progress display (:mod:`spiral.progress`), the same ``curves.png`` and final summary;
+* exit codes: 0 budget spent, 1 the run failed (the reason is printed), 2 a usage or config error,
+  130 (143) stopped by Ctrl-C (SIGTERM) after checkpointing — the resume command is printed.
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from spiral.cli_errors import fail, usage_error
 from spiral.config import PRESETS, ConfigError, TrainConfig, load_config, load_preset, parse_overrides
+from spiral.launch.run_folder import RunFolderBusy, RunFolderLock, finished_run
+from spiral.learning.run_log import RunSummary
+from spiral.progress import DEFAULT_EVERY_SECONDS, RunOutput
 
 if TYPE_CHECKING:  # pragma: no cover - the trainer (and torch) load only when training
     from spiral.learning.trainer import TrainResult
@@ -26,7 +36,8 @@ def resolve_config(config: Optional[Path], preset: str, overrides: list[str], ou
     """The run's config: a YAML file, else a named preset; then ``--set`` overrides.
 
     Raises:
-        ConfigError: unreadable or invalid config, unknown preset.
+        ConfigError: unreadable or invalid config, unknown preset (naming the file or the
+            ``--set`` argument that was wrong).
     """
     sets = parse_overrides(overrides)
     if output_dir is not None:
@@ -36,68 +47,117 @@ def resolve_config(config: Optional[Path], preset: str, overrides: list[str], ou
     return load_preset(preset, sets)
 
 
+def train_command_line(config: Optional[Path], preset: str, overrides: list[str], output_dir: Path, single_process: bool) -> str:
+    """The ``spiral train`` command that continues this run (printed after Ctrl-C)."""
+    args = ["spiral", "train"]
+    args += ["--config", str(config)] if config is not None else (["--preset", preset] if preset != "default" else [])
+    for item in overrides:
+        args += ["--set", item]
+    args += ["-o", str(output_dir)]
+    if single_process:
+        args.append("--single-process")
+    return shlex.join(args)
+
+
 def train_command(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see services/spiral/presets/).")] = None,
-    preset: Annotated[str, typer.Option(help=f"Preset when no --config: {', '.join(PRESETS)}.")] = "default",
-    set_: Annotated[list[str], typer.Option("--set", help="Override a key: --set env.grid_size=16 (repeatable).")] = [],  # noqa: B006
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Where checkpoints, PNGs and logs go.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see `spiral config show`).")] = None,
+    preset: Annotated[str, typer.Option("--preset", "-p", help=f"Preset when no --config: {', '.join(PRESETS)}.")] = "default",
+    set_: Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a key, e.g. --set env.grid_size=16 (repeatable; keys: `spiral config keys`).")] = [],  # noqa: B006
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Run folder: checkpoints, images, logs, TensorBoard.")] = None,
     single_process: Annotated[bool, typer.Option("--single-process", help="Run envs, policy and both learners in this process.")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue from output_dir/checkpoints if present.")] = True,
-    quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the run folder's checkpoints if present.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display (train.log still gets it).")] = False,
+    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="Start from this checkpoint's policy weights (e.g. from `spiral pretrain`); same as --set init_from=PATH.")] = None,
+    progress_every: Annotated[
+        float, typer.Option("--progress-every", metavar="SECONDS", min=0.1, help="Seconds between plain progress lines (when stdout is not a terminal, and in train.log).")
+    ] = DEFAULT_EVERY_SECONDS,
 ) -> None:
     """Train SPIRAL. With no arguments: the offline built-in default, learning visibly within minutes."""
     _setup_logging()
     try:
-        cfg = resolve_config(config, preset, set_, output_dir)
+        cfg = resolve_config(config, preset, [*set_, *([f"init_from={init_from}"] if init_from is not None else [])], output_dir)
     except ConfigError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
-    if single_process:
-        from spiral.learning.trainer import SingleProcessTrainer
-
-        result = SingleProcessTrainer(cfg, resume=resume).run(show_progress=not quiet)
-        _report(result)
-        if result.exit_code is not None:
-            raise typer.Exit(result.exit_code)
+        usage_error(str(err))
+    out = Path(cfg.output_dir)
+    command = train_command_line(config, preset, set_, out, single_process)
+    if resume and (done := finished_run(cfg)) is not None:
+        _report_finished(out, done)
         return
-    from spiral.launch.local import run_local  # the multi-process launcher
+    try:
+        lock = RunFolderLock(out, command).acquire()
+    except (RunFolderBusy, OSError) as err:
+        fail(str(err))
+    try:
+        code = _train(cfg, resume, single_process, quiet, progress_every, command)
+    finally:
+        lock.release()
+    if code:
+        raise typer.Exit(code)
 
-    run_local(cfg, resume=resume, show_progress=not quiet)
+
+def _train(cfg: TrainConfig, resume: bool, single_process: bool, quiet: bool, progress_every: float, command: str) -> int:
+    """Run the chosen trainer; returns the exit code."""
+    if not single_process:
+        from spiral.launch.local import LaunchOptions, run_local  # the multi-process launcher
+
+        return run_local(cfg, resume, LaunchOptions(show_progress=not quiet, progress_every_seconds=progress_every, resume_command=command))
+    from spiral.launch.local import stopped_lines
+    from spiral.learning.trainer import SingleProcessTrainer
+    from spiral.progress import TrainProgress
+
+    out = Path(cfg.output_dir)
+    output = RunOutput(out / "train.log")
+    try:
+        trainer = SingleProcessTrainer(cfg, resume=resume)
+    except Exception as err:  # noqa: BLE001 - whatever stops the start (data, checkpoint) is shown, not a traceback
+        log.debug("start-up failed", exc_info=True)
+        hint = f" (while resuming from {out / 'checkpoints'}: start afresh with --no-resume, or use a new -o)" if resume and (out / "checkpoints").is_dir() else ""
+        output.log(f"Error: {err}{hint}")
+        fail(f"{err}{hint}")
+    wall = None if cfg.max_wall_minutes is None else 60.0 * cfg.max_wall_minutes
+    progress = TrainProgress(trainer.budget, output=output, enabled=not quiet, every_seconds=progress_every, wall_limit_seconds=wall)
+    result = trainer.run(progress=progress)
+    summary = RunSummary.of_run(out)
+    if result.exit_code is not None:
+        for line in stopped_lines(out, summary, command):
+            output.echo(line)
+        return result.exit_code
+    _report(result, output)
+    return 0
 
 
-def _report(result: TrainResult) -> None:
-    lines = [f"trained {result.counters.updates} updates, {result.counters.frames} frames → {result.output_dir}"]
-    if result.final_eval_l2 is not None and result.baselines is not None:
-        b = result.baselines
-        lines.append(
-            f"held-out L2 {result.final_eval_l2:.4f} · blank canvas {b.blank_l2:.4f} "
-            f"({100 * result.final_eval_l2 / b.blank_l2:.0f}% of blank) · random policy {b.random_l2:.4f}"
-        )
-    lines.append(f"curves: {result.output_dir / 'curves.png'} · images: {result.output_dir / 'images'}")
-    for line in lines:
+def _report(result: TrainResult, output: RunOutput) -> None:
+    for line in RunSummary.of_run(result.output_dir).lines(result.output_dir):
+        output.echo(line)
+
+
+def _report_finished(out: Path, summary: RunSummary) -> None:
+    typer.echo(f"{out} has already finished: its budget is spent, nothing to do.")
+    for line in summary.lines(out):
         typer.echo(line)
+    typer.echo("To train further raise the budget (e.g. --set total_updates=…), or start afresh with --no-resume or another -o.")
 
 
 def sample_command(
-    checkpoint: Annotated[Path, typer.Option(help="Checkpoint file or a run's checkpoints/ folder.")],
-    out: Annotated[Path, typer.Option(help="PNG grid to write; the programs go beside it as .json.")] = Path("samples.png"),
-    num: Annotated[int, typer.Option(min=1, max=1024, help="How many images.")] = 32,
-    data_path: Annotated[Optional[Path], typer.Option(help="Override the dataset path stored in the checkpoint.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for targets/noise.")] = 0,
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file or a run's checkpoints/ folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG grid to write; the programs go beside it as .json.")] = Path("samples.png"),
+    num: Annotated[int, typer.Option("--num", "-n", min=1, max=1024, help="How many images.")] = 32,
+    data_path: Annotated[Optional[Path], typer.Option("--data-path", help="Override the dataset path stored in the checkpoint.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Picks the held-out targets (a random subset) or the noise.")] = 0,
+    gif: Annotated[Optional[Path], typer.Option("--gif", help="Also write an animated GIF of the painting, stroke by stroke.")] = None,
+    svg: Annotated[Optional[Path], typer.Option("--svg", help="Also write the programs as an SVG (quadratic Béziers).")] = None,
 ) -> None:
-    """Paint with a trained policy: a PNG grid plus the stroke programs (JSON) that made each image.
-
-    Feeding the JSON to ``spiral paint --program`` reproduces the images.
-    """
+    """Paint with a trained policy: a labelled PNG grid plus the stroke programs (JSON) that made
+    each image. Feeding the JSON to `spiral paint --program` reproduces the images."""
     _setup_logging()
     from spiral.learning.sampling import sample_from_checkpoint
 
     try:
-        result = sample_from_checkpoint(checkpoint, out, num, data_path, seed)
+        result = sample_from_checkpoint(checkpoint, out, num, data_path, seed, gif=gif, svg=svg)
     except (FileNotFoundError, ValueError, ConfigError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(f"wrote {result.grid} and {result.programs}")
+        usage_error(str(err))
+    written = [result.grid, result.programs, *(p for p in (result.gif, result.svg) if p is not None)]
+    typer.echo("wrote " + ", ".join(str(p) for p in written))
 
 
 def _setup_logging() -> None:
@@ -106,4 +166,4 @@ def _setup_logging() -> None:
     )
 
 
-__all__ = ["resolve_config", "sample_command", "train_command"]
+__all__ = ["resolve_config", "sample_command", "train_command", "train_command_line"]

@@ -31,15 +31,16 @@ def save_checkpoint(directory: Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def find_checkpoint(path: Path) -> Path | None:
+def find_checkpoint(path: Path | str) -> Path | None:
     """Resolve a checkpoint file, or a directory holding ``latest.pt``; None when there is none."""
+    path = Path(path)
     if path.is_file():
         return path
     candidate = path / LATEST
     return candidate if candidate.is_file() else None
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path | str) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`.
 
     Raises:

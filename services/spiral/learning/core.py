@@ -3,7 +3,8 @@ service both are, minus where their rollouts come from.
 
 :class:`PolicyLearnerCore` owns a run's :class:`~spiral.learning.state.TrainingState` (resumed from
 ``<output_dir>/checkpoints`` when asked), its :class:`~spiral.learning.evaluate.Evaluator`, its run
-log (``metrics.jsonl``) and its :class:`~spiral.learning.cadence.Cadence`. A driver feeds it
+log (``metrics.jsonl``, mirrored to ``tensorboard/<role>/``) and its
+:class:`~spiral.learning.cadence.Cadence`. A driver feeds it
 rollouts and calls, in this order::
 
     core.start()                                   # the start record
@@ -36,6 +37,7 @@ from spiral.learning.evaluate import Evaluator
 from spiral.learning.rollout import Rollout
 from spiral.learning.run_log import RunLog
 from spiral.learning.state import TrainingState
+from spiral.learning.tensorboard import TensorBoardWriter
 from spiral.learning.updates import PolicyUpdateStats, policy_update
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,7 @@ class PolicyLearnerCore:
         self.role = role
         self.state = TrainingState.build(cfg, env, role=role, policy=True, discriminator=train_discriminator, seed=cfg.seed)
         self.cadence = Cadence.from_config(cfg)
-        self.run_log = RunLog(self.out / "metrics.jsonl")
+        self.run_log = RunLog(self.out / "metrics.jsonl", tensorboard=TensorBoardWriter(self.out / "tensorboard" / role))
         held_out = dataset.held_out if cfg.mode == Mode.CONDITIONAL else None
         self.evaluator = Evaluator(env, held_out, cfg.agent.noise_size, cfg.seed, self.out / "images")
         self.last_evaluation: dict[str, float] = {}
@@ -136,6 +138,7 @@ class PolicyLearnerCore:
         if self.budget_spent:
             self.run_log.write({"event": "done", **self.x_axis()})
             log.info("budget spent: %d updates, %d frames, version %d", self.state.counters.updates, self.state.counters.frames, self.state.version)
+        self.run_log.close()  # flushes TensorBoard's writer; a later record reopens it
         return evaluation
 
     def _act(self, due: Due) -> dict[str, float] | None:
@@ -161,6 +164,8 @@ class PolicyLearnerCore:
         assert self.state.policy is not None
         record = self.evaluator(self.state.policy, self.state.counters.updates, write_images)
         self.run_log.write({**record, **self.x_axis()})
+        if write_images:
+            self.run_log.images(self.evaluator.last_images, self.state.counters.frames)
         self.last_evaluation = record
         self._evaluated_at = self.state.counters.updates
         return record

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 
 from spiral.envs.base import BatchedEnv
-from spiral.images import save_grid
+from spiral.images import make_grid, pairs_picture, picture_tensor, save_grid, save_picture, sequence_picture
 from spiral.learning.rewards import l2_scores
 from spiral.learning.rollout import collect_rollout, random_rollout
 
@@ -20,6 +20,8 @@ from spiral.learning.rollout import collect_rollout, random_rollout
 EVAL_SIZE = 256
 #: Canvases painted at once during evaluation (independent of num_envs: evaluation is batched inference).
 EVAL_BATCH = 64
+#: Episodes shown stroke by stroke after each evaluation (TensorBoard's painting sequence).
+SEQUENCE_IMAGES = 4
 
 
 class Reconstruction(NamedTuple):
@@ -79,20 +81,14 @@ def baselines(env: BatchedEnv, targets: torch.Tensor, batch_size: int, seed: int
     return Baselines(blank_l2=mean_l2(blank.expand_as(targets), targets), random_l2=mean_l2(random_canvases, targets))
 
 
-def pair_rows(targets: torch.Tensor, canvases: torch.Tensor, per_row: int = 16) -> torch.Tensor:
-    """Interleave rows: ``per_row`` targets, then the ``per_row`` paintings of them, and so on."""
-    rows = []
-    for start in range(0, targets.shape[0], per_row):
-        rows.extend([targets[start : start + per_row], canvases[start : start + per_row]])
-    return torch.cat(rows)
-
-
 class Evaluator:
     """Periodic evaluation shared by the single-process trainer and the policy learner service.
 
     Conditional runs: greedy and sampled held-out L2 on the first :data:`EVAL_SIZE` held-out images,
     beside the blank-canvas and random-policy baselines (computed once), and a PNG of targets above
-    paintings. Unconditional runs: a PNG grid of samples from fixed noise. Not thread-safe.
+    paintings (side by side, under a "target | painting" header). Unconditional runs: a PNG grid of
+samples from fixed noise. Either way the pictures (and a few episodes stroke by stroke) are kept
+in :attr:`last_images` for TensorBoard. Not thread-safe.
     """
 
     def __init__(self, env: BatchedEnv, held_out: torch.Tensor | None, noise_size: int, seed: int, images_dir: Path) -> None:
@@ -102,6 +98,8 @@ class Evaluator:
         self.seed = seed
         self.images_dir = images_dir
         self.baselines: Baselines | None = None
+        #: The pictures of the last evaluation that wrote images, ``{tag: [C, H, W]}`` (for TensorBoard).
+        self.last_images: dict[str, torch.Tensor] = {}
 
     def __call__(self, policy: torch.nn.Module, step: int, write_images: bool = True) -> dict[str, float]:
         if self.targets is not None:
@@ -110,8 +108,7 @@ class Evaluator:
             greedy = reconstruct(self.env, policy, self.targets, EVAL_BATCH)
             sampled = reconstruct(self.env, policy, self.targets, EVAL_BATCH, greedy=False, seed=self.seed)
             if write_images:
-                grid = pair_rows(greedy.targets[:32], greedy.canvases[:32])
-                save_grid(grid, self.images_dir / f"reconstructions-{step:07d}.png", nrow=16, scale=2)
+                self._write_pictures("reconstructions", step, greedy.targets[:32], greedy.canvases[:32], policy)
             return {
                 "eval/held_out_l2": greedy.l2,
                 "eval/held_out_l2_sampled": sampled.l2,
@@ -123,4 +120,25 @@ class Evaluator:
             canvases = collect_rollout(self.env, policy, None, noise, EVAL_BATCH).final_canvas
         if write_images:
             save_grid(canvases, self.images_dir / f"samples-{step:07d}.png", nrow=8, scale=2)
+            steps = self._sequence(policy, None, noise[:SEQUENCE_IMAGES])
+            self.last_images = {"eval/samples": make_grid(canvases, nrow=8), "eval/painting_sequence": picture_tensor(sequence_picture(steps))}
         return {"eval/sample_ink": float(canvases.mean())}
+
+    def _write_pictures(self, name: str, step: int, targets: torch.Tensor, canvases: torch.Tensor, policy: torch.nn.Module) -> None:
+        """The labelled target | painting grid (PNG and TensorBoard) and a stroke-by-stroke view."""
+        picture = pairs_picture(targets, canvases, pairs_per_row=8, scale=2)
+        save_picture(picture, self.images_dir / f"{name}-{step:07d}.png")
+        steps = self._sequence(policy, targets[:SEQUENCE_IMAGES], None)
+        sequence = sequence_picture(steps, targets[:SEQUENCE_IMAGES])
+        self.last_images = {f"eval/{name}": picture_tensor(picture), "eval/painting_sequence": picture_tensor(sequence)}
+
+    @torch.no_grad()
+    def _sequence(self, policy: torch.nn.Module, targets: torch.Tensor | None, noise: torch.Tensor | None) -> torch.Tensor:
+        """Every canvas of a few greedy (conditional) or sampled episodes, ``[T + 1, N, C, H, W]``."""
+        n = targets.shape[0] if targets is not None else noise.shape[0]
+        was_training = policy.training
+        policy.eval()
+        try:
+            return collect_rollout(self.env, policy, targets, noise, n, greedy=targets is not None).canvases
+        finally:
+            policy.train(was_training)

@@ -2,7 +2,10 @@
 
 The JSON holds the environment config and one list of action dicts per image, the format
 ``spiral paint --program`` reads, so every image can be re-rendered (or rendered with another
-backend) from its program alone.
+backend) from its program alone. The PNG shows each target beside its painting under a header
+row (:func:`spiral.images.pairs_picture`); ``--gif`` animates the painting stroke by stroke and
+``--svg`` writes the programs as vector strokes. ``seed`` picks which held-out targets are painted
+(a seeded random subset) or the noise of an unconditional policy.
 """
 
 from __future__ import annotations
@@ -13,52 +16,49 @@ from typing import NamedTuple
 
 import torch
 
-from spiral.agents import build_policy
-from spiral.config import Mode, load_config_dict
-from spiral.data import load_dataset
-from spiral.envs.factory import make_env
-from spiral.images import save_grid
-from spiral.learning.checkpoint import load_checkpoint
-from spiral.learning.rollout import collect_rollout
+from spiral.config import Mode
+from spiral.images import pairs_picture, save_gif, save_grid, save_picture
 
 
 class SampleResult(NamedTuple):
     grid: Path
     programs: Path
     canvases: torch.Tensor  # [N, C, H, W]
+    gif: Path | None = None
+    svg: Path | None = None
 
 
-def sample_from_checkpoint(checkpoint: Path, out: Path, num: int, data_path: Path | None = None, seed: int = 0) -> SampleResult:
-    """Paint ``num`` images (held-out targets, or noise for unconditional policies).
+def pick_targets(held_out: torch.Tensor, num: int, seed: int) -> torch.Tensor:
+    """``num`` held-out images chosen at random by ``seed`` (all of them, shuffled, when fewer)."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(held_out.shape[0], generator=generator)[:num]
+    return held_out[order]
+
+
+def sample_from_checkpoint(
+    checkpoint: Path, out: Path, num: int, data_path: Path | None = None, seed: int = 0, *, gif: Path | None = None, svg: Path | None = None
+) -> SampleResult:
+    """Paint ``num`` images (held-out targets picked by ``seed``, or noise for unconditional
+    policies) into a labelled PNG at ``out`` and their programs into ``out`` with ``.json``.
 
     Raises:
         FileNotFoundError / ValueError: no or unreadable checkpoint; ConfigError: bad stored config.
     """
-    payload = load_checkpoint(checkpoint)
-    raw = payload["config"]
-    if data_path is not None:
-        raw = {**raw, "data": {**raw["data"], "path": str(data_path)}}
-    cfg = load_config_dict(raw, source=f"{checkpoint} (stored config)")
-    env = make_env(cfg.env)
-    policy = build_policy(cfg, env)
-    policy.load_state_dict(payload["policy"])
-    policy.eval()
-    generator = torch.Generator().manual_seed(seed)
-    targets = noise = None
-    if cfg.mode == Mode.CONDITIONAL:
-        dataset = load_dataset(cfg.data, cfg.env.canvas_size, cfg.env.color, cfg.env.ink)
-        targets = dataset.held_out[:num]
-        num = targets.shape[0]
-    else:
-        noise = torch.randn(num, cfg.agent.noise_size, generator=generator)
-    rollout = collect_rollout(env, policy, targets, noise, num, greedy=cfg.mode == Mode.CONDITIONAL)
+    from spiral.api import load_agent  # the public API is the one way to paint with a checkpoint
+
+    agent = load_agent(checkpoint, data_path=data_path)
+    cfg = agent.config
+    targets = pick_targets(agent.dataset().held_out, num, seed) if cfg.mode == Mode.CONDITIONAL else None
+    rollout = agent.rollout(targets, num=num, seed=seed)
     canvases = rollout.final_canvas
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    images = canvases if targets is None else torch.stack((targets, canvases), 1).flatten(0, 1)
-    grid = save_grid(images, out, nrow=8 if targets is None else 16, scale=2)
-    spec = env.action_spec
-    programs = [spec.to_dicts(rollout.actions[:, i]) for i in range(num)]
+    if targets is None:
+        grid = save_grid(canvases, out, nrow=8, scale=2)
+    else:
+        grid = save_picture(pairs_picture(targets, canvases, pairs_per_row=8, scale=2), out)
     programs_path = out.with_suffix(".json")
-    programs_path.write_text(json.dumps({"config": cfg.env.model_dump(mode="json"), "programs": programs}, indent=1))
-    return SampleResult(grid, programs_path, canvases)
+    programs_path.write_text(json.dumps(agent.programs_document(rollout.actions), indent=1))
+    gif_path = save_gif(rollout.canvases, gif, targets=targets) if gif is not None else None
+    svg_path = agent.save_svg(rollout.actions, svg) if svg is not None else None
+    return SampleResult(grid, programs_path, canvases, gif_path, svg_path)

@@ -22,14 +22,14 @@ from spiral.agents import Discriminator, SpiralPolicy
 from spiral.config import Mode, TrainConfig
 from spiral.data import ImageDataset, load_dataset
 from spiral.envs.factory import make_env
-from spiral.launch.progress import TrainProgress, summary_from_record
 from spiral.learning.budget import Budget, budget_of
 from spiral.learning.core import PolicyLearnerCore
 from spiral.learning.evaluate import Baselines
 from spiral.learning.rollout import Rollout, collect_rollout
-from spiral.learning.run_log import plot_curves
+from spiral.learning.plots import write_run_curves
 from spiral.learning.state import Counters, TrainingState
 from spiral.learning.updates import discriminator_update
+from spiral.progress import ProgressFigures, RunOutput, TrainProgress
 from spiral.services.runtime import StopFlag, configure_torch_threads
 
 log = logging.getLogger(__name__)
@@ -141,33 +141,46 @@ class SingleProcessTrainer:
 
     # --------------------------------------------------------------------------------- run ---
 
-    def run(self, show_progress: bool = True) -> TrainResult:
+    def run(self, show_progress: bool = True, progress: TrainProgress | None = None) -> TrainResult:
         """Train until the budget is spent or SIGINT/SIGTERM; log, evaluate and checkpoint on the
-        way (every N updates) and on the way out."""
+        way (every N updates) and on the way out, then draw ``curves.png``.
+
+        Args:
+            progress: the display to feed (``spiral train`` passes one); default: one on stdout,
+                drawn when ``show_progress``, writing ``<output_dir>/train.log`` either way.
+        """
         core = self.core
-        total, unit = self.budget
+        if progress is None:
+            wall = None if self.cfg.max_wall_minutes is None else 60.0 * self.cfg.max_wall_minutes
+            progress = TrainProgress(self.budget, output=RunOutput(self.out / "train.log"), enabled=show_progress, wall_limit_seconds=wall)
         core.start()
-        with StopFlag() as stop, TrainProgress(total, unit, show_progress, completed=self._progress(unit), info="") as progress:
+        with StopFlag() as stop, progress:
+            progress.show(self.figures({}))
             while not core.budget_spent and not stop.is_set():
                 record = self.train_step()
                 core.after_update(record, final=core.budget_spent)
-                progress.show(summary_from_record(record, core.last_evaluation, self.counters.updates, self.counters.frames))
+                progress.show(self.figures(record))
             core.finish()
         if stop.is_set():
             log.info("stopped at %d updates, %d frames; checkpoint written", self.counters.updates, self.counters.frames)
         self.write_curves()
         return TrainResult(self.counters, core.last_evaluation.get("eval/held_out_l2"), core.evaluator.baselines, self.out, stop.exit_code)
 
-    def write_curves(self) -> Path:
-        keys = ("charts/episode_reward", "losses/entropy")
-        evaluator = self.core.evaluator
-        if evaluator.targets is not None:
-            keys = ("eval/held_out_l2", "eval/held_out_l2_sampled") + keys
-        hlines = {}
-        if evaluator.baselines is not None:
-            b = evaluator.baselines
-            hlines = {"blank canvas": b.blank_l2, "random policy": b.random_l2}
-        return plot_curves(self.out / "metrics.jsonl", self.out / "curves.png", keys, hlines=hlines)
+    def figures(self, record: dict[str, float]) -> ProgressFigures:
+        """The progress display's figures: counters, this update's record, the last evaluation."""
+        nan = float("nan")
+        evaluation = self.core.last_evaluation
+        return ProgressFigures(
+            updates=self.counters.updates,
+            frames=self.counters.frames,
+            reward=record.get("charts/episode_reward", nan),
+            train_l2=record.get("charts/train_l2", nan),
+            held_out_l2=evaluation.get("eval/held_out_l2", nan),
+            blank_l2=evaluation.get("eval/blank_l2", nan),
+            d_real=record.get("charts/d_real", nan),
+            d_fake=record.get("charts/d_fake", nan),
+        )
 
-    def _progress(self, unit: str) -> int:
-        return self.counters.updates if unit == "updates" else self.counters.frames
+    def write_curves(self) -> Path:
+        """``curves.png`` from the run log: the same function the multi-process launcher uses."""
+        return write_run_curves(self.out)

@@ -17,7 +17,9 @@ policy learner's ``done`` ends this learner too (checkpoint, exit 0).
 Checkpoints: ``<output_dir>/checkpoints/discriminator/latest.pt`` (the one
 :class:`~spiral.learning.state.TrainingState` format, without a policy) every
 ``checkpoint_every_updates`` critic steps, at the end and on SIGTERM. Scalars go to
-``<output_dir>/metrics-discriminator.jsonl`` every ``log_every_updates`` critic steps.
+``<output_dir>/metrics-discriminator.jsonl`` (and ``tensorboard/discriminator-learner/``) every
+``log_every_updates`` critic steps, with the policy learner's frames (from its ``GetStatus``) as
+the x-axis shared with the policy learner's records.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from spiral.errors import DeadlineExceededError, SpiralServiceError, Unavailable
 from spiral.learning.cadence import Cadence
 from spiral.learning.run_log import RunLog
 from spiral.learning.state import TrainingState
+from spiral.learning.tensorboard import TensorBoardWriter
 from spiral.learning.updates import DiscriminatorUpdateStats, discriminator_update
 from spiral.metrics import SpiralMetrics, create_metrics
 from spiral.services.client import create_channel
@@ -99,7 +102,11 @@ class DiscriminatorLearner:
         if resume:
             self.state.resume(self.checkpoint_dir)
         self.cadence = Cadence.from_config(cfg)
-        self.run_log = RunLog(self.out / "metrics-discriminator.jsonl")
+        self.run_log = RunLog(self.out / "metrics-discriminator.jsonl", tensorboard=TensorBoardWriter(self.out / "tensorboard" / Role.DISCRIMINATOR_LEARNER.value))
+        #: The policy learner's counters at its last GetStatus: this learner's records carry its
+        #: frames, the one x-axis of every process's curves.
+        self._policy_frames = 0
+        self._policy_updates = 0
         self.publication = Publication(
             self.state,
             self.discriminator,
@@ -185,7 +192,16 @@ class DiscriminatorLearner:
 
     def _log(self, stats: DiscriminatorUpdateStats) -> None:
         skipped = float(self.state.counters.skipped_discriminator_updates)
-        self.run_log.write({**stats.as_record(), "charts/skipped_updates": skipped, "discriminator_updates": self.updates, "version": self.state.version})
+        self.run_log.write(
+            {
+                **stats.as_record(),
+                "charts/skipped_updates": skipped,
+                "discriminator_updates": self.updates,
+                "version": self.state.version,
+                "frames": self._policy_frames,
+                "updates": self._policy_updates,
+            }
+        )
 
     def checkpoint(self) -> Path:
         return self.state.save(self.checkpoint_dir)
@@ -205,6 +221,7 @@ class DiscriminatorLearner:
                 except grpc.RpcError:
                     self.stop.wait(0.5)  # the policy learner is restarting: do not race ahead
                     continue
+                self._policy_frames, self._policy_updates = status.frames, status.updates
                 if status.done:
                     self._done.set()
                     break
@@ -233,6 +250,7 @@ class DiscriminatorLearner:
             if stats is not None and not logged:
                 self._log(stats)
             self.checkpoint()
+            self.run_log.close()
         return self.done
 
 
