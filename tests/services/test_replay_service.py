@@ -31,7 +31,7 @@ def quantised(x: torch.Tensor) -> torch.Tensor:
 
 
 def test_insert_and_sample_round_trip_with_targets(tmp_path: Path) -> None:
-    replay = start_replay_server(train_config(tmp_path, replay={"sampler": "fifo"}), grace_seconds=0)
+    replay = start_replay_server(train_config(tmp_path, replay={"sampler": "fifo"}, conditional=True), grace_seconds=0)
     try:
         with ReplayClient(replay.address, train_config(tmp_path).services) as client:
             batch = ImageBatch(torch.rand(4, 1, 16, 16), torch.rand(4, 1, 16, 16))
@@ -40,7 +40,7 @@ def test_insert_and_sample_round_trip_with_targets(tmp_path: Path) -> None:
             assert got.keys == [0, 0, 0] and got.times_sampled == [1, 2, 3]
             assert torch.allclose(got.images.canvases[0], quantised(batch.canvases[0]), atol=1e-6)
             assert got.images.targets is not None and torch.allclose(got.images.targets[2], quantised(batch.targets[0]), atol=1e-6)
-            exact = ImageBatch(torch.rand(1, 1, 16, 16))
+            exact = ImageBatch(torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16))
             key = client.insert(exact, encoding=CanvasEncoding.FLOAT32)[0]
             assert key == 4
             with pytest.raises(NotFoundError, match=r"Info: NOT_FOUND: InfoRequest\.table 'nope' does not exist; tables: \['fakes'\]"):
@@ -50,7 +50,7 @@ def test_insert_and_sample_round_trip_with_targets(tmp_path: Path) -> None:
 
 
 def test_large_samples_are_split_under_the_message_limit(tmp_path: Path) -> None:
-    cfg = train_config(tmp_path, services={"max_message_bytes": 64 * 1024})
+    cfg = train_config(tmp_path, services={"max_message_bytes": 64 * 1024}, canvas_size=64)
     replay = start_replay_server(cfg, grace_seconds=0)
     try:
         with ReplayClient(replay.address, cfg.services) as client:
@@ -67,10 +67,10 @@ def test_insert_back_pressure_times_out_then_resumes_after_samples(tmp_path: Pat
     replay = start_replay_server(cfg, grace_seconds=0)
     try:
         with ReplayClient(replay.address, cfg.services) as client:
-            client.insert(ImageBatch(torch.rand(3, 1, 8, 8)), timeout=1)
+            client.insert(ImageBatch(torch.rand(3, 1, 16, 16)), timeout=1)
             start = time.monotonic()
             with pytest.raises(DeadlineExceededError, match=r"Insert: DEADLINE_EXCEEDED: insert on table 'fakes' was rate limited for 0\.3 s.*inserts 3, samples 0"):
-                client.insert(ImageBatch(torch.rand(1, 1, 8, 8)), timeout=0.3)
+                client.insert(ImageBatch(torch.rand(1, 1, 16, 16)), timeout=0.3)
             assert time.monotonic() - start >= 0.3
             rl = client.info()[0].rate_limiter
             assert rl.num_blocked_inserts == 1 and rl.insert_blocked_seconds >= 0.29
@@ -78,7 +78,7 @@ def test_insert_back_pressure_times_out_then_resumes_after_samples(tmp_path: Pat
             # A producer streaming 6 more items can only proceed as a consumer samples.
             inserted: list[int] = []
             producer = threading.Thread(
-                target=lambda: inserted.extend(k for r in client.insert_many((ImageBatch(torch.rand(1, 1, 8, 8)) for _ in range(6)), timeout=10, max_in_flight=2) for k in r.keys)
+                target=lambda: inserted.extend(k for r in client.insert_many((ImageBatch(torch.rand(1, 1, 16, 16)) for _ in range(6)), timeout=10, max_in_flight=2) for k in r.keys)
             )
             producer.start()
             time.sleep(0.3)
@@ -96,7 +96,7 @@ def test_explicit_checkpoint_then_restart_restores_contents(tmp_path: Path) -> N
     cfg = train_config(tmp_path, replay={"sampler": "fifo"})
     replay = start_replay_server(cfg, grace_seconds=0)
     with ReplayClient(replay.address, cfg.services) as client:
-        client.insert(ImageBatch(torch.rand(5, 1, 8, 8)))
+        client.insert(ImageBatch(torch.rand(5, 1, 16, 16)))
         first = client.sample(2)
         result = client.checkpoint()
     assert result.path == checkpoint_path_for(cfg) and result.num_items == 5 and result.num_bytes > 0
@@ -148,7 +148,7 @@ def test_sigterm_checkpoints_and_a_restarted_server_has_the_same_contents(tmp_pa
     try:
         ports = _wait_ready(proc, ready)
         with ReplayClient(ports["address"], cfg.services) as client:
-            images = ImageBatch(torch.rand(7, 1, 8, 8))
+            images = ImageBatch(torch.rand(7, 1, 16, 16))
             client.insert(images)
             before = client.sample(2)
         proc.send_signal(signal.SIGTERM)

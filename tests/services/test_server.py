@@ -26,7 +26,7 @@ MAX_MESSAGE = 256 * 1024
 
 @pytest.fixture(scope="module")
 def replay(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
-    cfg = train_config(tmp_path_factory.mktemp("replay"), services={"max_message_bytes": MAX_MESSAGE})
+    cfg = train_config(tmp_path_factory.mktemp("replay"), services={"max_message_bytes": MAX_MESSAGE}, canvas_size=64)
     server = start_replay_server(cfg, grace_seconds=0.5)
     yield server
     server.stop()
@@ -72,7 +72,7 @@ def test_metrics_endpoint_counts_requests_by_method_and_code(replay, stub) -> No
 
 
 def test_version_mismatch_is_failed_precondition_and_server_keeps_serving(stub) -> None:  # noqa: ANN001
-    images = images_to_proto(ImageBatch(torch.rand(2, 1, 8, 8)))
+    images = images_to_proto(ImageBatch(torch.rand(2, 1, 64, 64)))
     with pytest.raises(grpc.RpcError) as info:
         insert(stub, images, version=PROTOCOL_VERSION + 1)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -81,12 +81,12 @@ def test_version_mismatch_is_failed_precondition_and_server_keeps_serving(stub) 
 
 
 def test_malformed_tensor_bytes_are_invalid_argument_and_server_keeps_serving(stub) -> None:  # noqa: ANN001
-    images = images_to_proto(ImageBatch(torch.rand(2, 1, 8, 8)))
+    images = images_to_proto(ImageBatch(torch.rand(2, 1, 64, 64)))
     images.canvases.data = images.canvases.data[:-3]
     with pytest.raises(grpc.RpcError) as info:
         insert(stub, images)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "InsertRequest.images.canvases.data has 125 bytes but dtype DTYPE_UINT8 with shape [2, 1, 8, 8] needs 128 bytes" in info.value.details()
+    assert "InsertRequest.images.canvases.data has 8189 bytes but dtype DTYPE_UINT8 with shape [2, 1, 64, 64] needs 8192 bytes" in info.value.details()
     wrong_rank = replay_pb2.Images(canvases=tensor_to_proto(torch.zeros(8, 8, dtype=torch.uint8)))
     with pytest.raises(grpc.RpcError, match=r"expected \[\*, \*, \*, \*\]"):
         insert(stub, wrong_rank)
@@ -99,7 +99,7 @@ def test_oversized_message_is_resource_exhausted_and_server_keeps_serving(stub) 
         insert(stub, big)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "larger than max" in info.value.details()
-    assert len(insert(stub, images_to_proto(ImageBatch(torch.rand(1, 1, 8, 8))))[0].keys) == 1
+    assert len(insert(stub, images_to_proto(ImageBatch(torch.rand(1, 1, 64, 64))))[0].keys) == 1
 
 
 def test_unknown_table_and_bad_sample_requests_name_the_valid_options(stub) -> None:  # noqa: ANN001
@@ -109,7 +109,7 @@ def test_unknown_table_and_bad_sample_requests_name_the_valid_options(stub) -> N
     assert "SampleRequest.table 'nope' does not exist; tables: ['fakes']" in info.value.details()
     with pytest.raises(grpc.RpcError) as info:
         list(stub.Sample(replay_pb2.SampleRequest(protocol_version=PROTOCOL_VERSION, table=DEFAULT_TABLE, num_samples=0), timeout=5))
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "num_samples must be ≥ 1, got 0" in info.value.details()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "SampleRequest.num_samples must lie in [1, 4096], got 0" in info.value.details()
 
 
 class _FaultyDiscriminator(services_pb2_grpc.DiscriminatorLearnerServicer):

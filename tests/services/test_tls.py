@@ -32,7 +32,7 @@ def test_mutual_tls_client_can_insert_and_sample(pki, mtls_replay) -> None:  # n
     cfg = services_config(**tls(pki.client_cert, pki.client_key, pki.ca))
     with ReplayClient(f"localhost:{mtls_replay.server.port}", cfg) as client:
         client.wait_ready(10)
-        client.insert(ImageBatch(torch.rand(3, 1, 8, 8)))
+        client.insert(ImageBatch(torch.rand(3, 1, 16, 16)))
         assert len(client.sample(2).keys) == 2
 
 

@@ -9,13 +9,13 @@ so a crash or a SIGKILL mid-write leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
-from spiral.replay.table import Table
+from spiral.replay.table import ItemData, Table
 from spiral.errors import InvalidArgumentError
 from spiral.fsio import atomic_torch_save
 
@@ -67,11 +67,15 @@ def load_tables(path: Path | str) -> dict[str, dict]:
     return dict(payload["tables"])
 
 
-def restore_tables(tables: Mapping[str, Table], path: Path | str) -> int:
+def restore_tables(tables: Mapping[str, Table], path: Path | str, *, keep: Callable[[ItemData], bool] | None = None) -> int:
     """Load ``path`` into the matching tables; returns the items restored.
 
     Tables in the file that are not configured any more are skipped with a warning; configured
     tables missing from the file stay empty.
+
+    Args:
+        keep: restore only the items it accepts (the rest are dropped, with a warning naming the
+            count): a checkpoint must not bring back items the server would refuse today.
 
     Raises:
         FileNotFoundError, InvalidArgumentError: see :func:`load_tables`.
@@ -83,6 +87,6 @@ def restore_tables(tables: Mapping[str, Table], path: Path | str) -> int:
         if table is None:
             logger.warning("replay checkpoint %s has table %r, which is not configured: skipped (configured: %s)", path, name, sorted(tables))
             continue
-        restored += table.load_state_dict(snapshot)
+        restored += table.load_state_dict(snapshot, keep=keep)
     logger.info("restored %d replay items from %s", restored, path)
     return restored

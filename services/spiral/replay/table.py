@@ -34,6 +34,8 @@ ItemData = dict[str, torch.Tensor]
 
 #: How often a waiting call re-checks its ``is_active`` callback (a cancelled RPC).
 _POLL_SECONDS = 0.25
+#: A sample re-checks its deadline and caller every this many items even when none waits.
+_CHECK_EVERY_ITEMS = 256
 
 
 class SampledItem(NamedTuple):
@@ -271,6 +273,13 @@ class Table:
         out: list[SampledItem] = []
         with self._cond:
             while len(out) < num_samples:
+                if len(out) % _CHECK_EVERY_ITEMS == _CHECK_EVERY_ITEMS - 1:
+                    # Not only while waiting: a huge request with items at hand must not hold the
+                    # lock past its deadline, nor for a caller that has gone.
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise DeadlineExceededError(f"sample on table {self.name!r}: only {len(out)} of {num_samples} items within {timeout:g} s")
+                    if is_active is not None and not is_active():
+                        raise CancelledError(f"sample on table {self.name!r} cancelled by the caller after {len(out)} of {num_samples} items")
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 self._wait(
                     lambda: bool(self._items) and self._limiter.can_sample(len(self._items)),
@@ -327,10 +336,14 @@ class Table:
                 "data": _pack([i.data for i in items]),
             }
 
-    def load_state_dict(self, state: dict[str, Any]) -> int:
+    def load_state_dict(self, state: dict[str, Any], *, keep: Callable[[ItemData], bool] | None = None) -> int:
         """Replace the contents with a :meth:`state_dict` snapshot; returns the items restored.
 
         A snapshot from a larger table keeps only its newest ``max_size`` items (logged).
+
+        Args:
+            keep: restore only the items it accepts; the others are dropped (logged, and counted
+                as deletes so that the counters stay consistent).
 
         Raises:
             InvalidArgumentError: the snapshot is malformed (names what is missing).
@@ -345,6 +358,13 @@ class Table:
             raise InvalidArgumentError(f"table {self.name!r}: checkpoint snapshot is malformed: {type(err).__name__}: {err}") from None
         if len(times) != len(keys):
             raise InvalidArgumentError(f"table {self.name!r}: checkpoint has {len(keys)} keys but {len(times)} times_sampled")
+        refused = 0
+        if keep is not None:
+            kept = [(k, t, d) for k, t, d in zip(keys, times, data) if keep(d)]
+            refused = len(keys) - len(kept)
+            if refused:
+                logger.warning("table %r: dropped %d checkpointed items that this job would refuse (another shape, or bad values)", self.name, refused)
+            keys, times, data = [k for k, _, _ in kept], [t for _, t, _ in kept], [d for _, _, d in kept]
         dropped = max(0, len(keys) - self.max_size)
         if dropped:
             logger.warning("table %r: checkpoint holds %d items, max_size is %d: dropping the %d oldest", self.name, len(keys), self.max_size, dropped)
@@ -357,7 +377,7 @@ class Table:
                 self._remover.insert(key)
             self._limiter.load_state_dict(limiter_state)
             self._next_key = max(next_key, (keys[-1] + 1) if keys else 0)
-            self._num_deletes = num_deletes + dropped
+            self._num_deletes = num_deletes + dropped + refused
             self._cond.notify_all()
             self._update_size_metric()
             return len(self._items)

@@ -9,15 +9,23 @@ memory) and come back the same way.
 Flow control: ``Insert`` is a bidirectional stream answering each request once its items are in;
 while the rate limiter blocks, the handler stops reading, so gRPC's HTTP/2 window pushes back on
 the sender, and ``ReplayClient.insert_many`` keeps at most ``max_in_flight`` requests
-unacknowledged. The buffer restores from its checkpoint (``replay.checkpoint_path``, default
-``<output_dir>/replay/replay.ckpt``) on start unless ``--no-resume``, and writes it on shutdown
-(SIGTERM) and on the ``Checkpoint`` RPC.
+unacknowledged.
+
+Validation: every insert must be this job's images (:mod:`spiral.services.replay_checks`: C×H×W,
+targets iff conditional, FLOAT32 values finite in [0, 1]) and every count, timeout and name is
+bounded, so no request can plant a bad item or hold the table lock for long.
+
+Durability: the buffer restores from its checkpoint (``replay.checkpoint_path``, default
+``<output_dir>/replay/replay.ckpt``) on start unless ``--no-resume`` — keeping only the items this
+job would accept — and writes it every ``replay.checkpoint_every_seconds`` (when anything changed),
+on shutdown (SIGTERM) and on the ``Checkpoint`` RPC. A SIGKILL loses at most one interval.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from pathlib import Path
@@ -33,6 +41,17 @@ from spiral.metrics import SpiralMetrics, create_metrics
 from spiral.replay import CheckpointResult, Table, TableInfo, restore_tables, save_tables
 from spiral.replay.table import SampledItem
 from spiral.services.errors import check_protocol_version
+from spiral.services.replay_checks import (
+    CANVAS_FIELD,
+    MAX_TABLES_PER_INFO,
+    TARGET_FIELD,
+    ImageExpectations,
+    check_count,
+    check_images,
+    check_table_name,
+    check_timeout,
+    item_fits,
+)
 from spiral.services.replay_client import DEFAULT_TABLE
 from spiral.services.runtime import POLL_SECONDS, Outcome, ServeOptions, StopFlag, run_service
 from spiral.services.server import DEFAULT_GRACE_SECONDS, RunningServer, replay_binding, serve
@@ -40,10 +59,6 @@ from spiral.services.tensor_codec import ImageBatch, images_from_proto, images_t
 from spiral.v1 import replay_pb2, replay_pb2_grpc
 
 logger = logging.getLogger(__name__)
-
-#: Field names of one item's data.
-CANVAS_FIELD = "canvas"
-TARGET_FIELD = "target"
 
 
 def checkpoint_path_for(cfg: TrainConfig) -> Path:
@@ -65,8 +80,15 @@ class ReplayServicer(replay_pb2_grpc.ReplayBufferServicer):
         checkpoint_path: Path | None,
         max_message_bytes: int,
         default_timeout_seconds: float,
+        expect: ImageExpectations | None = None,
     ) -> None:
+        """
+        Args:
+            expect: the images this job inserts; None accepts any well-formed images (tests of
+                the transport alone).
+        """
         self._tables = dict(tables)
+        self._expect = expect
         self._checkpoint_path = checkpoint_path
         # Sample responses stay at half the limit: protobuf framing and targets need headroom.
         self._response_budget = max(1, max_message_bytes // 2)
@@ -78,14 +100,14 @@ class ReplayServicer(replay_pb2_grpc.ReplayBufferServicer):
         return dict(self._tables)
 
     def _table(self, name: str, message: str) -> Table:
+        check_table_name(name, f"{message}.table")
         table = self._tables.get(name)
         if table is None:
             raise NotFoundError(f"{message}.table {name!r} does not exist; tables: {sorted(self._tables)}")
         return table
 
     def _timeout(self, requested: float, message: str, context: grpc.ServicerContext) -> float:
-        if requested < 0:
-            raise InvalidArgumentError(f"{message}.timeout_seconds must be ≥ 0 (0 = server default), got {requested:g}")
+        check_timeout(requested, f"{message}.timeout_seconds")
         timeout = requested or self._default_timeout
         remaining = context.time_remaining()
         # Never wait past the client's own deadline: it would be waiting for nobody.
@@ -98,6 +120,8 @@ class ReplayServicer(replay_pb2_grpc.ReplayBufferServicer):
             if not request.HasField("images"):
                 raise InvalidArgumentError("InsertRequest.images is missing (required)")
             batch = images_from_proto(request.images, field="InsertRequest.images")
+            if self._expect is not None:
+                check_images(batch, self._expect)
             timeout = self._timeout(request.timeout_seconds, "InsertRequest", context)
             keys = []
             for i in range(len(batch)):
@@ -110,8 +134,7 @@ class ReplayServicer(replay_pb2_grpc.ReplayBufferServicer):
     def Sample(self, request: replay_pb2.SampleRequest, context: grpc.ServicerContext) -> Iterator[replay_pb2.SampleResponse]:
         check_protocol_version(request.protocol_version, message="SampleRequest")
         table = self._table(request.table, "SampleRequest")
-        if request.num_samples < 1:
-            raise InvalidArgumentError(f"SampleRequest.num_samples must be ≥ 1, got {request.num_samples}")
+        check_count(request.num_samples, "SampleRequest.num_samples")
         timeout = self._timeout(request.timeout_seconds, "SampleRequest", context)
         items = table.sample(request.num_samples, timeout=timeout, is_active=context.is_active)
         yield from self._responses(items)
@@ -136,6 +159,8 @@ class ReplayServicer(replay_pb2_grpc.ReplayBufferServicer):
 
     def Info(self, request: replay_pb2.InfoRequest, context: grpc.ServicerContext) -> replay_pb2.InfoResponse:
         check_protocol_version(request.protocol_version, message="InfoRequest")
+        if len(request.tables) > MAX_TABLES_PER_INFO:
+            raise InvalidArgumentError(f"InfoRequest.tables lists {len(request.tables)} names; at most {MAX_TABLES_PER_INFO}")
         names = list(request.tables) or sorted(self._tables)
         return replay_pb2.InfoResponse(tables=[table_info_to_proto(self._table(n, "InfoRequest").info()) for n in names])
 
@@ -235,17 +260,23 @@ def start_replay_server(
     registry = CollectorRegistry()
     metrics: SpiralMetrics = create_metrics(registry)
     path = checkpoint_path if checkpoint_path is not None else checkpoint_path_for(cfg)
+    expect = ImageExpectations.from_config(cfg)
     tables = {DEFAULT_TABLE: Table.from_config(DEFAULT_TABLE, cfg.replay, seed=cfg.seed if seed is None else seed, metrics=metrics, job=job)}
     if restore and path.exists():
-        restore_tables(tables, path)
+        # Only items this job would accept: a bad item saved by an older release must not crash
+        # the critic learner on every restart.
+        restore_tables(tables, path, keep=lambda item: item_fits(item, expect))
     servicer = ReplayServicer(
         tables,
         checkpoint_path=path,
         max_message_bytes=cfg.services.max_message_bytes,
         default_timeout_seconds=cfg.services.rpc_deadline_seconds,
+        expect=expect,
     )
+    periodic = PeriodicCheckpoint(servicer, cfg.replay.checkpoint_every_seconds)
 
     def close_tables() -> None:
+        periodic.stop()
         for table in tables.values():
             table.close()
 
@@ -267,7 +298,53 @@ def start_replay_server(
         ready_file=ready_file,
         expected_clients=cfg.num_actors,  # an Insert stream per actor; the critic's Sample fits the margin
     )
+    periodic.start()
     return ReplayServer(running, servicer, tables)
+
+
+class PeriodicCheckpoint:
+    """Writes the servicer's checkpoint every ``interval`` seconds when the tables changed since the
+    last one, in a daemon thread; a failed write is logged and retried next interval (the buffer
+    keeps serving). ``interval`` None: never. Thread-safe: ``stop`` may be called from any thread."""
+
+    def __init__(self, servicer: ReplayServicer, interval: float | None) -> None:
+        self._servicer = servicer
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="replay-checkpoint", daemon=True)
+        self._last: tuple[int, ...] | None = None
+        self.num_written = 0
+
+    def start(self) -> "PeriodicCheckpoint":
+        if self._interval is not None:
+            self._last = self._fingerprint()
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30.0)  # a write in progress finishes (it is atomic either way)
+
+    def _fingerprint(self) -> tuple[int, ...]:
+        """Counts that change with every insert and sample (cheap: no data copied)."""
+        return tuple(v for t in self._servicer.tables.values() for v in (t.info().num_inserts, t.info().num_samples))
+
+    def _run(self) -> None:
+        assert self._interval is not None
+        while not self._stopped.wait(self._interval):
+            now = self._fingerprint()
+            if now == self._last:
+                continue
+            started = time.monotonic()
+            try:
+                self._servicer.checkpoint()
+            except OSError as err:
+                logger.error("periodic replay checkpoint failed (retrying in %.0f s): %s", self._interval, err)
+                continue
+            self._last = now
+            self.num_written += 1
+            logger.debug("periodic replay checkpoint took %.2f s", time.monotonic() - started)
 
 
 def run(cfg: TrainConfig, options: ServeOptions) -> None:
