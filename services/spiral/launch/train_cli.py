@@ -111,7 +111,8 @@ def _train(cfg: TrainConfig, resume: bool, single_process: bool, quiet: bool, pr
         trainer = SingleProcessTrainer(cfg, resume=resume)
     except Exception as err:  # noqa: BLE001 - whatever stops the start (data, checkpoint) is shown, not a traceback
         log.debug("start-up failed", exc_info=True)
-        hint = f" (while resuming from {out / 'checkpoints'}: start afresh with --no-resume, or use a new -o)" if resume and (out / "checkpoints").is_dir() else ""
+        resuming = resume and (out / "checkpoints").is_dir() and "--no-resume" not in str(err)  # the resume check names its own way out
+        hint = f" (while resuming from {out / 'checkpoints'}: start afresh with --no-resume, or use a new -o)" if resuming else ""
         output.log(f"Error: {err}{hint}")
         fail(f"{err}{hint}")
     wall = None if cfg.max_wall_minutes is None else 60.0 * cfg.max_wall_minutes
