@@ -56,12 +56,16 @@ class PolicyOutput(NamedTuple):
                as much in the entropy bonus as a 1024-way ``end``; raw, the bonus barely touches the
                flag, which then collapses to "never paint" long before the agent learns where to paint.
     baseline:  V(state), the value head.
+    component_log_prob: ``[B, K]`` / ``[T, B, K]`` log-probability of each component given the
+               ones before it (``log_prob`` is their sum). Teacher forcing needs them apart: a
+               move's ``control`` is irrelevant, so imitation losses mask it out.
     """
 
     actions: torch.Tensor
     log_prob: torch.Tensor
     entropy: torch.Tensor
     baseline: torch.Tensor
+    component_log_prob: torch.Tensor
 
 
 def _check_shape(name: str, tensor: torch.Tensor, expected: tuple[int, ...]) -> None:
@@ -233,8 +237,9 @@ class SpiralPolicy(nn.Module):
         generator: torch.Generator | None,
         skip: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Autoregressive decoding for a flat batch ``z [N, hidden]`` → (actions, log_prob, entropy)."""
-        chosen, log_prob, entropy = [], 0.0, 0.0
+        """Autoregressive decoding for a flat batch ``z [N, hidden]`` → (actions, per-component
+        log-probs ``[N, K]``, entropy)."""
+        chosen, log_probs_k, entropy = [], [], 0.0
         last = len(self.decoders) - 1
         for k, decoder in enumerate(self.decoders):
             log_probs = torch.log_softmax(decoder(z, skip), dim=-1)
@@ -245,12 +250,12 @@ class SpiralPolicy(nn.Module):
                 a = torch.multinomial(probs.detach(), 1, generator=generator).squeeze(1)
             else:
                 a = log_probs.argmax(dim=-1)
-            log_prob = log_prob + log_probs.gather(1, a[:, None]).squeeze(1)
+            log_probs_k.append(log_probs.gather(1, a[:, None]).squeeze(1))
             entropy = entropy - (probs * log_probs).sum(dim=-1) * self._entropy_scale[k]
             chosen.append(a)
             if k < last:
                 z = self.folds[k](z, self.head_embeddings[k](a))
-        return torch.stack(chosen, dim=1), log_prob, entropy  # type: ignore[return-value]
+        return torch.stack(chosen, dim=1), torch.stack(log_probs_k, dim=1), entropy  # type: ignore[return-value]
 
     # ---------------------------------------------------------------------------- checking ---
 
@@ -339,9 +344,10 @@ class SpiralPolicy(nn.Module):
         x, skip = self._torso(obs.canvas, target, noise, prev_action, obs.action_mask)
         core_out, h, c = self._core(x[None], state.h, state.c, first[None])
         z = core_out[0]
-        chosen, log_prob, entropy = self._head(z, actions, sample, generator, skip)
+        chosen, component_log_prob, entropy = self._head(z, actions, sample, generator, skip)
         baseline = self.value(z).squeeze(-1)
-        return PolicyOutput(chosen, log_prob, entropy, baseline), AgentState(h, c, chosen.detach())
+        output = PolicyOutput(chosen, component_log_prob.sum(-1), entropy, baseline, component_log_prob)
+        return output, AgentState(h, c, chosen.detach())
 
     def unroll(
         self,
@@ -407,8 +413,56 @@ class SpiralPolicy(nn.Module):
         )
         core_out, _, _ = self._core(x.view(steps, batch, -1), state.h, state.c, first)
         z = core_out.reshape(flat, -1)
-        _, log_prob, entropy = self._head(z, actions.reshape(flat, num_components), True, None, skip)
+        _, component_log_prob, entropy = self._head(z, actions.reshape(flat, num_components), True, None, skip)
         baseline = self.value(z).squeeze(-1)
+        component_log_prob = component_log_prob.view(steps, batch, num_components)
         return PolicyOutput(
-            actions, log_prob.view(steps, batch), entropy.view(steps, batch), baseline.view(steps, batch)
+            actions, component_log_prob.sum(-1), entropy.view(steps, batch), baseline.view(steps, batch), component_log_prob
         )
+
+    @torch.no_grad()
+    def candidates(
+        self,
+        obs: Observation,
+        target: torch.Tensor | None,
+        noise: torch.Tensor | None,
+        state: AgentState,
+        num_candidates: int,
+        *,
+        include_greedy: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``num_candidates`` actions per episode for a search to choose from (one time step).
+
+        The encoder and the LSTM run once per episode; only the autoregressive head runs once per
+        candidate, on copies of the same head state — so K candidates cost far less than K steps.
+
+        Returns:
+            ``(actions [B, K, A], log_prob [B, K], core_state)`` where ``core_state`` is the
+            ``(h, c)`` after this step: whichever candidate the search keeps, the next
+            :class:`AgentState` is ``AgentState(h, c, kept_action)``. With ``include_greedy`` the
+            first candidate is the greedy action (argmax per component), so a search never does
+            worse than the greedy policy by its own score.
+
+        Raises:
+            ValueError: ``num_candidates`` < 1, or inputs of the wrong shape.
+        """
+        if num_candidates < 1:
+            raise ValueError(f"num_candidates must be ≥ 1, got {num_candidates}")
+        batch = obs.canvas.shape[0]
+        self._check_inputs("obs.", obs.canvas, obs.action_mask, target, noise, (batch,))
+        state = self._check_state(state, batch)
+        first = (obs.step == 0).to(torch.bool)
+        prev_action = state.prev_action * (~first).long()[:, None]
+        x, skip = self._torso(obs.canvas, target, noise, prev_action, obs.action_mask)
+        core_out, h, c = self._core(x[None], state.h, state.c, first[None])
+        z = core_out[0]
+        repeated_skip = skip.repeat_interleave(num_candidates, 0) if skip is not None else None
+        actions, log_prob, _ = self._head(z.repeat_interleave(num_candidates, 0), None, True, generator, repeated_skip)
+        actions = actions.view(batch, num_candidates, -1)
+        log_prob = log_prob.sum(-1).view(batch, num_candidates)
+        if include_greedy:
+            greedy, greedy_log_prob, _ = self._head(z, None, False, None, skip)
+            actions[:, 0] = greedy
+            log_prob[:, 0] = greedy_log_prob.sum(-1)
+        return actions, log_prob, torch.stack((h, c))

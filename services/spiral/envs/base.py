@@ -54,3 +54,19 @@ class BatchedEnv(Protocol):
             RuntimeError: stepping past the episode's end, or before ``reset``.
         """
         ...
+
+
+class PreviewableEnv(BatchedEnv, Protocol):
+    """An environment that can show what candidate actions would paint without taking them —
+    what search (:mod:`spiral.learning.search`) needs. The ``fast`` and ``mujoco`` renderers
+    are; libmypaint's stateful C surfaces cannot be branched cheaply, so it is not."""
+
+    def preview(self, candidates: torch.Tensor) -> torch.Tensor:
+        """float32 ``[B, K, C, H, W]``: the canvas after each of ``K`` candidate actions
+        (``LongTensor[B, K, A]``) per episode, from the current state; the env does not change."""
+        ...
+
+
+def supports_preview(env: object) -> bool:
+    """True when ``env`` implements :meth:`PreviewableEnv.preview`."""
+    return callable(getattr(env, "preview", None))

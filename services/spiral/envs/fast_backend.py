@@ -295,6 +295,7 @@ class FastPaintEnv:
         self._brush_state: BrushState | None = None
         self._step = 0
         self._buffers = RenderBuffers()
+        self._preview_buffers = RenderBuffers()  # previews never alias the committed step's scratch
 
     @property
     def canvas(self) -> torch.Tensor:
@@ -344,10 +345,42 @@ class FastPaintEnv:
         self._step += 1
         return self._observation(action_mask(self.action_spec, strokes.paint.long()))
 
+    def preview(self, candidates: torch.Tensor) -> torch.Tensor:
+        """float32 ``[B, K, C, H, W]``: the canvas each of ``K`` candidate actions per episode would
+        leave, from the current state; the environment itself does not change (search ranks the
+        candidates, then :meth:`step` commits one).
+
+        All ``B·K`` strokes render in one batch, exactly as :meth:`step` would render them.
+
+        Raises:
+            ValueError: ``candidates`` is not ``[B, K, A]`` for this batch, or a component is out of range.
+            RuntimeError: before ``reset``, or past the episode's last step.
+        """
+        if self._brush_state is None or self._canvas is None:
+            raise RuntimeError("preview() called before reset(batch_size)")
+        if self._step >= self.cfg.episode_length - 1:
+            raise RuntimeError("preview() after the episode's last step: nothing is left to choose")
+        batch = self._canvas.shape[0]
+        if candidates.dim() != 3 or candidates.shape[0] != batch or candidates.shape[2] != len(self.action_spec):
+            raise ValueError(
+                f"candidates must have shape [B={batch}, K, A={len(self.action_spec)}], got {list(candidates.shape)}"
+            )
+        k = candidates.shape[1]
+        flat = candidates.to(self.device).reshape(batch * k, -1)
+        strokes = decode_actions(flat, self.action_spec, self.cfg)
+        state = BrushState(*(t.repeat_interleave(k, 0) for t in self._brush_state))
+        canvas = self._canvas.repeat_interleave(k, 0)
+        painted = self._composite(canvas, state, strokes, self._preview_buffers)
+        return painted.view(batch, k, *painted.shape[1:])
+
     def _paint(self, strokes: StrokeBatch) -> None:
+        assert self._canvas is not None and self._brush_state is not None
+        self._canvas = self._composite(self._canvas, self._brush_state, strokes, self._buffers)
+
+    def _composite(self, canvas: torch.Tensor, state: BrushState, strokes: StrokeBatch, buffers: RenderBuffers) -> torch.Tensor:
+        """The canvas after ``strokes`` from brush ``state`` (a new tensor; moves leave rows as they are)."""
         if not bool(strokes.paint.any()):
-            return
-        state = self._brush_state
+            return canvas
         args = (
             state.position,
             strokes.control,
@@ -358,19 +391,19 @@ class FastPaintEnv:
         )
         batch, size = len(strokes.paint), self.canvas_size
         if bool(strokes.paint.all()):
-            density = stroke_density(*args, size, self.brush, buffers=self._buffers)
+            density = stroke_density(*args, size, self.brush, buffers=buffers)
         else:
             # Only painting rows are rendered; moves get zero density and leave their canvas as is.
             rows = strokes.paint.nonzero().squeeze(1)
-            painted = stroke_density(*(a[rows] for a in args), size, self.brush, buffers=self._buffers)
-            density = self._buffers.get("all_rows", (batch, size, size), painted).zero_().index_copy_(0, rows, painted)
+            painted = stroke_density(*(a[rows] for a in args), size, self.brush, buffers=buffers)
+            density = buffers.get("all_rows", (batch, size, size), painted).zero_().index_copy_(0, rows, painted)
         # "over": canvas ← canvas − (canvas − colour)·alpha. Where alpha is 0 (moves, far pixels)
         # the canvas stays bit-for-bit the same. A new tensor each step, so canvases handed out in
         # earlier observations never change.
         alpha = density.neg_().exp_().neg_().add_(1.0).unsqueeze(1)
         color = strokes.color[:, : self.num_channels].reshape(-1, self.num_channels, 1, 1)
-        painted = self._canvas - color
-        self._canvas = torch.addcmul(self._canvas, painted, alpha, value=-1.0, out=painted)
+        painted = canvas - color
+        return torch.addcmul(canvas, painted, alpha, value=-1.0, out=painted)
 
     def _observation(self, mask: torch.Tensor) -> Observation:
         batch = self._canvas.shape[0]

@@ -102,6 +102,20 @@ def object_to_action(spec: ActionSpec, obj: SceneObject | None) -> list[int]:
     return [values[name] for name in spec.names]
 
 
+def scenes_from_actions(spec: ActionSpec, layout: MujocoSceneConfig, actions: torch.Tensor) -> list[SceneDescription]:
+    """The scene each episode's actions ``[T, N, K]`` build, as :meth:`MujocoScenesEnv.step` would
+    (placements beyond ``max_objects`` are ignored)."""
+    scenes = []
+    for episode in actions.transpose(0, 1).tolist():
+        objects: list[SceneObject] = []
+        for row in episode:
+            obj = action_to_object(spec, row)
+            if obj is not None and len(objects) < layout.max_objects:
+                objects.append(obj)
+        scenes.append(SceneDescription(tuple(objects), layout))
+    return scenes
+
+
 def _to_float(image: np.ndarray) -> np.ndarray:
     """``uint8 [H, W, 3]`` → ``float32 [3, H, W]`` in [0, 1]."""
     # A true division, as in the dataset loader, so that a perfect reconstruction has MSE exactly 0.
@@ -203,6 +217,34 @@ class MujocoScenesEnv:
             self._mask[b] = self._rotation_mask if obj.shape.rotates else self._fixed_mask
         self._step += 1
         return self._observation()
+
+    def preview(self, candidates: torch.Tensor) -> torch.Tensor:
+        """float32 ``[B, K, 3, H, W]``: the scene each of ``K`` candidate placements per episode
+        would render, from the current scenes; nothing changes (search ranks, :meth:`step` commits).
+
+        One render per candidate that places an object (~1 ms each at 64×64); a "nothing" or a
+        placement on a full scene previews the current canvas.
+
+        Raises:
+            ValueError: ``candidates`` is not ``[B, K, A]`` for this batch, or a component is out of range.
+            RuntimeError: before ``reset`` or past the episode's end.
+        """
+        if self._step < 0 or self._step >= self.episode_length - 1:
+            raise RuntimeError("preview() needs an episode in progress: call reset(batch_size) first")
+        batch = len(self._objects)
+        if candidates.dim() != 3 or candidates.shape[0] != batch or candidates.shape[2] != len(self.action_spec):
+            raise ValueError(f"candidates must have shape [B={batch}, K, A={len(self.action_spec)}], got {list(candidates.shape)}")
+        k = candidates.shape[1]
+        self.action_spec.validate(candidates.reshape(batch * k, -1))
+        out = np.repeat(self._canvas[:, None], k, axis=1)
+        for b, rows in enumerate(candidates.cpu().tolist()):
+            for j, row in enumerate(rows):
+                obj = action_to_object(self.action_spec, row)
+                if obj is None or len(self._objects[b]) >= self.layout.max_objects:
+                    continue
+                scene = SceneDescription(tuple(self._objects[b]) + (obj,), self.layout)
+                out[b, j] = _to_float(self._renderer.render(scene))
+        return torch.from_numpy(out).to(self.device)
 
     # ---------------------------------------------------------------------- accessors ---
 

@@ -121,6 +121,30 @@ def a2c_vtrace_loss(
     return A2CLoss(total=total, policy=pg, baseline=base, entropy=ent, vtrace=returns)
 
 
+def imitation_loss(component_log_prob: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
+    """``−Σ_{t,b,k} relevance_tbk · log π_k(a_tbk | x_tb, a_tb,<k)``: cross-entropy toward given
+    actions (a search's choices, or a synthetic program's), summed like the other losses.
+
+    ``relevance`` (``[T, B, K]`` in {0, 1}) drops the components that did not matter — a move's
+    ``control`` changes nothing on the canvas, so imitating it would only teach noise.
+
+    Raises:
+        ValueError: the shapes differ.
+    """
+    _same_shape(("component_log_prob", component_log_prob), ("relevance", relevance))
+    return -(component_log_prob * relevance.detach()).sum()
+
+
+def relevant_components(action_masks: torch.Tensor) -> torch.Tensor:
+    """``[T, B, K]``: which components of action ``t`` mattered, from a rollout's observation masks.
+
+    ``action_masks[t]`` is the mask of the action *before* observation ``t`` (SPIRAL-NOTES §1), so
+    action ``t``'s relevance is ``action_masks[t + 1]``; the episode's last action has no later
+    observation in a rollout and counts every component.
+    """
+    return torch.cat((action_masks[1:], torch.ones_like(action_masks[:1])), dim=0)
+
+
 # ----------------------------------------------------------------------- discriminator losses ---
 
 

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 
 from spiral.envs.base import BatchedEnv, Observation
+from spiral.learning.search import StepScore, check_searchable, l2_step_score, search_step
 
 
 class Rollout(NamedTuple):
@@ -27,6 +28,11 @@ class Rollout(NamedTuple):
     targets:           float ``[B, C, H, W]`` for conditional runs, else None.
     noise:             float ``[B, Z]`` for unconditional runs, else None.
     policy_version:    the learner version whose weights acted.
+    searched:          bool ``[B]``, True for episodes whose actions a search chose
+                       (:mod:`spiral.learning.search`); None = no episode was searched. A searched
+                       episode's behaviour policy is the search, whose probabilities are unknown:
+                       ``behaviour_log_prob`` then holds log π of the kept action, and the learner
+                       trains on such episodes by imitation, not by policy gradient.
     """
 
     canvases: torch.Tensor
@@ -38,6 +44,7 @@ class Rollout(NamedTuple):
     targets: torch.Tensor | None
     noise: torch.Tensor | None
     policy_version: int
+    searched: torch.Tensor | None = None
 
     @property
     def num_frames(self) -> int:
@@ -62,6 +69,8 @@ def collect_rollout(
     batch_size: int,
     policy_version: int = 0,
     greedy: bool = False,
+    search_candidates: int = 0,
+    search_score: StepScore = l2_step_score,
 ) -> Rollout:
     """Play one episode in each of ``batch_size`` environments with ``policy``.
 
@@ -69,18 +78,29 @@ def collect_rollout(
         targets: ``[B, C, H, W]`` images to reconstruct (conditional) or None.
         noise: ``[B, Z]`` per-episode noise (unconditional) or None.
         greedy: take the argmax of each component instead of sampling (evaluation).
+        search_candidates: K > 0 → every action is the best of K policy candidates by
+            ``search_score`` (:func:`spiral.learning.search.search_step`); the rollout is marked
+            ``searched``. ``greedy`` is then ignored (the greedy action is one of the candidates).
+
+    Raises:
+        ValueError: search asked of an environment that cannot preview candidates.
     """
+    searchable = check_searchable(env) if search_candidates > 0 else None
     obs = env.reset(batch_size)
     state = policy.initial_state(batch_size)
     canvases, steps, lengths, masks, actions, log_probs = [obs.canvas], [], [], [], [], []
     while True:
-        out, state = policy(obs, targets, noise, state, sample=not greedy)
+        if searchable is not None:
+            chosen, log_prob, state = search_step(searchable, policy, obs, targets, noise, state, search_candidates, search_score)
+        else:
+            out, state = policy(obs, targets, noise, state, sample=not greedy)
+            chosen, log_prob = out.actions, out.log_prob
         steps.append(obs.step)
         lengths.append(obs.episode_length)
         masks.append(obs.action_mask)
-        actions.append(out.actions)
-        log_probs.append(out.log_prob)
-        obs = env.step(out.actions)
+        actions.append(chosen)
+        log_probs.append(log_prob)
+        obs = env.step(chosen)
         canvases.append(obs.canvas)
         if bool(obs.done.all()):
             break
@@ -94,6 +114,7 @@ def collect_rollout(
         targets=targets,
         noise=noise,
         policy_version=policy_version,
+        searched=torch.ones(batch_size, dtype=torch.bool) if searchable is not None else None,
     )
 
 

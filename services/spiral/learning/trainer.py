@@ -26,6 +26,7 @@ from spiral.learning.budget import Budget, budget_of
 from spiral.learning.core import PolicyLearnerCore
 from spiral.learning.evaluate import Baselines
 from spiral.learning.rollout import Rollout, collect_rollout
+from spiral.learning.search import search_candidates
 from spiral.learning.plots import write_run_curves
 from spiral.learning.state import Counters, TrainingState
 from spiral.learning.updates import discriminator_update
@@ -97,7 +98,9 @@ class SingleProcessTrainer:
             targets = self.dataset.sample(batch, generator)
         else:
             noise = torch.randn(batch, self.cfg.agent.noise_size, generator=generator)
-        return collect_rollout(self.env, self.policy, targets, noise, batch, policy_version=self.state.version)
+        return collect_rollout(
+            self.env, self.policy, targets, noise, batch, policy_version=self.state.version, search_candidates=search_candidates(self.cfg, generator)
+        )
 
     def train_step(self) -> dict[str, float]:
         """One iteration: an episode per environment, one policy update, one critic update."""

@@ -15,7 +15,15 @@ import torch
 from spiral.agents import Discriminator, SpiralPolicy, conditioning_for
 from spiral.config import ConditioningMode, DiscriminatorConfig, LearnerConfig, Mode, RewardConfig, RewardKind
 from spiral.envs.spec import Component
-from spiral.learning.losses import a2c_vtrace_loss, discriminator_inputs, discriminator_loss, step_if_finite
+from spiral.learning.losses import (
+    a2c_vtrace_loss,
+    discriminator_inputs,
+    discriminator_loss,
+    entropy_loss,
+    imitation_loss,
+    relevant_components,
+    step_if_finite,
+)
 from spiral.learning.rewards import compute_rewards, discriminator_scores, gaussian_blur, l2_scores
 from spiral.learning.rollout import Rollout
 
@@ -33,6 +41,8 @@ class PolicyUpdateStats(NamedTuple):
     frames: int
     policy_lag: float  # mean learner version − behaviour version
     skipped: bool = False  # the loss or a gradient was not finite: no optimiser step (losses.step_if_finite)
+    imitation_loss: float | None = None  # cross-entropy toward searched episodes' actions (when any)
+    searched_fraction: float = 0.0  # share of this update's episodes that a search played
 
     def as_record(self) -> dict[str, float]:
         """The run-log scalars of this update, slash-grouped (``charts/train_l2`` only with targets)."""
@@ -47,6 +57,9 @@ class PolicyUpdateStats(NamedTuple):
         }
         if self.final_l2 is not None:
             record["charts/train_l2"] = self.final_l2
+        if self.imitation_loss is not None:
+            record["losses/imitation"] = self.imitation_loss
+            record["charts/searched_fraction"] = self.searched_fraction
         return record
 
 
@@ -95,8 +108,16 @@ def policy_update(
     discriminator: Discriminator | None,
     disc_cfg: DiscriminatorConfig,
     learner_version: int,
+    imitation_coef: float = 1.0,
 ) -> PolicyUpdateStats:
-    """One A2C + V-trace step on a batch of whole episodes (``rollout`` may concatenate many)."""
+    """One A2C + V-trace step on a batch of whole episodes (``rollout`` may concatenate many).
+
+    Episodes a search played (``rollout.searched``) have an unknown behaviour policy — the search —
+    so importance weights cannot correct for it. They train by imitation instead (expert
+    iteration, Anthony et al. 2017): ``imitation_coef ×`` the cross-entropy toward the kept
+    actions, plus the entropy bonus; the policy-gradient and baseline terms use only the episodes
+    the policy itself sampled.
+    """
     # Targets: rewards from the *latest* discriminator (or −L2), discounts that stop at episode end.
     scores = canvas_scores(rollout, reward, mode, discriminator, disc_cfg)
     spec = policy.action_spec
@@ -106,25 +127,38 @@ def policy_update(
     done = rollout.steps >= rollout.episode_lengths - 2  # the action at step L-2 is the last one
     discounts = learner.discount * (~done).float()
     batch = rollout.actions.shape[1]
+    searched = rollout.searched if rollout.searched is not None else torch.zeros(batch, dtype=torch.bool)
+    sampled = ~searched
 
     # Loss: re-score the behaviour actions with the current policy.
     obs_seq = rollout.observations()
     out = policy.unroll(obs_seq, rollout.targets, rollout.noise, policy.initial_state(batch), rollout.actions, first)
-    loss = a2c_vtrace_loss(
-        target_log_prob=out.log_prob,
-        behaviour_log_prob=rollout.behaviour_log_prob,
-        entropy=out.entropy,
-        values=out.baseline,
-        bootstrap_value=torch.zeros(batch),
-        rewards=rewards,
-        discounts=discounts,
-        cfg=learner,
-    )
+    zero = out.baseline.sum() * 0.0
+    policy_loss = baseline_term = zero
+    if bool(sampled.any()):
+        loss = a2c_vtrace_loss(
+            target_log_prob=out.log_prob[:, sampled],
+            behaviour_log_prob=rollout.behaviour_log_prob[:, sampled],
+            entropy=out.entropy[:, sampled],
+            values=out.baseline[:, sampled],
+            bootstrap_value=torch.zeros(int(sampled.sum())),
+            rewards=rewards[:, sampled],
+            discounts=discounts[:, sampled],
+            cfg=learner,
+        )
+        total, policy_loss, baseline_term = loss.total, loss.policy, loss.baseline
+    else:
+        total = zero
+    imitation = None
+    if bool(searched.any()):
+        relevance = relevant_components(rollout.action_masks)[:, searched]
+        imitation = imitation_loss(out.component_log_prob[:, searched], relevance)
+        total = total + imitation_coef * imitation + learner.entropy_coef * entropy_loss(out.entropy[:, searched])
 
     # Optimise.
     optimizer.zero_grad(set_to_none=True)
-    loss.total.backward()
-    step = step_if_finite(optimizer, policy.parameters(), loss.total, max_norm=learner.max_grad_norm)
+    total.backward()
+    step = step_if_finite(optimizer, policy.parameters(), total, max_norm=learner.max_grad_norm)
     grad_norm = step.grad_norm
 
     # Log.
@@ -132,9 +166,9 @@ def policy_update(
     if rollout.targets is not None:
         final_l2 = float(-l2_scores(rollout.final_canvas, rollout.targets).mean())
     return PolicyUpdateStats(
-        total_loss=float(loss.total.detach()),
-        policy_loss=float(loss.policy.detach()),
-        baseline_loss=float(loss.baseline.detach()),
+        total_loss=float(total.detach()),
+        policy_loss=float(policy_loss.detach()),
+        baseline_loss=float(baseline_term.detach()),
         entropy=float(out.entropy.detach().sum(0).mean()),
         episode_reward=float(rewards.sum(0).mean()),
         final_l2=final_l2,
@@ -142,6 +176,8 @@ def policy_update(
         frames=rollout.num_frames,
         policy_lag=float(learner_version - rollout.policy_version),
         skipped=step.skipped,
+        imitation_loss=None if imitation is None else float(imitation.detach()),
+        searched_fraction=float(searched.float().mean()),
     )
 
 

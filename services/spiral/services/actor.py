@@ -46,6 +46,7 @@ from spiral.envs.factory import make_env
 from spiral.errors import DeadlineExceededError, SpiralServiceError, UnavailableError
 from spiral.learning.rewards import l2_scores
 from spiral.learning.rollout import collect_rollout
+from spiral.learning.search import search_candidates
 from spiral.metrics import SpiralMetrics, create_metrics
 from spiral.services.client import Backoff, create_channel, translate_rpc_error
 from spiral.services.replay_client import ReplayClient
@@ -259,7 +260,9 @@ class Actor:
             targets = self.dataset.uint8("train")[indices].float().div_(255.0)
         else:
             noise = torch.randn(batch, self.cfg.agent.noise_size, generator=self.generator)
-        rollout = collect_rollout(self.env, self.policy, targets, noise, batch, policy_version=self.loaded_version)
+        rollout = collect_rollout(
+            self.env, self.policy, targets, noise, batch, policy_version=self.loaded_version, search_candidates=search_candidates(self.cfg, self.generator)
+        )
         traj = rollout_to_trajectory(rollout, tuple(self.env.action_spec.names), actor_id=self.actor_id, target_indices=indices)
         self._hand_over(trajectory_to_proto(traj))
         if self.uses_replay:

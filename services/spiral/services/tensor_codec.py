@@ -165,6 +165,7 @@ class TrajectoryData(NamedTuple):
     targets:              ``[B, C', H, W]`` float32 target images, or None.
     target_indices:       int64 ``[B]`` dataset indices of the targets, or None.
     noise:                float32 ``[B, Z]`` (unconditional), or None.
+    searched:             bool ``[B]``: episodes a search played, or None (none were).
     At most one of targets / target_indices / noise is set.
     """
 
@@ -182,6 +183,7 @@ class TrajectoryData(NamedTuple):
     target_indices: torch.Tensor | None = None
     noise: torch.Tensor | None = None
     actor_id: str = ""
+    searched: torch.Tensor | None = None
 
     @property
     def num_steps(self) -> int:
@@ -229,6 +231,8 @@ def trajectory_to_proto(traj: TrajectoryData, encoding: CanvasEncoding = CanvasE
         msg.target_indices.CopyFrom(tensor_to_proto(traj.target_indices.long()))
     elif traj.noise is not None:
         msg.noise.CopyFrom(tensor_to_proto(traj.noise.float()))
+    if traj.searched is not None:
+        msg.searched.CopyFrom(tensor_to_proto(traj.searched.bool()))
     _validate_trajectory(msg)
     return msg
 
@@ -260,6 +264,8 @@ def _validate_trajectory(msg: trajectory_pb2.Trajectory) -> TrajectoryData:
         rewards=tensor_from_proto(msg.rewards, field="Trajectory.rewards", dtypes=[torch.float32], shape=[t, b]) if msg.HasField("rewards") else None,
         actor_id=msg.actor_id,
     )
+    if msg.HasField("searched"):
+        traj = traj._replace(searched=tensor_from_proto(msg.searched, field="Trajectory.searched", dtypes=[torch.bool], shape=[b]))
     which = msg.WhichOneof("condition")
     if which == "targets":
         targets = tensor_from_proto(msg.targets, field="Trajectory.targets", dtypes=_CANVAS_DTYPES, shape=[b, None, h, w])

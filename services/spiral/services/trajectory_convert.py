@@ -116,6 +116,7 @@ def rollout_to_trajectory(
         policy_version=int(rollout.policy_version),
         action_names=tuple(action_names),
         actor_id=actor_id,
+        searched=rollout.searched,
         **condition,
     )
 
@@ -291,6 +292,7 @@ def trajectory_to_rollout(traj: TrajectoryData, train_targets: torch.Tensor | No
         targets=targets,
         noise=traj.noise,
         policy_version=traj.policy_version,
+        searched=traj.searched,
     )
 
 
@@ -328,4 +330,12 @@ def concat_rollouts(rollouts: list[Rollout]) -> Rollout:
         targets=cat("targets", 0),
         noise=cat("noise", 0),
         policy_version=min(r.policy_version for r in rollouts),
+        searched=_concat_searched(rollouts),
     )
+
+
+def _concat_searched(rollouts: list[Rollout]) -> torch.Tensor | None:
+    """The batch's ``searched`` mask; a rollout without one searched no episode."""
+    if all(r.searched is None for r in rollouts):
+        return None
+    return torch.cat([r.searched if r.searched is not None else torch.zeros(r.actions.shape[1], dtype=torch.bool) for r in rollouts])

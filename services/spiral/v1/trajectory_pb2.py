@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from spiral.v1 import tensor_pb2 as spiral_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aspiral/v1/trajectory.proto\x12\tspiral.v1\x1a\x16spiral/v1/tensor.proto\"\xa2\x04\n\nTrajectory\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x10\n\x08\x61\x63tor_id\x18\x02 \x01(\t\x12\x16\n\x0epolicy_version\x18\x03 \x01(\x03\x12\x14\n\x0c\x61\x63tion_names\x18\x04 \x03(\t\x12!\n\x06\x63\x61nvas\x18\x05 \x01(\x0b\x32\x11.spiral.v1.Tensor\x12\x1f\n\x04step\x18\x06 \x01(\x0b\x32\x11.spiral.v1.Tensor\x12&\n\x0b\x61\x63tion_mask\x18\x07 \x01(\x0b\x32\x11.spiral.v1.Tensor\x12\"\n\x07\x61\x63tions\x18\x08 \x01(\x0b\x32\x11.spiral.v1.Tensor\x12.\n\x13\x62\x65haviour_log_probs\x18\t \x01(\x0b\x32\x11.spiral.v1.Tensor\x12\"\n\x07rewards\x18\n \x01(\x0b\x32\x11.spiral.v1.Tensor\x12\'\n\x0c\x66inal_canvas\x18\x0b \x01(\x0b\x32\x11.spiral.v1.Tensor\x12)\n\x0e\x65pisode_length\x18\x0c \x01(\x0b\x32\x11.spiral.v1.Tensor\x12$\n\x07targets\x18\r \x01(\x0b\x32\x11.spiral.v1.TensorH\x00\x12+\n\x0etarget_indices\x18\x0e \x01(\x0b\x32\x11.spiral.v1.TensorH\x00\x12\"\n\x05noise\x18\x0f \x01(\x0b\x32\x11.spiral.v1.TensorH\x00\x42\x0b\n\tcondition\"T\n\x0bSendSummary\x12\x18\n\x10num_trajectories\x18\x01 \x01(\x04\x12\x12\n\nnum_frames\x18\x02 \x01(\x04\x12\x17\n\x0flearner_version\x18\x03 \x01(\x03\")\n\rStatusRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\"y\n\rLearnerStatus\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x04\x12\x0f\n\x07updates\x18\x03 \x01(\x04\x12\x15\n\rlatest_reward\x18\x04 \x01(\x01\x12\x11\n\tlatest_l2\x18\x05 \x01(\x01\x12\x0c\n\x04\x64one\x18\x06 \x01(\x08\"z\n\x13\x44iscriminatorStatus\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0f\n\x07updates\x18\x02 \x01(\x04\x12\x13\n\x0blatest_loss\x18\x03 \x01(\x01\x12\x0e\n\x06\x64_real\x18\x04 \x01(\x01\x12\x0e\n\x06\x64_fake\x18\x05 \x01(\x01\x12\x0c\n\x04\x64one\x18\x06 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aspiral/v1/trajectory.proto\x12\tspiral.v1\x1a\x16spiral/v1/tensor.proto\"\xc7\x04\n\nTrajectory\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x10\n\x08\x61\x63tor_id\x18\x02 \x01(\t\x12\x16\n\x0epolicy_version\x18\x03 \x01(\x03\x12\x14\n\x0c\x61\x63tion_names\x18\x04 \x03(\t\x12!\n\x06\x63\x61nvas\x18\x05 \x01(\x0b\x32\x11.spiral.v1.Tensor\x12\x1f\n\x04step\x18\x06 \x01(\x0b\x32\x11.spiral.v1.Tensor\x12&\n\x0b\x61\x63tion_mask\x18\x07 \x01(\x0b\x32\x11.spiral.v1.Tensor\x12\"\n\x07\x61\x63tions\x18\x08 \x01(\x0b\x32\x11.spiral.v1.Tensor\x12.\n\x13\x62\x65haviour_log_probs\x18\t \x01(\x0b\x32\x11.spiral.v1.Tensor\x12\"\n\x07rewards\x18\n \x01(\x0b\x32\x11.spiral.v1.Tensor\x12\'\n\x0c\x66inal_canvas\x18\x0b \x01(\x0b\x32\x11.spiral.v1.Tensor\x12)\n\x0e\x65pisode_length\x18\x0c \x01(\x0b\x32\x11.spiral.v1.Tensor\x12$\n\x07targets\x18\r \x01(\x0b\x32\x11.spiral.v1.TensorH\x00\x12+\n\x0etarget_indices\x18\x0e \x01(\x0b\x32\x11.spiral.v1.TensorH\x00\x12\"\n\x05noise\x18\x0f \x01(\x0b\x32\x11.spiral.v1.TensorH\x00\x12#\n\x08searched\x18\x10 \x01(\x0b\x32\x11.spiral.v1.TensorB\x0b\n\tcondition\"T\n\x0bSendSummary\x12\x18\n\x10num_trajectories\x18\x01 \x01(\x04\x12\x12\n\nnum_frames\x18\x02 \x01(\x04\x12\x17\n\x0flearner_version\x18\x03 \x01(\x03\")\n\rStatusRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\"y\n\rLearnerStatus\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0e\n\x06\x66rames\x18\x02 \x01(\x04\x12\x0f\n\x07updates\x18\x03 \x01(\x04\x12\x15\n\rlatest_reward\x18\x04 \x01(\x01\x12\x11\n\tlatest_l2\x18\x05 \x01(\x01\x12\x0c\n\x04\x64one\x18\x06 \x01(\x08\"z\n\x13\x44iscriminatorStatus\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0f\n\x07updates\x18\x02 \x01(\x04\x12\x13\n\x0blatest_loss\x18\x03 \x01(\x01\x12\x0e\n\x06\x64_real\x18\x04 \x01(\x01\x12\x0e\n\x06\x64_fake\x18\x05 \x01(\x01\x12\x0c\n\x04\x64one\x18\x06 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,13 +33,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'spiral.v1.trajectory_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRAJECTORY']._serialized_start=66
-  _globals['_TRAJECTORY']._serialized_end=612
-  _globals['_SENDSUMMARY']._serialized_start=614
-  _globals['_SENDSUMMARY']._serialized_end=698
-  _globals['_STATUSREQUEST']._serialized_start=700
-  _globals['_STATUSREQUEST']._serialized_end=741
-  _globals['_LEARNERSTATUS']._serialized_start=743
-  _globals['_LEARNERSTATUS']._serialized_end=864
-  _globals['_DISCRIMINATORSTATUS']._serialized_start=866
-  _globals['_DISCRIMINATORSTATUS']._serialized_end=988
+  _globals['_TRAJECTORY']._serialized_end=649
+  _globals['_SENDSUMMARY']._serialized_start=651
+  _globals['_SENDSUMMARY']._serialized_end=735
+  _globals['_STATUSREQUEST']._serialized_start=737
+  _globals['_STATUSREQUEST']._serialized_end=778
+  _globals['_LEARNERSTATUS']._serialized_start=780
+  _globals['_LEARNERSTATUS']._serialized_end=901
+  _globals['_DISCRIMINATORSTATUS']._serialized_start=903
+  _globals['_DISCRIMINATORSTATUS']._serialized_end=1025
 # @@protoc_insertion_point(module_scope)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Trajectory(_message.Message):
-    __slots__ = ("protocol_version", "actor_id", "policy_version", "action_names", "canvas", "step", "action_mask", "actions", "behaviour_log_probs", "rewards", "final_canvas", "episode_length", "targets", "target_indices", "noise")
+    __slots__ = ("protocol_version", "actor_id", "policy_version", "action_names", "canvas", "step", "action_mask", "actions", "behaviour_log_probs", "rewards", "final_canvas", "episode_length", "targets", "target_indices", "noise", "searched")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,7 @@ class Trajectory(_message.Message):
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     TARGET_INDICES_FIELD_NUMBER: _ClassVar[int]
     NOISE_FIELD_NUMBER: _ClassVar[int]
+    SEARCHED_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     actor_id: str
     policy_version: int
@@ -39,7 +40,8 @@ class Trajectory(_message.Message):
     targets: _tensor_pb2.Tensor
     target_indices: _tensor_pb2.Tensor
     noise: _tensor_pb2.Tensor
-    def __init__(self, protocol_version: _Optional[int] = ..., actor_id: _Optional[str] = ..., policy_version: _Optional[int] = ..., action_names: _Optional[_Iterable[str]] = ..., canvas: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., step: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., action_mask: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., actions: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., behaviour_log_probs: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., rewards: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., final_canvas: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., episode_length: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., target_indices: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., noise: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
+    searched: _tensor_pb2.Tensor
+    def __init__(self, protocol_version: _Optional[int] = ..., actor_id: _Optional[str] = ..., policy_version: _Optional[int] = ..., action_names: _Optional[_Iterable[str]] = ..., canvas: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., step: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., action_mask: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., actions: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., behaviour_log_probs: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., rewards: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., final_canvas: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., episode_length: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., targets: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., target_indices: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., noise: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., searched: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...
 
 class SendSummary(_message.Message):
     __slots__ = ("num_trajectories", "num_frames", "learner_version")
