@@ -78,7 +78,8 @@ def programs_svg(actions: torch.Tensor, cfg: EnvConfig, columns: int = 8) -> str
     rows = -(-n // columns)
     width = columns * size + (columns - 1) * GAP
     height = rows * size + (rows - 1) * GAP
-    background = _rgb(background_color(cfg).expand(3) if background_color(cfg).numel() == 1 else background_color(cfg))
+    blank = background_color(cfg)  # [C]: one value for grayscale
+    background = _rgb(blank.expand(3) if blank.numel() == 1 else blank)
     out = [
         f'<svg xmlns="{SVG_NAMESPACE}" version="1.1" width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
         f"<title>SPIRAL painting program{'s' if n > 1 else ''} ({cfg.renderer.value} settings, {size}×{size} canvas)</title>",
