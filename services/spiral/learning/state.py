@@ -6,15 +6,23 @@ optimisers, the :class:`Counters`, the published weights ``version``, the number
 and the *real* RNG states (the run's data generator, torch's global, numpy's and Python's), so that
 a resumed run draws exactly what it would have drawn.
 
-The checkpoint is one dict (written by :mod:`spiral.learning.checkpoint`) with the keys ``config``,
-``counters``, ``policy``, ``policy_optimizer``, ``discriminator``, ``discriminator_optimizer``,
-``rng``, ``version``, ``restarts`` and ``role`` (who wrote it). Parts a driver does not train are
-``None``. Because the format is shared, a checkpoint written by the single-process trainer resumes
-in the policy learner and vice versa, and ``spiral sample`` reads either.
+The checkpoint is one dict (written by :mod:`spiral.learning.checkpoint`) with the keys ``config``
+(JSON text), ``counters``, ``policy``, ``policy_optimizer``, ``discriminator``,
+``discriminator_optimizer``, ``rng`` (tensors and numbers), ``version``, ``restarts`` and ``role``
+(who wrote it): tensors and plain containers only, so that it loads with
+``torch.load(weights_only=True)``. Parts a driver does not train are ``None``. Because the format is
+shared, a checkpoint written by the single-process trainer resumes in the policy learner and vice
+versa, and ``spiral sample`` reads either.
+
+A resume compares the stored config with the new one (:mod:`spiral.learning.resume`): learning
+rates, the entropy bonus, budgets, cadence, actors, addresses and paths may change — they are
+applied (the optimisers' learning rates are overwritten after their state is loaded) and logged —
+any other difference is refused, naming the keys.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from dataclasses import dataclass
@@ -27,8 +35,9 @@ import torch
 from spiral.agents import Discriminator, SpiralPolicy, build_discriminator, build_policy
 from spiral.config import TrainConfig
 from spiral.envs.base import BatchedEnv
-from spiral.learning.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from spiral.learning.checkpoint import CheckpointError, find_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint
 from spiral.learning.losses import make_discriminator_optimizer, make_policy_optimizer
+from spiral.learning.resume import compare_configs, refusal
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +86,25 @@ class RngStates(NamedTuple):
         torch.set_rng_state(self.torch)
         np.random.set_state(self.numpy)
         random.setstate(self.python)
+
+    def to_saved(self) -> dict[str, Any]:
+        """As tensors and numbers only (``weights_only`` loading refuses numpy arrays and tuples of them)."""
+        name, keys, pos, has_gauss, cached = self.numpy
+        version, python_state, gauss_next = self.python
+        return {
+            "generator": self.generator,
+            "torch": self.torch,
+            "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "python": {"version": int(version), "state": torch.tensor(python_state, dtype=torch.int64), "gauss_next": gauss_next},
+        }
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> "RngStates":
+        """Inverse of :meth:`to_saved`."""
+        n, py = saved["numpy"], saved["python"]
+        numpy_state = (n["name"], n["keys"].numpy().astype(np.uint32), int(n["pos"]), int(n["has_gauss"]), float(n["cached_gaussian"]))
+        python_state = (int(py["version"]), tuple(int(v) for v in py["state"].tolist()), py["gauss_next"])
+        return cls(saved["generator"], saved["torch"], numpy_state, python_state)
 
 
 def seed_everything(seed: int) -> None:
@@ -127,59 +155,75 @@ class TrainingState:
     # ------------------------------------------------------------------------- checkpoints ---
 
     def save(self, directory: Path) -> Path:
-        """Write the checkpoint to ``directory/latest.pt`` atomically; returns its path.
+        """Write the next checkpoint of ``directory`` (``latest.pt`` points at it; the newest
+        ``keep_checkpoints`` are kept) atomically; returns the ``latest.pt`` path.
 
         Raises:
-            OSError: the folder is not writable or the disk is full.
+            DiskFullError: the disk is full (names the folder and the free space).
+            OSError: the folder is not writable.
         """
         payload = {
-            "config": self.cfg.model_dump(mode="json"),
+            "config": json.dumps(self.cfg.model_dump(mode="json"), sort_keys=True),
             "counters": self.counters._asdict(),
             "policy": _state_dict(self.policy),
             "policy_optimizer": _state_dict(self.policy_optimizer),
             "discriminator": _state_dict(self.discriminator),
             "discriminator_optimizer": _state_dict(self.discriminator_optimizer),
-            "rng": RngStates.capture(self.generator)._asdict(),
+            "rng": RngStates.capture(self.generator).to_saved(),
             "version": self.version,
             "restarts": self.restarts,
             "role": self.role,
         }
-        return save_checkpoint(directory, payload)
+        return save_checkpoint(directory, payload, keep=self.cfg.keep_checkpoints)
 
-    def restore(self, path: Path) -> None:
-        """Load a checkpoint (a file, or a folder holding ``latest.pt``) into this state.
+    def restore(self, path: Path) -> Path:
+        """Load a checkpoint (a file, or a folder's newest checkpoint that verifies) into this
+        state; returns the file it came from.
 
         A critic missing from the checkpoint (written where none was trained) leaves this state's
-        freshly initialised one in place, with a warning.
+        freshly initialised one in place, with a warning. Config differences a resume may apply
+        are logged; the optimisers take the new config's learning rates.
 
         Raises:
             FileNotFoundError: no checkpoint at ``path``.
-            ValueError: unreadable, or lacking what this state needs (names the entry and the
-                checkpoint's writer).
+            ResumeConfigError: the new config changes settings the checkpoint depends on (names
+                them, and ``--no-resume`` / a new ``-o``).
+            ValueError: unreadable, corrupt, or lacking what this state needs (names the entry
+                and the checkpoint's writer).
         """
-        payload = load_checkpoint(path)
+        loaded = read_checkpoint(path)
+        payload, source = loaded.payload, loaded.path
         writer = payload.get("role", "an unknown writer")
         for key in ("counters", "rng"):
             if key not in payload:
-                raise ValueError(f"checkpoint {path} (written by {writer}) has no {key!r} entry: it predates this release; move it away to start afresh")
+                raise ValueError(f"checkpoint {source} (written by {writer}) has no {key!r} entry: it predates this release; move it away to start afresh")
+        changes = compare_configs(payload["config"], self.cfg)
+        if changes.refused:
+            raise refusal(source, changes.refused)
+        if changes.applied:
+            log.info("resuming %s with changed settings: %s", source, "; ".join(str(c) for c in changes.applied))
         if self.policy is not None:
             if payload.get("policy") is None:
-                raise ValueError(f"checkpoint {path} (written by {writer}) holds no policy; a policy trainer cannot resume from it")
-            self.policy.load_state_dict(payload["policy"])
+                raise ValueError(f"checkpoint {source} (written by {writer}) holds no policy; a policy trainer cannot resume from it")
+            _load_into(self.policy, payload["policy"], source, "policy")
             assert self.policy_optimizer is not None
-            self.policy_optimizer.load_state_dict(payload["policy_optimizer"])
+            _load_into(self.policy_optimizer, payload["policy_optimizer"], source, "policy_optimizer")
+            _set_learning_rate(self.policy_optimizer, self.cfg.learner.learning_rate)
         if self.discriminator is not None:
             if payload.get("discriminator") is None:
-                log.warning("checkpoint %s (written by %s) holds no discriminator: keeping a freshly initialised one", path, writer)
+                log.warning("checkpoint %s (written by %s) holds no discriminator: keeping a freshly initialised one", source, writer)
             else:
-                self.discriminator.load_state_dict(payload["discriminator"])
+                _load_into(self.discriminator, payload["discriminator"], source, "discriminator")
                 if self.discriminator_optimizer is not None and payload.get("discriminator_optimizer") is not None:
-                    self.discriminator_optimizer.load_state_dict(payload["discriminator_optimizer"])
+                    _load_into(self.discriminator_optimizer, payload["discriminator_optimizer"], source, "discriminator_optimizer")
+                    _set_learning_rate(self.discriminator_optimizer, self.cfg.discriminator.learning_rate)
         self.counters = Counters(**payload["counters"])
         # Checkpoints of the first single-process trainer had no version: it equalled the updates.
         self.version = int(payload.get("version", self.counters.updates))
         self.restarts = int(payload.get("restarts", 0))
-        RngStates(**payload["rng"]).apply(self.generator)
+        rng = payload["rng"]
+        (RngStates.from_saved(rng) if isinstance(rng.get("numpy"), dict) else RngStates(**rng)).apply(self.generator)
+        return source
 
     def resume(self, directory: Path) -> Path | None:
         """Restore the checkpoint in ``directory`` if there is one, counting the restart.
@@ -189,10 +233,9 @@ class TrainingState:
         Raises:
             ValueError: see :meth:`restore`.
         """
-        path = find_checkpoint(directory)
-        if path is None:
+        if find_checkpoint(directory) is None:
             return None
-        self.restore(path)
+        path = self.restore(directory)  # the newest checkpoint that verifies (an older one if need be)
         self.restarts += 1
         c = self.counters
         log.info(
@@ -204,3 +247,25 @@ class TrainingState:
 
 def _state_dict(part: torch.nn.Module | torch.optim.Optimizer | None) -> dict[str, Any] | None:
     return None if part is None else part.state_dict()
+
+
+def _load_into(part: torch.nn.Module | torch.optim.Optimizer, state: Any, source: Path, entry: str) -> None:
+    """``part.load_state_dict(state)``, with a shape mismatch named as such (not a raw RuntimeError).
+
+    Raises:
+        CheckpointError: the entry does not fit this run's networks.
+    """
+    try:
+        part.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint {source}: its {entry!r} does not fit this run's networks ({first}); start afresh with --no-resume "
+            "or train into a new --output-dir"
+        ) from None
+
+
+def _set_learning_rate(optimizer: torch.optim.Optimizer, learning_rate: float) -> None:
+    """Loading an optimiser's state also loads its old learning rate: the config's must win."""
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate
