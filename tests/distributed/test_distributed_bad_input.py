@@ -116,3 +116,20 @@ def test_a_nan_canvas_is_refused_counted_and_never_queued(served) -> None:  # no
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.value.details() == "Trajectory.canvas holds NaN or infinite values"
     assert counter._value.get() == before + 1 and learner.queue.qsize() == queued
+
+
+def test_an_actor_whose_trajectories_exceed_the_message_limit_fails_saying_why(tmp_path) -> None:  # noqa: ANN001
+    """Issue #14: services.max_message_bytes below a trajectory made actors retry RESOURCE_EXHAUSTED
+    forever, silently. The config refuses limits below the canvases alone; the actor catches the rest."""
+    from spiral.errors import ResourceExhaustedError
+    from spiral.services.actor import Actor
+
+    probe = tiny_config(tmp_path)
+    cfg = tiny_config(tmp_path, **{"services.max_message_bytes": probe.min_trajectory_bytes})
+    actor = Actor(cfg, actor_id="a")
+    try:
+        actor.play_once()
+    finally:
+        actor._channel.close()
+    assert isinstance(actor.fatal, ResourceExhaustedError)
+    assert f"exceeds services.max_message_bytes ({probe.min_trajectory_bytes}): raise services.max_message_bytes or lower num_envs" in str(actor.fatal)

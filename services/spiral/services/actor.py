@@ -43,7 +43,7 @@ from spiral.agents import build_policy
 from spiral.config import Mode, Role, TrainConfig
 from spiral.data import ImageDataset, load_dataset
 from spiral.envs.factory import make_env
-from spiral.errors import DeadlineExceededError, SpiralServiceError, UnavailableError
+from spiral.errors import DeadlineExceededError, ResourceExhaustedError, SpiralServiceError, UnavailableError
 from spiral.learning.rewards import l2_scores
 from spiral.learning.rollout import collect_rollout
 from spiral.learning.search import search_candidates
@@ -264,7 +264,19 @@ class Actor:
             self.env, self.policy, targets, noise, batch, policy_version=self.loaded_version, search_candidates=search_candidates(self.cfg, self.generator)
         )
         traj = rollout_to_trajectory(rollout, tuple(self.env.action_spec.names), actor_id=self.actor_id, target_indices=indices)
-        self._hand_over(trajectory_to_proto(traj))
+        message = trajectory_to_proto(traj)
+        limit = self.cfg.services.max_message_bytes
+        if message.ByteSize() > limit:
+            # The learner would answer RESOURCE_EXHAUSTED, which is retryable: the actor would
+            # resend the same too-large trajectory forever without saying why.
+            self._fail(
+                ResourceExhaustedError(
+                    f"a trajectory of {message.ByteSize()} bytes (num_envs {batch} × {rollout.num_frames // batch} steps) exceeds "
+                    f"services.max_message_bytes ({limit}): raise services.max_message_bytes or lower num_envs"
+                )
+            )
+            return
+        self._hand_over(message)
         if self.uses_replay:
             try:
                 self._replay_queue.put_nowait(ImageBatch(rollout.final_canvas, targets))
