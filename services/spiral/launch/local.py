@@ -16,7 +16,8 @@ launcher, which then stops the children in order) and has ``PR_SET_PDEATHSIG = S
 stops, checkpointing, if the launcher dies without cleaning up). Ctrl-C / SIGTERM → SIGTERM to every
 child (each checkpoints), SIGKILL to any still alive after a grace period, exit 130 (printing where
 the checkpoint is and how to resume). A child that crashes is restarted (like a pod's
-``restartPolicy``) up to :data:`MAX_RESTARTS` times; learners resume from their checkpoints. A
+``restartPolicy``) up to :data:`MAX_RESTARTS` times within any :data:`RESTART_WINDOW_SECONDS`
+(:mod:`spiral.launch.restarts`), the reason printed; learners resume from their checkpoints. A
 child that never comes up, or keeps crashing, makes the run exit 1 with its last error lines. Budget spent → the policy learner exits 0, the actors and the
 discriminator learner follow, the replay buffer is stopped (checkpointing), and ``run_local``
 returns. Child logs go to ``<output_dir>/logs/<name>.log``.
@@ -44,6 +45,7 @@ import yaml
 from spiral.config import Role, TrainConfig
 from spiral.launch.child_logs import LogTail, last_error_lines, notable
 from spiral.launch.progress import LearnerPoller, figures_from_snapshot
+from spiral.launch.restarts import MAX_RESTARTS, RESTART_WINDOW_SECONDS, RestartBudget, exit_reason
 from spiral.learning.budget import budget_of
 from spiral.learning.plots import write_run_curves
 from spiral.learning.run_log import METRICS_FILE, RunSummary
@@ -53,7 +55,6 @@ from spiral.services.runtime import StopFlag
 log = logging.getLogger(__name__)
 
 #: Restarts of one crashed child before the launcher gives up on the run.
-MAX_RESTARTS = 3
 #: Seconds children get to checkpoint and exit after SIGTERM before SIGKILL (the learners' own
 #: shutdown grace is 5 s; a checkpoint of the paper-size model takes about 1 s).
 STOP_GRACE_SECONDS = 20.0
@@ -157,6 +158,7 @@ class Child:
         self.spec = spec
         self.process: subprocess.Popen | None = None
         self.restarts = 0
+        self.restart_budget = RestartBudget()  # restarts within the last RESTART_WINDOW_SECONDS
         self.stopping = False  # the launcher asked it to stop: its exit is expected
         self.exit_code: int | None = None
 
@@ -371,12 +373,17 @@ def _watch(cluster: LocalCluster, progress: TrainProgress, notes: "ChildNotes", 
                     log.info("%s exited with code %s", name, rc)  # 0: it saw the learner's done
                 else:
                     notes.show_new()
-                    if child.restarts >= MAX_RESTARTS:
-                        progress.note(f"Error: {name} exited with code {rc} {child.restarts + 1} times; giving up")
+                    now, reason = time.monotonic(), exit_reason(rc)
+                    if not child.restart_budget.allows(now):
+                        progress.note(f"Error: {name} {reason}, its {MAX_RESTARTS + 1}th crash within {RESTART_WINDOW_SECONDS:.0f} s; giving up")
                         _show_failure(progress, cluster, child)
                         return 1
+                    child.restart_budget.record(now)
                     child.restarts += 1
-                    progress.note(f"{name} exited with code {rc}; restarting ({child.restarts}/{MAX_RESTARTS}); log: {cluster.logs_dir / (name + '.log')}")
+                    progress.note(
+                        f"{name} {reason}; restarting ({child.restart_budget.recent(now)}/{MAX_RESTARTS} within {RESTART_WINDOW_SECONDS:.0f} s); "
+                        f"log: {cluster.logs_dir / (name + '.log')}"
+                    )
                     cluster.spawn(name)
             notes.show_new()
             snapshot = poller.poll()
