@@ -11,6 +11,7 @@ tests can evaluate the rules without an API server, and each twin mirrors a pyda
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -20,7 +21,14 @@ import yaml
 from spiral.config import PRESETS
 from spiral_operator.reasons import ConditionType, Phase
 from spiral_operator.schema import model_schema
-from spiral_operator.spec import SpiralJobSpec, preset_settable_paths, preset_spec_values
+from spiral_operator.spec import (
+    DATASET_VOLUME_SOURCES,
+    MAX_JOB_NAME_LENGTH,
+    RESERVED_LABEL_PREFIXES,
+    SpiralJobSpec,
+    preset_settable_paths,
+    preset_spec_values,
+)
 
 GROUP = "spiral.dev"
 VERSION = "v1alpha1"
@@ -44,6 +52,10 @@ class CelRule(NamedTuple):
     message: str
     check: Callable[[Mapping[str, Any], Mapping[str, Any] | None], bool]
     field_path: str | None = None
+
+
+def _cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
 
 
 def _immutable(section: str) -> CelRule:
@@ -179,6 +191,52 @@ CEL_RULES: tuple[CelRule, ...] = (
     ),
     _immutable("environment"),
     _immutable("agent"),
+    # Issue #14: the checkpoints (and the replay items) depend on these too: a changed dataset
+    # silently trained on other images, a changed critic rolled the learners into a crash loop.
+    _immutable("dataset"),
+    _immutable("discriminator"),
+    CelRule(
+        path=("dataset",),
+        rule="!has(self.volume) || (self.volume.size() == 1 && self.volume.all(k, k in " + _cel_list(DATASET_VOLUME_SOURCES) + "))",
+        message=(
+            f"dataset.volume must be exactly one volume source of {', '.join(DATASET_VOLUME_SOURCES)} "
+            "(hostPath, secret and CSI sources reach the node or the namespace's secrets)"
+        ),
+        check=lambda s, _: s.get("volume") is None or (len(s["volume"]) == 1 and set(s["volume"]) <= set(DATASET_VOLUME_SOURCES)),
+        field_path=".volume",
+    ),
+    *(
+        CelRule(
+            path=(section, "template", "metadata"),
+            rule="!has(self.labels) || self.labels.all(k, !k.startsWith('spiral.dev/') && !k.startsWith('app.kubernetes.io/'))",
+            message=f"{section}.template.metadata.labels under spiral.dev/ and app.kubernetes.io/ are the operator's (selectors, ownership)",
+            check=lambda s, _: not any(k.startswith(RESERVED_LABEL_PREFIXES) for k in (s.get("labels") or {})),
+            field_path=".labels",
+        )
+        for section in ("actor", "policyLearner", "discriminatorLearner", "replay")
+    ),
+    # The replay buffer's deadlock rules (spiral.config.ReplayConfig), before a pod fails on them.
+    CelRule(
+        path=("replay", "buffer"),
+        rule="self.minSizeToSample <= self.maxSize",
+        message="replay.buffer.minSizeToSample must be <= replay.buffer.maxSize: sampling would wait forever",
+        check=lambda s, _: s["minSizeToSample"] <= s["maxSize"],
+        field_path=".minSizeToSample",
+    ),
+    CelRule(
+        path=("replay", "buffer"),
+        rule="!has(self.samplesPerInsert) || self.maxTimesSampled == 0 || self.samplesPerInsert <= double(self.maxTimesSampled)",
+        message="replay.buffer.samplesPerInsert must be <= replay.buffer.maxTimesSampled (when set): inserts and samples would deadlock",
+        check=lambda s, _: s.get("samplesPerInsert") is None or s["maxTimesSampled"] == 0 or s["samplesPerInsert"] <= s["maxTimesSampled"],
+        field_path=".samplesPerInsert",
+    ),
+    CelRule(
+        path=("replay", "buffer"),
+        rule="!has(self.samplesPerInsert) || self.errorBuffer >= (self.samplesPerInsert > 1.0 ? self.samplesPerInsert : 1.0)",
+        message="replay.buffer.errorBuffer must be >= max(1, samplesPerInsert): a narrower buffer can block inserts and samples at once",
+        check=lambda s, _: s.get("samplesPerInsert") is None or s["errorBuffer"] >= max(1.0, s["samplesPerInsert"]),
+        field_path=".errorBuffer",
+    ),
     CelRule(
         path=(),
         rule="has(self.preset) == has(oldSelf.preset) && (!has(self.preset) || self.preset == oldSelf.preset)",
@@ -202,6 +260,28 @@ CEL_RULES: tuple[CelRule, ...] = (
         ),
         check=lambda s, old: old is None or effective_value(s, _REWARD) == effective_value(old, _REWARD),
         field_path=".reward.kind",
+    ),
+)
+
+
+#: Rules on the whole object (``self`` is the SpiralJob): CEL may read ``metadata.name`` there.
+NAME_RULES: tuple[CelRule, ...] = (
+    CelRule(
+        path=(),
+        rule=f"self.metadata.name.size() <= {MAX_JOB_NAME_LENGTH}",
+        message=(
+            f"metadata.name must have at most {MAX_JOB_NAME_LENGTH} characters, so that NAME-discriminator-learner and the "
+            "other child names fit Kubernetes' 63"
+        ),
+        check=lambda s, _: len(s["metadata"]["name"]) <= MAX_JOB_NAME_LENGTH,
+        field_path=".metadata.name",
+    ),
+    CelRule(
+        path=(),
+        rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+        message="metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', starting with a letter, no dots): child Services are named after it",
+        check=lambda s, _: re.match(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", s["metadata"]["name"]) is not None,
+        field_path=".metadata.name",
     ),
 )
 
@@ -363,6 +443,7 @@ def build_crd() -> dict[str, Any]:
                             "type": "object",
                             "description": "A SPIRAL training job: actors, a policy learner, a discriminator learner and a replay buffer.",
                             "required": ["spec"],
+                            "x-kubernetes-validations": [{"rule": r.rule, "message": r.message, "fieldPath": r.field_path} for r in NAME_RULES],
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},

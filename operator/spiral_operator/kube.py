@@ -23,6 +23,7 @@ USER_AGENT = "spiral-operator"
 #: kind → (plural, namespaced) for every kind the operator touches.
 _RESOURCES: dict[str, str] = {
     "ConfigMap": "configmaps",
+    "ServiceAccount": "serviceaccounts",
     "Service": "services",
     "PersistentVolumeClaim": "persistentvolumeclaims",
     "Pod": "pods",

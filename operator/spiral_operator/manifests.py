@@ -1,6 +1,7 @@
 """Render a SpiralJob's children as plain Kubernetes manifests — pure: no client, clock or env reads.
 
-For job ``NAME``: ConfigMap ``NAME-config`` (the rendered TrainConfig), PVC ``NAME-checkpoints``
+For job ``NAME``: ConfigMap ``NAME-config`` (the rendered TrainConfig), ServiceAccount
+``NAME-pods`` (the job's pods run as it: no token, no API rights), PVC ``NAME-checkpoints``
 (unless an existing claim is used), StatefulSet + headless Service ``NAME-policy-learner`` and, for
 the discriminator reward only, ``NAME-discriminator-learner`` and ``NAME-replay`` (ports ``grpc``
 50051 and ``metrics`` 9400), a Deployment ``NAME-actor`` with a metrics-only headless Service of the
@@ -30,11 +31,15 @@ from spiral_operator.spec import (
     CONFIG_PATH,
     DATA_DIR,
     GRPC_PORT,
+    HEALTH_PORT,
     METRICS_PORT,
     TLS_DIR,
     AccessMode,
+    PodTemplateOverride,
     RoleSpec,
+    SpecError,
     SpiralJobSpec,
+    check_job_name,
     to_train_config,
 )
 
@@ -50,8 +55,8 @@ RUN_AS_USER = 10001
 #: Roles run as single-replica StatefulSets (when the job runs them); a crash of any of them triggers
 #: a coordinated restart. Also the order they are rendered in, before the actors.
 STATEFUL_ROLES: tuple[Role, ...] = (Role.POLICY_LEARNER, Role.DISCRIMINATOR_LEARNER, Role.REPLAY)
-#: Roles that read and write checkpoints.
-CHECKPOINTING_ROLES: frozenset[Role] = frozenset({Role.POLICY_LEARNER, Role.DISCRIMINATOR_LEARNER})
+#: Roles that read and write checkpoints (the replay buffer's, so that its items survive a restart).
+CHECKPOINTING_ROLES: frozenset[Role] = frozenset({Role.POLICY_LEARNER, Role.DISCRIMINATOR_LEARNER, Role.REPLAY})
 
 
 def stateful_roles(roles: Iterable[Role]) -> tuple[Role, ...]:
@@ -67,6 +72,11 @@ def child_name(name: str, role: Role) -> str:
 
 def config_map_name(name: str) -> str:
     return f"{name}-config"
+
+
+def service_account_name(name: str) -> str:
+    """The ServiceAccount every pod of job ``name`` runs as (created by the operator, no rights)."""
+    return f"{name}-pods"
 
 
 def checkpoint_claim_name(name: str, spec: SpiralJobSpec) -> str:
@@ -166,6 +176,17 @@ def _grpc_probe(period: int, failures: int) -> dict[str, Any]:
     return {"grpc": {"port": GRPC_PORT}, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 5}
 
 
+#: The exec probe of TLS pods: a kubelet gRPC probe cannot present a client certificate, so the
+#: server also serves health in plaintext on 127.0.0.1:HEALTH_PORT, reachable only inside the pod.
+HEALTH_PROBE_COMMAND = ["python", "-m", "spiral.services.health_probe", f"127.0.0.1:{HEALTH_PORT}"]
+
+
+def _probe(spec: SpiralJobSpec, period: int, failures: int) -> dict[str, Any]:
+    if spec.tls is None:
+        return _grpc_probe(period, failures)
+    return {"exec": {"command": list(HEALTH_PROBE_COMMAND)}, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 5}
+
+
 class _Volumes(NamedTuple):
     mounts: list[dict[str, Any]]
     volumes: list[dict[str, Any]]
@@ -212,9 +233,9 @@ def _container(spec: SpiralJobSpec, name: str, role: Role, role_spec: RoleSpec, 
         ],
         # Loading torch and the dataset takes a while on a CPU; the startup probe allows 5 minutes
         # before liveness starts counting, so a slow start is not mistaken for a hang.
-        "startupProbe": _grpc_probe(period=10, failures=30),
-        "readinessProbe": _grpc_probe(period=10, failures=3),
-        "livenessProbe": _grpc_probe(period=20, failures=3),
+        "startupProbe": _probe(spec, period=10, failures=30),
+        "readinessProbe": _probe(spec, period=10, failures=3),
+        "livenessProbe": _probe(spec, period=20, failures=3),
         "resources": role_spec.resources.model_dump(mode="json", exclude_defaults=False),
         "securityContext": _container_security_context(),
         "volumeMounts": mounts,
@@ -222,8 +243,9 @@ def _container(spec: SpiralJobSpec, name: str, role: Role, role_spec: RoleSpec, 
 
 
 def _checkpoint_affinity(spec: SpiralJobSpec, name: str, role: Role) -> dict[str, Any] | None:
-    """Pod affinity that keeps the discriminator learner on the policy learner's node, where a ReadWriteOnce claim is attached."""
-    if role != Role.DISCRIMINATOR_LEARNER or spec.checkpoint.access_mode != AccessMode.READ_WRITE_ONCE:
+    """Pod affinity that keeps the discriminator learner and the replay buffer on the policy
+    learner's node, where a ReadWriteOnce claim is attached."""
+    if role not in (Role.DISCRIMINATOR_LEARNER, Role.REPLAY) or spec.checkpoint.access_mode != AccessMode.READ_WRITE_ONCE:
         return None
     return {
         "podAffinity": {
@@ -253,8 +275,7 @@ def _pod_template(
         "containers": [_container(spec, name, role, role_spec, volumes.mounts)],
         "volumes": volumes.volumes,
     }
-    if spec.service_account_name:
-        pod_spec["serviceAccountName"] = spec.service_account_name
+    pod_spec["serviceAccountName"] = service_account_name(name)
     if spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": s} for s in spec.image_pull_secrets]
     if role_spec.node_selector:
@@ -271,9 +292,32 @@ def _pod_template(
         },
         "spec": pod_spec,
     }
-    if role_spec.template:
-        template = merge_template(template, role_spec.template)
+    if role_spec.template is not None:
+        template = apply_override(template, role_spec.template, role)
     return template
+
+
+def apply_override(template: Mapping[str, Any], override: PodTemplateOverride, role: Role) -> dict[str, Any]:
+    """``template`` with a SpiralJob's allow-listed additions merged in (see :class:`PodTemplateOverride`):
+    labels, annotations, node selector and environment variables merge by key or name; tolerations
+    and spread constraints are added; affinity and priority class are set.
+
+    Raises:
+        SpecError: a container other than the role's is named (lists the valid one).
+    """
+    names = {c.name for c in override.spec.containers}
+    if names - {role.value}:
+        raise SpecError(f"spec.{_spec_section(role)}.template.spec.containers names {sorted(names - {role.value})}; the only container is {role.value!r}")
+    extra = override.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+    pod = extra.get("spec", {})
+    for key in ("tolerations", "topologySpreadConstraints"):
+        if key in pod:
+            pod[key] = [*template["spec"].get(key, []), *pod[key]]
+    return merge_template(template, extra)
+
+
+def _spec_section(role: Role) -> str:
+    return {Role.ACTOR: "actor", Role.POLICY_LEARNER: "policyLearner", Role.DISCRIMINATOR_LEARNER: "discriminatorLearner", Role.REPLAY: "replay"}[role]
 
 
 # ---------------------------------------------------------------------------------- children ---
@@ -297,6 +341,17 @@ def desired_replicas(spec: SpiralJobSpec, role: Role, stopped: frozenset[Role]) 
     if spec.run_policy.suspend or role in stopped:
         return 0
     return spec.actor.replicas if role == Role.ACTOR else 1
+
+
+def render_service_account(name: str, namespace: str) -> dict[str, Any]:
+    """ServiceAccount ``NAME-pods``: the identity of every pod of the job. No RoleBinding names it
+    and no token is mounted: the pods need no API access, and a spec cannot pick another account."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(name, namespace, service_account_name(name), "job"),
+        "automountServiceAccountToken": False,
+    }
 
 
 def render_config_map(name: str, namespace: str, config_yaml: str) -> dict[str, Any]:
@@ -437,14 +492,16 @@ def render_children(
             ``runPolicy.suspend`` scales every role to zero by itself.
 
     Raises:
-        SpecError: the spec does not make a valid TrainConfig.
+        SpecError: the spec does not make a valid TrainConfig, the job name would make invalid child
+            names, or a template names another container.
     """
+    check_job_name(name)
     config = to_train_config(spec, name, namespace)
     config_yaml = _config_yaml(config)
     digest = config_hash(config_yaml)
     roles = config.roles()
 
-    children = [render_config_map(name, namespace, config_yaml)]
+    children = [render_config_map(name, namespace, config_yaml), render_service_account(name, namespace)]
     if spec.checkpoint.existing_claim is None:
         children.append(render_checkpoint_claim(spec, name, namespace))
     for role in stateful_roles(roles):

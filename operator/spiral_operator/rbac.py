@@ -77,6 +77,11 @@ REQUIRED_RULES: tuple[PolicyRule, ...] = (
         "KubeApi.apply() of the rendered children: get the live object, create it or server-side-apply a patch.",
     ),
     PolicyRule(
+        "", ("serviceaccounts",), ("get", "create", "patch"),
+        "KubeApi.apply() of the job's own ServiceAccount NAME-pods, which every pod of the job runs as (no token, no"
+        " RoleBinding: the pods need no API access, and a spec cannot pick another account).",
+    ),
+    PolicyRule(
         "apps", ("statefulsets", "deployments"), ("get", "create", "patch"),
         "KubeApi.apply() of the learner/replay StatefulSets and the actor Deployment; observe() gets"
         " them by name for their ready replicas.",

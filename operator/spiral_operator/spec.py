@@ -49,6 +49,18 @@ CHECKPOINT_DIR = "/checkpoints"
 DATA_DIR = "/data"
 GRPC_PORT = 50051
 METRICS_PORT = 9400
+#: With TLS: the plaintext health service on 127.0.0.1 only, for the exec probes.
+HEALTH_PORT = 50061
+#: Longest job name: every child is named ``NAME-<suffix>`` and must be a DNS-1035 label (≤ 63
+#: characters); the longest suffix is ``-discriminator-learner`` (22), and a StatefulSet's name also
+#: goes into its pods' ``controller-revision-hash`` label with 11 more characters, so 63 − 22 = 41.
+MAX_JOB_NAME_LENGTH = 41
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+#: The volume sources ``dataset.volume`` may use: storage for datasets, none that reaches the node
+#: (``hostPath``) or the namespace's Secrets (``secret``, CSI secret stores).
+DATASET_VOLUME_SOURCES = ("persistentVolumeClaim", "configMap", "nfs", "image", "ephemeral")
+#: Label prefixes the operator owns on every pod (selectors, ownership); a template may not set them.
+RESERVED_LABEL_PREFIXES = ("spiral.dev/", "app.kubernetes.io/")
 
 
 class SpecError(ValueError):
@@ -121,17 +133,74 @@ def _resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> Reso
     return Resources(requests={"cpu": cpu, "memory": memory}, limits={"cpu": cpu_limit, "memory": memory_limit})
 
 
+class PodMetadataOverride(_Spec):
+    """Labels and annotations added to the pods (the operator's own labels cannot be replaced)."""
+
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels; keys under spiral.dev/ and app.kubernetes.io/ are the operator's.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Extra pod annotations.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "PodMetadataOverride":
+        reserved = sorted(k for k in self.labels if k.startswith(RESERVED_LABEL_PREFIXES))
+        if reserved:
+            raise ValueError(f"template.metadata.labels {reserved} are the operator's (selectors, ownership); choose other keys")
+        return self
+
+
+class EnvVar(_Spec):
+    """A literal environment variable (no ``valueFrom``: a SpiralJob must not read the namespace's Secrets)."""
+
+    name: str = Field(..., min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name.")
+    value: str = Field("", max_length=32768, description="Its value.")
+
+
+class ContainerOverride(_Spec):
+    """Extra settings of a role's container, picked by name (the role's name)."""
+
+    name: str = Field(..., min_length=1, description="The container: the role's name (e.g. `actor`).")
+    env: list[EnvVar] = Field(default_factory=list, description="Extra environment variables (literal values).")
+
+
+class PodSpecOverride(_Spec):
+    """The pod fields a template may set: scheduling and priority. Everything that could loosen
+    isolation (securityContext, host namespaces, volumes, service accounts, images, commands) is
+    the operator's alone."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods must match (merged with the role's).")
+    affinity: dict[str, dict[str, Any]] | None = Field(None, description="Node/pod (anti-)affinity: `nodeAffinity`, `podAffinity`, `podAntiAffinity`.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Taints the pods tolerate (added to the role's).")
+    priority_class_name: str | None = Field(None, min_length=1, max_length=253, description="PriorityClass of the pods.")
+    topology_spread_constraints: list[dict[str, Any]] = Field(default_factory=list, description="How the pods spread over zones or nodes.")
+    containers: list[ContainerOverride] = Field(default_factory=list, description="Per-container extras (environment variables).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "PodSpecOverride":
+        unknown = sorted(set(self.affinity or {}) - {"nodeAffinity", "podAffinity", "podAntiAffinity"})
+        if unknown:
+            raise ValueError(f"template.spec.affinity has {unknown}; valid: nodeAffinity, podAffinity, podAntiAffinity")
+        return self
+
+
+class PodTemplateOverride(_Spec):
+    """What a SpiralJob may add to a role's pods — an allow-list (scheduling, priority, labels,
+    annotations, literal environment variables), merged over the rendered template."""
+
+    metadata: PodMetadataOverride = Field(default_factory=PodMetadataOverride, description="Labels and annotations.")
+    spec: PodSpecOverride = Field(default_factory=PodSpecOverride, description="Scheduling and priority.")
+
+
 class RoleSpec(_Spec):
     """Pod settings of one role."""
 
     resources: Resources = Field(default_factory=Resources, description="Container resources.")
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods must match.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Taints the pods tolerate.")
-    template: dict[str, Any] | None = Field(
+    template: PodTemplateOverride | None = Field(
         None,
         description=(
-            "Pod template override, deep-merged over the rendered template (maps merge, `containers`/`volumes` "
-            "merge by name, other lists replace). Escape hatch for anything not modelled here."
+            "Pod template additions, an allow-list: metadata.labels/annotations; spec.nodeSelector, affinity, tolerations, "
+            "priorityClassName, topologySpreadConstraints; spec.containers[].env (literal values). Security settings, "
+            "volumes, host namespaces and service accounts are the operator's."
         ),
     )
 
@@ -225,10 +294,22 @@ class DatasetSpec(_DataSpecBase):  # type: ignore[valid-type,misc]
 
     section_name: ClassVar[str] = "dataset"
 
-    volume: dict[str, Any] | None = Field(
+    volume: dict[str, dict[str, Any]] | None = Field(
         None,
-        description=f"A Kubernetes volume source (e.g. `persistentVolumeClaim: {{claimName: data}}`) mounted read-only at {DATA_DIR}; point `path` inside it.",
+        description=(
+            f"One Kubernetes volume source (e.g. `persistentVolumeClaim: {{claimName: data}}`) mounted read-only at {DATA_DIR}; "
+            f"point `path` inside it. One of: {', '.join(DATASET_VOLUME_SOURCES)}."
+        ),
     )
+
+    @model_validator(mode="after")
+    def _check_volume(self) -> "DatasetSpec":
+        if self.volume is not None and (len(self.volume) != 1 or not set(self.volume) <= set(DATASET_VOLUME_SOURCES)):
+            raise ValueError(
+                f"dataset.volume must be exactly one volume source of {', '.join(DATASET_VOLUME_SOURCES)}, got {sorted(self.volume)} "
+                "(hostPath, secret and CSI sources are refused: they reach the node or the namespace's secrets)"
+            )
+        return self
 
 
 _TrainingBase = camel_model(LearnerConfig)
@@ -390,7 +471,6 @@ class SpiralJobSpec(_Spec):
     image: str = Field(..., min_length=1, description="Container image with the `spiral` CLI (e.g. ghcr.io/spiral-k8s/spiral:0.1.0).")
     image_pull_policy: PullPolicy = Field(PullPolicy.IF_NOT_PRESENT, description="`Always`, `IfNotPresent` or `Never`.")
     image_pull_secrets: list[str] = Field(default_factory=list, description="Names of Secrets for pulling the image.")
-    service_account_name: str | None = Field(None, description="ServiceAccount of the job's pods; they need no API access.")
     preset: PresetName | None = Field(  # type: ignore[valid-type]
         None,
         description=(
@@ -461,6 +541,22 @@ def parse_spec(spec: Mapping[str, Any]) -> SpiralJobSpec:
         raise SpecError(_format_errors(err)) from None
 
 
+def check_job_name(name: str) -> None:
+    """Refuse a SpiralJob name whose children Kubernetes would reject.
+
+    Raises:
+        SpecError: longer than :data:`MAX_JOB_NAME_LENGTH`, or not a DNS-1035 label (lower-case
+            letters, digits and '-', starting with a letter; no dots).
+    """
+    if len(name) > MAX_JOB_NAME_LENGTH:
+        raise SpecError(
+            f"metadata.name {name!r} has {len(name)} characters; at most {MAX_JOB_NAME_LENGTH}, so that "
+            f"'{name}-discriminator-learner' and the other child names fit Kubernetes' 63"
+        )
+    if not _DNS_1035.match(name):
+        raise SpecError(f"metadata.name {name!r} must be a DNS-1035 label (lower-case letters, digits and '-', starting with a letter, no dots): child Services are named after it")
+
+
 def services_config(name: str, spec: SpiralJobSpec) -> dict[str, Any]:
     """The ``services`` section for a pod of job ``name``: peers by Service name, TLS from the mounted Secret."""
     tls: dict[str, Any] = {"enabled": False}
@@ -471,6 +567,7 @@ def services_config(name: str, spec: SpiralJobSpec) -> dict[str, Any]:
     return {
         "grpc_port": GRPC_PORT,
         "metrics_port": METRICS_PORT,
+        "health_port": HEALTH_PORT,
         "bind_address": "0.0.0.0",
         # Plaintext off loopback is safe only because the job's NetworkPolicy admits gRPC from its own pods alone.
         "allow_insecure": spec.tls is None,

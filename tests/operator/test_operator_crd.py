@@ -69,8 +69,10 @@ def admission_errors(spec: dict[str, Any], old_spec: dict[str, Any] | None = Non
     for rule in CEL_RULES:
         node, old_node = defaulted, old
         for key in rule.path:
-            node = node[key]
-            old_node = old_node[key] if old_node is not None else None
+            node = node.get(key) if isinstance(node, dict) else None
+            old_node = old_node.get(key) if isinstance(old_node, dict) else None
+        if node is None:
+            continue  # the API server evaluates a rule only where its field is present
         if not rule.check(node, old_node):
             errors.append(rule.message)
     return errors
@@ -230,6 +232,22 @@ BAD_SPECS = [
      "gridSize must be <= environment.canvasSize", "grid_size (32)"),
     ("preset's l2 reward without a target", _with(MINIMAL, preset="default", mode="unconditional"),
      "reward.kind 'l2' needs a target", "reward.kind 'l2' needs a target"),
+    # Issue #14, finding 7: SpiralJobs that asked for privilege, and buffers that deadlock in the pod.
+    ("hostPath dataset volume", _with(MINIMAL, dataset={"volume": {"hostPath": {"path": "/"}}}),
+     "dataset.volume must be exactly one volume source of persistentVolumeClaim", "dataset.volume must be exactly one volume source"),
+    ("secret dataset volume", _with(MINIMAL, dataset={"volume": {"secret": {"secretName": "db"}}}),
+     "dataset.volume must be exactly one volume source", "got ['secret']"),
+    ("two dataset volume sources", _with(MINIMAL, dataset={"volume": {"persistentVolumeClaim": {"claimName": "a"}, "nfs": {"server": "x", "path": "/"}}}),
+     "dataset.volume must be exactly one volume source", "exactly one volume source"),
+    *[(f"{section} label owned by the operator", _with(MINIMAL, **{section: {"template": {"metadata": {"labels": {"spiral.dev/role": "x"}}}}}),
+       f"{section}.template.metadata.labels under spiral.dev/ and app.kubernetes.io/ are the operator's", "are the operator's")
+      for section in ("actor", "policyLearner", "discriminatorLearner", "replay")],
+    ("replay min size above max size", _with(MINIMAL, replay={"buffer": {"minSizeToSample": 100, "maxSize": 10}}),
+     "replay.buffer.minSizeToSample must be <= replay.buffer.maxSize", "replay.min_size_to_sample (100) exceeds replay.max_size (10)"),
+    ("replay ratio above max times sampled", _with(MINIMAL, replay={"buffer": {"samplesPerInsert": 4.0, "maxTimesSampled": 2}}),
+     "replay.buffer.samplesPerInsert must be <= replay.buffer.maxTimesSampled", "exceeds replay.max_times_sampled (2)"),
+    ("replay error buffer too narrow", _with(MINIMAL, replay={"buffer": {"samplesPerInsert": 4.0, "errorBuffer": 1.0}}),
+     "replay.buffer.errorBuffer must be >= max(1, samplesPerInsert)", "error_buffer 1 gives a range of 2"),
 ]
 
 
@@ -243,10 +261,13 @@ def test_bad_specs_are_rejected_with_the_expected_message(spec: dict[str, Any], 
     assert got is not None and operator_want in got, got
 
 
-@pytest.mark.parametrize("section", ["environment", "agent"])
+@pytest.mark.parametrize("section", ["environment", "agent", "dataset", "discriminator"])
 def test_algorithm_sections_are_immutable_on_update(section: str) -> None:
+    """dataset and discriminator too (issue #14): a changed dataset silently switched the images a
+    checkpointed policy trains on, a changed critic rolled the learners into a crash loop."""
     old = _with(MINIMAL)
-    new = _with(MINIMAL, **{section: {"environment": {"canvasSize": 32, "gridSize": 16}, "agent": {"preset": "paper"}}[section]})
+    changes = {"environment": {"canvasSize": 32, "gridSize": 16}, "agent": {"preset": "paper"}, "dataset": {"numShapes": 500}, "discriminator": {"channels": 64}}
+    new = _with(MINIMAL, **{section: changes[section]})
     assert admission_errors(new) == []  # fine on create
     assert any(f"spec.{section} is immutable" in e for e in admission_errors(new, old_spec=old))
     assert admission_errors(old, old_spec=old) == []
@@ -342,3 +363,83 @@ def test_config_rule_messages_name_the_spec_fields() -> None:
         parse_spec({**MINIMAL, "training": {}})
     with pytest.raises(SpecError, match=re.escape("(in a SpiralJob, env is environment)")):
         parse_spec({**MINIMAL, "environment": {"renderer": "mujoco"}})
+
+
+def _unknown_fields(schema: dict[str, Any], value: Any, where: str = "spec") -> list[str]:
+    """What server-side field validation (kubectl's default, --validate=strict) reports as unknown:
+    fields the structural schema does not declare, outside x-kubernetes-preserve-unknown-fields."""
+    if schema.get("x-kubernetes-preserve-unknown-fields") or not isinstance(value, (dict, list)):
+        return []
+    if isinstance(value, list):
+        return [u for i, v in enumerate(value) for u in _unknown_fields(schema.get("items", {}), v, f"{where}[{i}]")]
+    props, extra = schema.get("properties"), schema.get("additionalProperties")
+    found = []
+    for key, sub in value.items():
+        if props is not None and key in props:
+            found += _unknown_fields(props[key], sub, f"{where}.{key}")
+        elif isinstance(extra, dict):
+            found += _unknown_fields(extra, sub, f"{where}.{key}")
+        else:
+            found.append(f"{where}.{key}")
+    return found
+
+
+PRIVILEGED_TEMPLATES = [
+    ("privileged root container", {"spec": {"containers": [{"name": "actor", "securityContext": {"privileged": True, "runAsUser": 0}}]}},
+     "spec.actor.template.spec.containers[0].securityContext"),
+    ("hostPath volume", {"spec": {"volumes": [{"name": "root", "hostPath": {"path": "/"}}]}}, "spec.actor.template.spec.volumes"),
+    ("host network and PID", {"spec": {"hostNetwork": True, "hostPID": True}}, "spec.actor.template.spec.hostNetwork"),
+    ("token automount", {"spec": {"automountServiceAccountToken": True}}, "spec.actor.template.spec.automountServiceAccountToken"),
+    ("another service account", {"spec": {"serviceAccountName": "admin"}}, "spec.actor.template.spec.serviceAccountName"),
+    ("loosened pod security", {"spec": {"securityContext": {"runAsNonRoot": False}}}, "spec.actor.template.spec.securityContext"),
+    ("env from a secret", {"spec": {"containers": [{"name": "actor", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "db", "key": "pw"}}}]}]}},
+     "spec.actor.template.spec.containers[0].env[0].valueFrom"),
+    ("another image", {"spec": {"containers": [{"name": "actor", "image": "evil"}]}}, "spec.actor.template.spec.containers[0].image"),
+]
+
+
+@pytest.mark.parametrize(("template", "unknown"), [c[1:] for c in PRIVILEGED_TEMPLATES], ids=[c[0] for c in PRIVILEGED_TEMPLATES])
+def test_a_template_cannot_ask_for_privilege(template: dict[str, Any], unknown: str) -> None:
+    """Issue #14, finding 7: spec.<role>.template was deep-merged into the pod, so a SpiralJob could
+    ask for a privileged root container, hostPath /, hostNetwork/hostPID or any service account.
+    The template is an allow-list now: the CRD reports such fields as unknown (strict field
+    validation; a lax client's are pruned) and the operator refuses them."""
+    spec = _with(MINIMAL, actor={"template": template})
+    assert unknown in _unknown_fields(_spec_schema(), spec)
+    assert operator_error(spec) is not None
+
+
+def test_a_scheduling_template_is_accepted() -> None:
+    template = {"metadata": {"labels": {"team": "paint"}, "annotations": {"owner": "me"}},
+                "spec": {"priorityClassName": "low", "nodeSelector": {"pool": "cpu"},
+                         "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}},
+                         "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone", "whenUnsatisfiable": "ScheduleAnyway"}],
+                         "containers": [{"name": "actor", "env": [{"name": "OMP_NUM_THREADS", "value": "1"}]}]}}
+    spec = _with(MINIMAL, actor={"template": template})
+    assert _unknown_fields(_spec_schema(), spec) == [] and admission_errors(spec) == [] and operator_error(spec) is None
+
+
+def test_the_service_account_field_is_gone() -> None:
+    spec = _with(MINIMAL, serviceAccountName="cluster-admin")
+    assert _unknown_fields(_spec_schema(), spec) == ["spec.serviceAccountName"]
+    assert "spec.serviceAccountName: unknown field" in (operator_error(spec) or "")
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [("a" * 41, True), ("a" * 42, False), ("paint.v2", False), ("Paint", False), ("9lives", False), ("shapes-l2", True)],
+    ids=["41-chars", "42-chars", "dot", "upper-case", "leading-digit", "ok"],
+)
+def test_job_names_whose_children_kubernetes_would_reject_are_refused(name: str, ok: bool) -> None:
+    """Names over ~42 characters or with dots rendered Service names Kubernetes rejects."""
+    from spiral_operator.crd import NAME_RULES
+    from spiral_operator.manifests import render_children
+
+    rules = _version()["schema"]["openAPIV3Schema"]["x-kubernetes-validations"]
+    assert [r["rule"] for r in rules] == [r.rule for r in NAME_RULES]
+    assert all(rule.check({"metadata": {"name": name}}, None) for rule in NAME_RULES) is ok
+    if ok:
+        assert all(len(c["metadata"]["name"]) <= 63 for c in render_children(parse_spec(_with(MINIMAL, reward={"kind": "discriminator"})), name, "ns"))
+    else:
+        with pytest.raises(SpecError, match=r"metadata\.name"):
+            render_children(parse_spec(MINIMAL), name, "ns")

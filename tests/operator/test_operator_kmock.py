@@ -50,6 +50,7 @@ def _declare_resources(server: kmock.KubernetesEmulator) -> None:
         verbs={"get", "list", "watch", "create", "update", "patch", "delete"}, shortnames={"sj"},
     )
     for key, kind in [("v1/pods", "Pod"), ("v1/events", "Event"), ("v1/services", "Service"), ("v1/configmaps", "ConfigMap"),
+                      ("v1/serviceaccounts", "ServiceAccount"),
                       ("v1/persistentvolumeclaims", "PersistentVolumeClaim"), ("apps/v1/statefulsets", "StatefulSet"),
                       ("apps/v1/deployments", "Deployment"), ("networking.k8s.io/v1/networkpolicies", "NetworkPolicy"),
                       ("monitoring.coreos.com/v1/servicemonitors", "ServiceMonitor")]:
@@ -324,7 +325,7 @@ async def test_reconcile_is_idempotent_and_scaling_touches_only_actors(running: 
                 if res.plural not in ("events", "spiraljobs")}
 
     before = versions()
-    assert len(before) == 11
+    assert len(before) == 12  # 11 children + the job's ServiceAccount
     assert set(before.values()) == {1}, before  # created once, never re-written
 
     await cluster.patch_job({"actor": {"replicas": 3}}, generation=2)
@@ -495,7 +496,8 @@ async def test_operator_needs_every_rbac_rule_and_reverts_drift_in_its_children(
     spec = {**SPEC, "monitoring": {"serviceMonitor": True},
             "runPolicy": {"backoffLimit": 1, "ttlSecondsAfterFinished": 1, "cleanPodPolicy": "All"}}
     await cluster.create_job(spec)
-    children = [("v1/configmaps", f"{JOB}-config"), ("v1/persistentvolumeclaims", f"{JOB}-checkpoints"), ("v1/services", f"{JOB}-replay"),
+    children = [("v1/configmaps", f"{JOB}-config"), ("v1/serviceaccounts", f"{JOB}-pods"),
+                ("v1/persistentvolumeclaims", f"{JOB}-checkpoints"), ("v1/services", f"{JOB}-replay"),
                 ("apps/v1/statefulsets", f"{JOB}-replay"), ("apps/v1/deployments", f"{JOB}-actor"),
                 ("networking.k8s.io/v1/networkpolicies", f"{JOB}-grpc"), ("monitoring.coreos.com/v1/servicemonitors", JOB)]
     for resource, name in children:

@@ -28,7 +28,6 @@ DISCRIMINATOR: dict[str, Any] = {**MINIMAL, "reward": {"kind": "discriminator"}}
 FULL: dict[str, Any] = {
     **DISCRIMINATOR,
     "imagePullSecrets": ["regcred"],
-    "serviceAccountName": "spiral-job",
     "dataset": {"name": "mnist", "path": "/data/mnist", "volume": {"persistentVolumeClaim": {"claimName": "datasets", "readOnly": True}}},
     "actor": {
         "replicas": 3, "maxReplicas": 6, "nodeSelector": {"pool": "cpu"},
@@ -55,7 +54,7 @@ def _labels(component: str) -> dict[str, str]:
 
 def test_children_names_and_order() -> None:
     assert list(children(DISCRIMINATOR)) == [
-        ("ConfigMap", "paint-config"), ("PersistentVolumeClaim", "paint-checkpoints"),
+        ("ConfigMap", "paint-config"), ("ServiceAccount", "paint-pods"), ("PersistentVolumeClaim", "paint-checkpoints"),
         ("Service", "paint-policy-learner"), ("StatefulSet", "paint-policy-learner"),
         ("Service", "paint-discriminator-learner"), ("StatefulSet", "paint-discriminator-learner"),
         ("Service", "paint-replay"), ("StatefulSet", "paint-replay"),
@@ -67,7 +66,7 @@ def test_children_names_and_order() -> None:
 
 def test_l2_job_renders_no_replay_and_no_discriminator_learner() -> None:
     assert list(children(MINIMAL)) == [
-        ("ConfigMap", "paint-config"), ("PersistentVolumeClaim", "paint-checkpoints"),
+        ("ConfigMap", "paint-config"), ("ServiceAccount", "paint-pods"), ("PersistentVolumeClaim", "paint-checkpoints"),
         ("Service", "paint-policy-learner"), ("StatefulSet", "paint-policy-learner"),
         ("Service", "paint-actor"), ("Deployment", "paint-actor"), ("NetworkPolicy", "paint-grpc"),
     ]
@@ -112,6 +111,7 @@ def test_exact_policy_learner_statefulset_and_service() -> None:
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": 60,
+                    "serviceAccountName": "paint-pods",
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
@@ -211,7 +211,9 @@ def test_full_spec_pods_get_tls_data_tolerations_and_the_override() -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["spec"]["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "spiral", "effect": "NoSchedule"}]
     assert pod["spec"]["nodeSelector"] == {"pool": "cpu"}
-    assert pod["spec"]["serviceAccountName"] == "spiral-job" and pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    # Every pod runs as the job's own account (issue #14: a spec could name any account before).
+    assert pod["spec"]["serviceAccountName"] == "paint-pods" and pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    assert full[("ServiceAccount", "paint-pods")]["automountServiceAccountToken"] is False
     mounts = {m["name"]: m for m in container["volumeMounts"]}
     assert mounts["data"] == {"name": "data", "mountPath": "/data", "readOnly": True}
     assert mounts["tls"] == {"name": "tls", "mountPath": "/etc/spiral/tls", "readOnly": True}
@@ -304,12 +306,41 @@ def test_merge_template_merges_named_lists_and_replaces_the_rest() -> None:
     assert base["spec"]["containers"][0]["args"] == ["1"]  # inputs untouched
 
 
-def test_invalid_override_is_caught_by_the_kubernetes_schema() -> None:
-    """The escape hatch is unchecked by the CRD; the API server rejects it, and the operator reports that."""
-    bad = {**DISCRIMINATOR, "replay": {"template": {"spec": {"restartPolicy": 7}}}}
-    sts = children(bad)[("StatefulSet", "paint-replay")]
-    with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(sts, K8S_VERSION, strict=True)
+def test_a_template_outside_the_allow_list_is_refused_by_the_operator() -> None:
+    """The template was an unchecked escape hatch (issue #14, finding 7): now any field outside the
+    allow-list is an invalid spec, named, before anything is rendered."""
+    from spiral_operator.spec import SpecError
+
+    with pytest.raises(SpecError, match=r"spec\.replay\.template\.spec\.restartPolicy: unknown field"):
+        parse_spec({**DISCRIMINATOR, "replay": {"template": {"spec": {"restartPolicy": 7}}}})
+    with pytest.raises(SpecError, match=r"template\.spec\.containers names \['sidecar'\]; the only container is 'actor'"):
+        render_children(parse_spec({**MINIMAL, "actor": {"template": {"spec": {"containers": [{"name": "sidecar"}]}}}}), NAME, NS)
+
+
+def test_the_replay_pod_mounts_the_checkpoint_volume_and_follows_the_learner() -> None:
+    """Issue #14, finding 6: the replay pod had no checkpoint mount and a read-only root, so its
+    SIGTERM checkpoint failed and every restart emptied the buffer."""
+    got = children(DISCRIMINATOR)
+    pod = got[("StatefulSet", "paint-replay")]["spec"]["template"]["spec"]
+    assert {"name": "checkpoints", "mountPath": "/checkpoints"} in pod["containers"][0]["volumeMounts"]
+    assert {"name": "checkpoints", "persistentVolumeClaim": {"claimName": "paint-checkpoints"}} in pod["volumes"]
+    config = yaml.safe_load(got[("ConfigMap", "paint-config")]["data"]["config.yaml"])
+    assert config["output_dir"] == "/checkpoints" and config["replay"]["checkpoint_every_seconds"] == 60.0  # → /checkpoints/replay/replay.ckpt
+    term = pod["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]  # ReadWriteOnce: next to the learner
+    assert term["labelSelector"]["matchLabels"]["spiral.dev/role"] == "policy-learner"
+
+
+def test_tls_pods_probe_a_loopback_plaintext_health_port() -> None:
+    """Issue #14, finding 9: with spec.tls the pods kept plaintext gRPC probes against an mTLS port,
+    so they could never become Ready."""
+    pod = children(FULL)[("Deployment", "paint-actor")]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["exec"]["command"] == ["python", "-m", "spiral.services.health_probe", "127.0.0.1:50061"]
+        assert "grpc" not in container[probe]
+    config = yaml.safe_load(children(FULL)[("ConfigMap", "paint-config")]["data"]["config.yaml"])
+    assert config["services"]["health_port"] == 50061 and config["services"]["tls"]["enabled"] is True
+    assert "exec" not in children(MINIMAL)[("Deployment", "paint-actor")]["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
 
 
 def test_spec_model_is_frozen() -> None:
