@@ -3,6 +3,9 @@
 Official split: the 60,000 ``train`` images train, the 10,000 ``t10k`` images are held out. When the
 train images are absent (as on our CI machines, which carry only t10k), the t10k images are split
 deterministically instead — logged at WARNING, since a run then trains on 9,000 images, not 60,000.
+
+:func:`load_mnist_labelled` gives the same two sides as ``load_dataset`` with their labels, for the
+digit score's classifier (``spiral.learning.digits``), which must train on the train side only.
 """
 
 from __future__ import annotations
@@ -13,10 +16,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from spiral.data.base import DatasetError
-from spiral.data.idx import read_idx
+import torch
 
-__all__ = ["MNIST_FILES", "MNIST_URL", "MnistImages", "read_mnist"]
+from spiral.config import DataConfig, DatasetName
+from spiral.data.base import DatasetError
+from spiral.data.folder import select_subset
+from spiral.data.idx import read_idx
+from spiral.data.splits import split_caps, split_indices
+from spiral.data.transforms import grayscale_arrays_to_canvas
+
+__all__ = ["MNIST_FILES", "MNIST_URL", "LabelledMnist", "MnistImages", "load_mnist_labelled", "read_mnist"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,3 +105,71 @@ def read_mnist(path: Path) -> MnistImages:
     if train.shape[1:] != test.shape[1:]:
         raise DatasetError(f"MNIST: {train_images} images are {train.shape[1:]} but {test_images} images are {test.shape[1:]}")
     return MnistImages(train=train, train_labels=train_labels, test=test, test_labels=test_labels)
+
+
+class LabelledMnist(NamedTuple):
+    """Both sides of the split ``load_dataset`` makes, with labels: white digits on black, at the canvas size."""
+
+    train: torch.Tensor  # uint8 [N, 1, S, S], the images load_dataset(...).uint8("train") holds, in the same order
+    train_labels: torch.Tensor  # int64 [N], 0..9
+    held_out: torch.Tensor  # uint8 [M, 1, S, S], equal to load_dataset(...).uint8("held_out")
+    held_out_labels: torch.Tensor  # int64 [M]
+    official_split: bool  # True: 60,000 train / 10,000 t10k; False: the t10k images split by data.seed
+
+
+def _labels_of(labels: np.ndarray | None, images_file: str, path: Path) -> np.ndarray:
+    if labels is None:
+        labels_file = TRAIN_LABELS if images_file == TRAIN_IMAGES else TEST_LABELS
+        raise DatasetError(
+            f"MNIST: {labels_file} is missing in {path} but labelled images were asked for "
+            f"(it pairs with {images_file}); get it from {MNIST_URL} or with `spiral data download mnist --dest {path}`"
+        )
+    return labels
+
+
+def load_mnist_labelled(cfg: DataConfig, canvas_size: int, *, max_images: int | None = None) -> LabelledMnist:
+    """The images and labels of the train and held-out sides ``load_dataset(cfg, canvas_size, ...)`` makes.
+
+    Same files, same seeded caps and split, same resize, so image ``i`` of ``train`` is image ``i`` of
+    ``load_dataset(cfg, canvas_size, ColorMode.GRAYSCALE, InkStyle.WHITE_ON_BLACK).train`` (a test
+    pins that). Ink and colour conversion are left out: labels do not depend on them.
+
+    Args:
+        cfg: an ``mnist`` data section (path, held-out fraction, seed, max_images).
+        canvas_size: side of the output images in pixels (``env.canvas_size``).
+        max_images: as in ``load_dataset``; defaults to ``cfg.max_images``.
+
+    Raises:
+        DatasetError: ``cfg`` is not an MNIST section, or files are missing or corrupt (including the
+            label file that pairs with the images used).
+    """
+    if cfg.name is not DatasetName.MNIST:
+        raise DatasetError(f"data.name must be 'mnist' for labelled MNIST images, got {cfg.name.value!r}")
+    assert cfg.path is not None, cfg  # DataConfig refuses an mnist section without a path
+    if max_images is None:
+        max_images = cfg.max_images
+    path = Path(cfg.path).expanduser()
+    mnist = read_mnist(path)
+    seed = cfg.seed
+    if mnist.train is None:
+        # The loader's fallback: cap the t10k images, then split them by the seeded permutation.
+        keep = select_subset(range(mnist.test.shape[0]), max_images, seed)
+        images, labels = mnist.test[keep], _labels_of(mnist.test_labels, TEST_IMAGES, path)[keep]
+        split = split_indices(images.shape[0], cfg.held_out_fraction, seed)
+        train_np, train_labels = images[split.train.numpy()], labels[split.train.numpy()]
+        held_np, held_labels = images[split.held_out.numpy()], labels[split.held_out.numpy()]
+        official = False
+    else:
+        caps = split_caps(max_images, cfg.held_out_fraction)
+        train_keep = select_subset(range(mnist.train.shape[0]), caps.train, seed)
+        held_keep = select_subset(range(mnist.test.shape[0]), caps.held_out, seed)
+        train_np, train_labels = mnist.train[train_keep], _labels_of(mnist.train_labels, TRAIN_IMAGES, path)[train_keep]
+        held_np, held_labels = mnist.test[held_keep], _labels_of(mnist.test_labels, TEST_IMAGES, path)[held_keep]
+        official = True
+    return LabelledMnist(
+        train=grayscale_arrays_to_canvas(train_np, canvas_size),
+        train_labels=torch.from_numpy(train_labels.astype(np.int64)),
+        held_out=grayscale_arrays_to_canvas(held_np, canvas_size),
+        held_out_labels=torch.from_numpy(held_labels.astype(np.int64)),
+        official_split=official,
+    )
