@@ -40,6 +40,10 @@ class Mutant(NamedTuple):
     path: str
     line: int
     col: int
+    #: Qualified name of the enclosing function or class (``<module>`` at top level).
+    scope: str
+    #: 1 for the first mutant with this scope, original and mutated text; 2 for the next, ...
+    occurrence: int
     kind: MutantKind
     original: str
     mutated: str
@@ -47,8 +51,13 @@ class Mutant(NamedTuple):
 
     @property
     def key(self) -> str:
-        """Stable identifier, also the format of ``equivalent.txt`` entries."""
-        return f"{self.path}:{self.line}:{self.col}: {self.original} -> {self.mutated}"
+        """Identifier used in ``equivalent.txt``.
+
+        Scope and text rather than line numbers: colleagues edit these modules in the same
+        checkout, and an edit elsewhere in the file must not silently re-target an entry.
+        """
+        suffix = f" (#{self.occurrence})" if self.occurrence > 1 else ""
+        return f"{self.path}::{self.scope}: {self.original} -> {self.mutated}{suffix}"
 
 
 BINARY_SWAPS: dict[type[ast.operator], type[ast.operator]] = {
@@ -236,10 +245,36 @@ def find_mutants(source: str, path: str) -> list[Mutant]:
         for point in _points_of(index, node)
     ]
     points.sort(key=lambda p: (p.line, p.col, p.index))
-    return [_apply(source, path, point) for point in points]
+    scopes = _scopes(tree)
+    nodes = list(ast.walk(tree))
+    mutants: list[Mutant] = []
+    seen: dict[tuple[str, str, str], int] = {}
+    for point in points:
+        scope = scopes.get(id(nodes[point.index]), "<module>")
+        original, mutated, patched = _apply(source, point)
+        occurrence = seen[(scope, original, mutated)] = seen.get((scope, original, mutated), 0) + 1
+        mutants.append(Mutant(path, point.line, point.col, scope, occurrence, point.kind, original, mutated, patched))
+    return mutants
 
 
-def _apply(source: str, path: str, point: _Point) -> Mutant:
+def _scopes(tree: ast.AST) -> dict[int, str]:
+    """id(node) → qualified name of the innermost function or class around it."""
+    scopes: dict[int, str] = {}
+
+    def visit(node: ast.AST, scope: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = scope
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                inner = child.name if scope == "<module>" else f"{scope}.{child.name}"
+            scopes[id(child)] = inner
+            visit(child, inner)
+
+    visit(tree, "<module>")
+    return scopes
+
+
+def _apply(source: str, point: _Point) -> tuple[str, str, str]:
+    """(original text, mutated text, whole mutated module) of one mutation point."""
     tree = ast.parse(source)
     node = list(ast.walk(tree))[point.index]
     before_span = _span(node.value if isinstance(node, ast.Return) else node)
@@ -256,4 +291,4 @@ def _apply(source: str, path: str, point: _Point) -> Mutant:
         same = False
     if not same:
         patched = ast.unparse(tree)
-    return Mutant(path, point.line, point.col, point.kind, original, mutated_text, patched)
+    return original, mutated_text, patched
