@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-
 import torch
 
 from spiral.config import DataConfig, DatasetName
