@@ -16,6 +16,9 @@ from spiral.config_cli import keys_command, show_command
 from spiral.data.download import download_command
 from spiral.data.mujoco_scenes import mujoco_scenes_command
 from spiral.envs.paint_cli import paint_command
+from spiral.launch.eval_cli import eval_command
+from spiral.launch.export_cli import export_command
+from spiral.launch.pretrain_cli import pretrain_command
 from spiral.launch.train_cli import sample_command, train_command
 from spiral.services.serve_cli import serve_command
 
@@ -45,6 +48,9 @@ def main(
 
 app.command("train")(train_command)
 app.command("sample")(sample_command)
+app.command("eval")(eval_command)
+app.command("pretrain")(pretrain_command)
+app.command("export")(export_command)
 app.command("paint")(paint_command)
 app.command("serve")(serve_command)
 

@@ -387,6 +387,8 @@ class PretrainConfig(_Frozen):
     batch_size: int = Field(64, ge=1, le=4096, description="Synthetic programs per pretraining update.")
     learning_rate: float | None = Field(None, gt=0.0, le=1.0, description="Adam lr while pretraining; None = learner.learning_rate.")
     prior: ProgramPriorConfig = Field(default_factory=ProgramPriorConfig)
+    teacher: Path | None = Field(None, description="A conditional checkpoint whose programs replace the synthetic ones: it paints train images (with search) and the policy learns to draw the same programs — how an unconditional policy learns what data looks like as strokes. None = synthetic programs.")
+    teacher_search: int = Field(16, ge=0, le=256, description="Candidates per step the teacher paints with (0 = its greedy policy).")
 
 
 # ----------------------------------------------------------------------------------- top ---

@@ -60,6 +60,13 @@ class ProgressFigures(NamedTuple):
     alive: int | None = None  # processes running (multi-process only)
     expected: int | None = None
     learner_away: bool = False  # the policy learner did not answer the last poll (restarting)
+    pretrain_updates: int = 0  # supervised pretraining updates done (spiral.learning.pretrain)
+    pretrain_total: int = 0  # … of this many (0: the run does not pretrain)
+
+    @property
+    def pretraining(self) -> bool:
+        """Pretraining on synthetic programs is still running (no RL update yet)."""
+        return self.pretrain_updates < self.pretrain_total
 
 
 class RateWindow:
@@ -146,7 +153,9 @@ def percent_of_blank(figures: ProgressFigures) -> float:
 
 def _quality(figures: ProgressFigures, width: int) -> str:
     """The one quality figure of the live line: held-out L2 vs blank, else D(real)/D(fake), else reward."""
-    if not math.isnan(figures.held_out_l2):
+    if figures.pretraining:
+        text = f"pretrain {compact(figures.pretrain_updates)}/{compact(figures.pretrain_total)}"
+    elif not math.isnan(figures.held_out_l2):
         pct = percent_of_blank(figures)
         text = f"L2 {figures.held_out_l2:.4f}" + ("" if math.isnan(pct) else f" {pct:3.0f}% blank")
     elif not math.isnan(figures.d_real):
@@ -188,6 +197,8 @@ def log_line(figures: ProgressFigures, budget: Budget, frames_per_second: float,
     parts = [f"[{clock_text(elapsed)}] {done}/{budget.total} {budget.unit} ({min(pct, 100.0):.0f}%)"]
     parts.append(f"{figures.frames} frames" if budget.unit == "updates" else f"{figures.updates} updates")
     parts.append("– frames/s" if math.isnan(frames_per_second) else f"{frames_per_second:.0f} frames/s")
+    if figures.pretraining:
+        parts.append(f"pretraining {figures.pretrain_updates}/{figures.pretrain_total}")
     if not math.isnan(figures.held_out_l2):
         pct_blank = percent_of_blank(figures)
         blank = "" if math.isnan(pct_blank) else f" ({pct_blank:.0f}% of blank {figures.blank_l2:.4f})"

@@ -57,7 +57,6 @@ def test_resuming_after_changing_the_grid_exits_non_zero_with_the_reason(tmp_pat
     assert "policy-learner" in changed.stdout and "last lines of" in changed.stdout
 
 
-@pytest.mark.xfail(reason="the resume config comparison is built in learning/state.py (issue #14); this checks the message", strict=False)
 def test_resuming_with_a_changed_config_names_the_differing_keys(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert spiral("train", "--single-process", "-q", "-o", str(out), *set_args(), timeout=120).returncode == 0

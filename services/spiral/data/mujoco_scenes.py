@@ -30,7 +30,7 @@ import typer
 from PIL import Image
 from pydantic import ValidationError
 
-from spiral.config import MujocoSceneConfig
+from spiral.config import DataConfig, MujocoSceneConfig
 from spiral.envs.mujoco_model import SceneDescription, SceneRenderer, random_scene, select_gl_backend
 from spiral.fsio import atomic_write_bytes
 
@@ -287,6 +287,23 @@ def load_mujoco_scenes_uint8(path: Path, canvas_size: int) -> "torch.Tensor":
                 img = img.resize((canvas_size, canvas_size), Image.Resampling.BOX)
             images[k] = np.asarray(img).transpose(2, 0, 1)
     return torch.from_numpy(images)
+
+
+def held_out_scene_descriptions(cfg: DataConfig) -> list[SceneDescription]:
+    """The scenes behind ``load_dataset(cfg)``'s held-out images, in the same order (the same
+    seeded subset and split), for object-matching scores.
+
+    Raises:
+        DatasetError: as :func:`load_scene_descriptions`.
+    """
+    from spiral.data.folder import select_subset
+    from spiral.data.splits import split_indices
+
+    assert cfg.path is not None
+    scenes = load_scene_descriptions(Path(cfg.path))
+    kept = select_subset(list(range(len(scenes))), cfg.max_images, cfg.seed)
+    split = split_indices(len(kept), cfg.held_out_fraction, cfg.seed)
+    return [scenes[kept[i]] for i in split.held_out.tolist()]
 
 
 def load_scene_descriptions(path: Path) -> list[SceneDescription]:

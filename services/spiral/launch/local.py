@@ -390,7 +390,7 @@ def _watch(cluster: LocalCluster, progress: TrainProgress, notes: "ChildNotes", 
             held_out, blank = evaluations.latest()
             alive = len(cluster.alive())
             if snapshot.ok:
-                progress.show(figures_from_snapshot(snapshot, held_out, blank, alive=alive, expected=expected))
+                progress.show(figures_from_snapshot(snapshot, held_out, blank, alive=alive, expected=expected, pretrain_total=cluster.cfg.pretrain.updates))
             elif progress.last_figures is not None and finished_at is None:  # restarting, not finished
                 progress.show(progress.last_figures._replace(alive=alive, learner_away=True))
             if finished_at is not None:

@@ -35,6 +35,7 @@ class LearnerSnapshot(NamedTuple):
     lag_sum: float = 0.0  # spiral_learner_policy_lag_versions_sum
     lag_count: float = 0.0
     held_out_l2: float = math.nan
+    pretrain_updates: int = 0
 
 
 def parse_learner_metrics(text: str) -> dict[str, float]:
@@ -51,7 +52,15 @@ def parse_learner_metrics(text: str) -> dict[str, float]:
     return found
 
 
-def figures_from_snapshot(snapshot: LearnerSnapshot, held_out_l2: float = math.nan, blank_l2: float = math.nan, *, alive: int | None = None, expected: int | None = None) -> ProgressFigures:
+def figures_from_snapshot(
+    snapshot: LearnerSnapshot,
+    held_out_l2: float = math.nan,
+    blank_l2: float = math.nan,
+    *,
+    alive: int | None = None,
+    expected: int | None = None,
+    pretrain_total: int = 0,
+) -> ProgressFigures:
     """The progress display's figures from one poll of the policy learner.
 
     ``blank_l2`` comes from the run log's evaluations (the learner does not export it); the policy
@@ -71,6 +80,8 @@ def figures_from_snapshot(snapshot: LearnerSnapshot, held_out_l2: float = math.n
         alive=alive,
         expected=expected,
         learner_away=not snapshot.ok,
+        pretrain_updates=snapshot.pretrain_updates,
+        pretrain_total=pretrain_total,
     )
 
 
@@ -104,6 +115,7 @@ class LearnerPoller:
             reward=status.latest_reward,
             train_l2=status.latest_l2,
             done=status.done,
+            pretrain_updates=status.pretrain_updates,
             **extra,
         )
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from spiral.agents import Discriminator
@@ -38,6 +38,7 @@ from spiral.learning.rollout import Rollout
 from spiral.learning.run_log import RunLog
 from spiral.learning.state import TrainingState
 from spiral.learning.tensorboard import TensorBoardWriter
+from spiral.learning.pretrain import PretrainStats, pretrain_update, program_source
 from spiral.learning.updates import PolicyUpdateStats, policy_update
 
 log = logging.getLogger(__name__)
@@ -75,12 +76,15 @@ class PolicyLearnerCore:
         self.cadence = Cadence.from_config(cfg)
         self.run_log = RunLog(self.out / "metrics.jsonl", tensorboard=TensorBoardWriter(self.out / "tensorboard" / role))
         held_out = dataset.held_out if cfg.mode == Mode.CONDITIONAL else None
-        self.evaluator = Evaluator(env, held_out, cfg.agent.noise_size, cfg.seed, self.out / "images")
+        self.evaluator = Evaluator(env, held_out, cfg.agent.noise_size, cfg.seed, self.out / "images", search_candidates=cfg.search.eval_candidates)
         self.last_evaluation: dict[str, float] = {}
         self._last_record: dict[str, float] | None = None
         self._started = time.monotonic()
-        if resume:
-            self.state.resume(self.checkpoint_dir)
+        self.env = env
+        self.dataset = dataset
+        resumed = self.state.resume(self.checkpoint_dir) if resume else None
+        if resumed is None and cfg.init_from is not None:
+            self.state.initialise_policy_from(cfg.init_from, pretrained_updates=cfg.pretrain.updates)
         # The update counts at which each action last ran: nothing new to log or evaluate right
         # after a resume, but every process checkpoints at least once (its restart count).
         updates = self.state.counters.updates
@@ -98,7 +102,8 @@ class PolicyLearnerCore:
 
     def x_axis(self) -> dict[str, int]:
         """The counters every run-log record carries."""
-        return {"frames": self.state.counters.frames, "updates": self.state.counters.updates, "version": self.state.version}
+        c = self.state.counters
+        return {"frames": c.frames, "updates": c.updates, "version": self.state.version, "pretrain_updates": c.pretrain_updates}
 
     # ------------------------------------------------------------------------------ update ---
 
@@ -107,6 +112,50 @@ class PolicyLearnerCore:
         s = self.state
         self.run_log.write({"event": "start", "role": self.role, "restarts": s.restarts, "config": self.cfg.model_dump(mode="json"), **self.x_axis()})
 
+    @property
+    def pretraining_due(self) -> bool:
+        """Pretraining updates remain (``pretrain.updates`` not yet done, counted across restarts)."""
+        return self.state.counters.pretrain_updates < self.cfg.pretrain.updates
+
+    def pretrain(self, stopped: Callable[[], bool] = lambda: False, on_update: Callable[[PretrainStats], None] | None = None) -> None:
+        """Run the remaining pretraining updates on synthetic programs (:mod:`spiral.learning.pretrain`),
+        logging, evaluating and checkpointing on the RL cadence (counted in pretraining updates),
+        then once more at the end: the curve shows where RL starts from, and a restart never
+        pretrains twice. Stops early when ``stopped()`` or the wall-clock budget says so.
+
+        The policy's own optimiser does the updates (at ``pretrain.learning_rate`` when set), so
+        its moments carry into RL and a checkpoint taken mid-way resumes exactly.
+        """
+        if not self.pretraining_due:
+            return
+        s = self.state
+        assert s.policy is not None and s.policy_optimizer is not None
+        lr = self.cfg.pretrain.learning_rate or self.cfg.learner.learning_rate
+        for group in s.policy_optimizer.param_groups:
+            group["lr"] = lr
+        log.info("pretraining on synthetic programs: %d of %d updates to go", self.cfg.pretrain.updates - s.counters.pretrain_updates, self.cfg.pretrain.updates)
+        source = program_source(self.cfg, s.policy.action_spec, self.dataset)
+        try:
+            while self.pretraining_due and not stopped() and not self.budget_spent:
+                stats = pretrain_update(s.policy, s.policy_optimizer, self.env, self.cfg, s.generator, source)
+                s.counters = s.counters.plus(pretrain_updates=1, pretrain_frames=stats.frames)
+                if on_update is not None:
+                    on_update(stats)
+                done = s.counters.pretrain_updates
+                if done % self.cadence.log_every == 0 or not self.pretraining_due:
+                    self.run_log.write({**stats.as_record(), **self.x_axis()})
+                # The same cadence as RL, counted in pretraining updates: the curve and the
+                # checkpoints do not wait for RL to start.
+                if done % self.cadence.checkpoint_every == 0 and self.pretraining_due:
+                    self.checkpoint()
+                if done % self.cadence.eval_every == 0 and self.pretraining_due:
+                    self.evaluate()
+        finally:
+            for group in s.policy_optimizer.param_groups:
+                group["lr"] = self.cfg.learner.learning_rate
+        self.checkpoint()
+        self.evaluate()
+
     def update(self, rollout: Rollout, critic: Discriminator | None) -> PolicyUpdateStats:
         """One policy update on ``rollout`` (whole episodes), rewarded by ``critic`` for the
         discriminator reward; advances the counters and the version by one update."""
@@ -114,7 +163,16 @@ class PolicyLearnerCore:
         assert s.policy is not None and s.policy_optimizer is not None
         cfg = self.cfg
         stats = policy_update(
-            s.policy, s.policy_optimizer, rollout, cfg.learner, cfg.reward, cfg.mode, critic, cfg.discriminator, learner_version=s.version
+            s.policy,
+            s.policy_optimizer,
+            rollout,
+            cfg.learner,
+            cfg.reward,
+            cfg.mode,
+            critic,
+            cfg.discriminator,
+            learner_version=s.version,
+            imitation_coef=cfg.search.imitation_coef,
         )
         s.counters = s.counters.plus(frames=stats.frames, updates=1)
         s.version += 1

@@ -45,12 +45,23 @@ def mean_l2(canvases: torch.Tensor, targets: torch.Tensor) -> float:
 
 @torch.no_grad()
 def reconstruct(
-    env: BatchedEnv, policy: torch.nn.Module, targets: torch.Tensor, batch_size: int, greedy: bool = True, seed: int = 0
+    env: BatchedEnv,
+    policy: torch.nn.Module,
+    targets: torch.Tensor,
+    batch_size: int,
+    greedy: bool = True,
+    seed: int = 0,
+    search_candidates: int = 0,
 ) -> Reconstruction:
-    """Paint every target, ``batch_size`` at a time: greedily (argmax per component) or by sampling.
+    """Paint every target, ``batch_size`` at a time: greedily (argmax per component), by sampling,
+    or — ``search_candidates`` K > 0 — with search at paint time (the best of K policy candidates
+    per step by L2, :mod:`spiral.learning.search`).
 
-    Both are reported: an agent whose paint probability stays under ½ never paints greedily, yet
-    its sampled programs may already reconstruct well.
+    Greedy and sampled are both reported: an agent whose paint probability stays under ½ never
+    paints greedily, yet its sampled programs may already reconstruct well.
+
+    Raises:
+        ValueError: search with an environment that cannot preview candidates.
     """
     canvases, actions = [], []
     was_training = policy.training
@@ -60,7 +71,7 @@ def reconstruct(
     try:
         for start in range(0, targets.shape[0], batch_size):
             chunk = targets[start : start + batch_size]
-            rollout = collect_rollout(env, policy, chunk, None, chunk.shape[0], greedy=greedy)
+            rollout = collect_rollout(env, policy, chunk, None, chunk.shape[0], greedy=greedy, search_candidates=search_candidates)
             canvases.append(rollout.final_canvas)
             actions.append(rollout.actions)
     finally:
@@ -81,6 +92,44 @@ def baselines(env: BatchedEnv, targets: torch.Tensor, batch_size: int, seed: int
     return Baselines(blank_l2=mean_l2(blank.expand_as(targets), targets), random_l2=mean_l2(random_canvases, targets))
 
 
+class HeldOutScores(NamedTuple):
+    """What :func:`held_out_record` measured."""
+
+    record: dict[str, float]  # ``eval/...`` scalars
+    greedy: Reconstruction
+    searched: Reconstruction | None  # with search at paint time, when asked
+
+
+def held_out_record(
+    env: BatchedEnv,
+    policy: torch.nn.Module,
+    targets: torch.Tensor,
+    reference: Baselines,
+    *,
+    search_candidates: int = 0,
+    seed: int = 0,
+) -> HeldOutScores:
+    """The held-out scores of ``policy`` on ``targets`` — the one code path of the training loop's
+    evaluation and of ``spiral eval``: greedy and sampled L2, L2 with search at paint time when
+    ``search_candidates`` > 0, the baselines, and each L2 as a fraction of the blank canvas's
+    (``eval/held_out_ratio*``)."""
+    greedy = reconstruct(env, policy, targets, EVAL_BATCH)
+    sampled = reconstruct(env, policy, targets, EVAL_BATCH, greedy=False, seed=seed)
+    record = {
+        "eval/held_out_l2": greedy.l2,
+        "eval/held_out_l2_sampled": sampled.l2,
+        "eval/blank_l2": reference.blank_l2,
+        "eval/random_l2": reference.random_l2,
+    }
+    searched = None
+    if search_candidates > 0:
+        searched = reconstruct(env, policy, targets, EVAL_BATCH, search_candidates=search_candidates)
+        record["eval/held_out_l2_search"] = searched.l2
+    for key in [k for k in record if k.startswith("eval/held_out_l2")]:
+        record[key.replace("eval/held_out_l2", "eval/held_out_ratio")] = record[key] / max(reference.blank_l2, 1e-12)
+    return HeldOutScores(record, greedy, searched)
+
+
 class Evaluator:
     """Periodic evaluation shared by the single-process trainer and the policy learner service.
 
@@ -91,8 +140,11 @@ samples from fixed noise. Either way the pictures (and a few episodes stroke by 
 in :attr:`last_images` for TensorBoard. Not thread-safe.
     """
 
-    def __init__(self, env: BatchedEnv, held_out: torch.Tensor | None, noise_size: int, seed: int, images_dir: Path) -> None:
+    def __init__(
+        self, env: BatchedEnv, held_out: torch.Tensor | None, noise_size: int, seed: int, images_dir: Path, *, search_candidates: int = 0
+    ) -> None:
         self.env = env
+        self.search_candidates = search_candidates
         self.targets = held_out[:EVAL_SIZE] if held_out is not None else None
         self.noise_size = noise_size
         self.seed = seed
@@ -105,16 +157,11 @@ in :attr:`last_images` for TensorBoard. Not thread-safe.
         if self.targets is not None:
             if self.baselines is None:
                 self.baselines = baselines(self.env, self.targets, EVAL_BATCH, seed=self.seed)
-            greedy = reconstruct(self.env, policy, self.targets, EVAL_BATCH)
-            sampled = reconstruct(self.env, policy, self.targets, EVAL_BATCH, greedy=False, seed=self.seed)
+            scored = held_out_record(self.env, policy, self.targets, self.baselines, search_candidates=self.search_candidates, seed=self.seed)
+            record, greedy = scored.record, scored.greedy
             if write_images:
                 self._write_pictures("reconstructions", step, greedy.targets[:32], greedy.canvases[:32], policy)
-            return {
-                "eval/held_out_l2": greedy.l2,
-                "eval/held_out_l2_sampled": sampled.l2,
-                "eval/blank_l2": self.baselines.blank_l2,
-                "eval/random_l2": self.baselines.random_l2,
-            }
+            return record
         noise = torch.randn(EVAL_BATCH, self.noise_size, generator=torch.Generator().manual_seed(self.seed + 1))
         with torch.no_grad():
             canvases = collect_rollout(self.env, policy, None, noise, EVAL_BATCH).final_canvas

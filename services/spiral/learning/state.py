@@ -50,6 +50,8 @@ class Counters(NamedTuple):
     discriminator_updates: int = 0  # critic updates
     skipped_updates: int = 0  # policy updates whose loss or gradient was not finite (no optimiser step)
     skipped_discriminator_updates: int = 0  # the same for critic updates
+    pretrain_updates: int = 0  # supervised updates on synthetic programs (spiral.learning.pretrain)
+    pretrain_frames: int = 0  # synthetic program steps those updates rendered (not RL frames)
 
     def plus(
         self,
@@ -59,6 +61,8 @@ class Counters(NamedTuple):
         discriminator_updates: int = 0,
         skipped_updates: int = 0,
         skipped_discriminator_updates: int = 0,
+        pretrain_updates: int = 0,
+        pretrain_frames: int = 0,
     ) -> "Counters":
         return Counters(
             self.frames + frames,
@@ -66,6 +70,8 @@ class Counters(NamedTuple):
             self.discriminator_updates + discriminator_updates,
             self.skipped_updates + skipped_updates,
             self.skipped_discriminator_updates + skipped_discriminator_updates,
+            self.pretrain_updates + pretrain_updates,
+            self.pretrain_frames + pretrain_frames,
         )
 
 
@@ -224,6 +230,26 @@ class TrainingState:
         rng = payload["rng"]
         (RngStates.from_saved(rng) if isinstance(rng.get("numpy"), dict) else RngStates(**rng)).apply(self.generator)
         return source
+
+    def initialise_policy_from(self, path: Path, *, pretrained_updates: int) -> None:
+        """Start a fresh run from another checkpoint's policy weights (``init_from``): only the
+        weights are taken — optimiser, counters and RNG states stay fresh — and the run's own
+        pretraining counts as done (the weights are what it would have produced).
+
+        Raises:
+            FileNotFoundError, ValueError: no readable checkpoint with a policy at ``path``.
+        """
+        if self.policy is None:
+            return
+        payload = load_checkpoint(path)
+        if payload.get("policy") is None:
+            raise ValueError(f"init_from {path}: the checkpoint holds no policy")
+        try:
+            self.policy.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["policy"].items()})
+        except RuntimeError as err:
+            raise ValueError(f"init_from {path}: its policy does not fit this run's env/agent settings ({err})") from None
+        self.counters = self.counters._replace(pretrain_updates=max(self.counters.pretrain_updates, pretrained_updates))
+        log.info("initialised the policy from %s", path)
 
     def resume(self, directory: Path) -> Path | None:
         """Restore the checkpoint in ``directory`` if there is one, counting the restart.

@@ -159,6 +159,7 @@ class SingleProcessTrainer:
         core.start()
         with StopFlag() as stop, progress:
             progress.show(self.figures({}))
+            core.pretrain(stopped=stop.is_set, on_update=lambda _: progress.show(self.figures({})))
             while not core.budget_spent and not stop.is_set():
                 record = self.train_step()
                 core.after_update(record, final=core.budget_spent)
@@ -182,6 +183,8 @@ class SingleProcessTrainer:
             blank_l2=evaluation.get("eval/blank_l2", nan),
             d_real=record.get("charts/d_real", nan),
             d_fake=record.get("charts/d_fake", nan),
+            pretrain_updates=self.counters.pretrain_updates,
+            pretrain_total=self.cfg.pretrain.updates,
         )
 
     def write_curves(self) -> Path:

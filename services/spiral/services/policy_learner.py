@@ -204,6 +204,11 @@ class PolicyLearner:
         self.metrics.learner_rejected_trajectories.labels(self.job, reason.value).inc()
         logger.warning("refused a trajectory from %s (%s): %s", peer, reason.value, error)
 
+    def _show_pretraining(self) -> None:
+        """Let GetStatus (and so the launcher's progress line) count pretraining updates."""
+        with self._lock:
+            self._status = self._status._replace(counters=self.core.state.counters)
+
     def status(self) -> trajectory_pb2.LearnerStatus:
         with self._lock:
             s = self._status
@@ -214,6 +219,7 @@ class PolicyLearner:
             latest_reward=s.latest_reward,
             latest_l2=s.latest_l2,
             done=self.done,
+            pretrain_updates=s.counters.pretrain_updates,
         )
 
     # ------------------------------------------------------------------------ learner loop ---
@@ -308,6 +314,11 @@ class PolicyLearner:
         core = self.core
         core.start()
         try:
+            if core.pretraining_due:
+                # Actors act with the initial weights meanwhile and then wait on the full queue.
+                core.pretrain(stopped=self.stop.is_set, on_update=lambda _: self._show_pretraining())
+                core.state.version += 1
+                self.publication.publish()
             while not core.budget_spent and not self.stop.is_set():
                 if not self._refresh_critic(discriminator):
                     break

@@ -60,20 +60,22 @@ class StatusRequest(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ...) -> None: ...
 
 class LearnerStatus(_message.Message):
-    __slots__ = ("version", "frames", "updates", "latest_reward", "latest_l2", "done")
+    __slots__ = ("version", "frames", "updates", "latest_reward", "latest_l2", "done", "pretrain_updates")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     UPDATES_FIELD_NUMBER: _ClassVar[int]
     LATEST_REWARD_FIELD_NUMBER: _ClassVar[int]
     LATEST_L2_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
+    PRETRAIN_UPDATES_FIELD_NUMBER: _ClassVar[int]
     version: int
     frames: int
     updates: int
     latest_reward: float
     latest_l2: float
     done: bool
-    def __init__(self, version: _Optional[int] = ..., frames: _Optional[int] = ..., updates: _Optional[int] = ..., latest_reward: _Optional[float] = ..., latest_l2: _Optional[float] = ..., done: _Optional[bool] = ...) -> None: ...
+    pretrain_updates: int
+    def __init__(self, version: _Optional[int] = ..., frames: _Optional[int] = ..., updates: _Optional[int] = ..., latest_reward: _Optional[float] = ..., latest_l2: _Optional[float] = ..., done: _Optional[bool] = ..., pretrain_updates: _Optional[int] = ...) -> None: ...
 
 class DiscriminatorStatus(_message.Message):
     __slots__ = ("version", "updates", "latest_loss", "d_real", "d_fake", "done")
