@@ -29,6 +29,9 @@ from spiral.v1 import PROTOCOL_VERSION, services_pb2_grpc, tensor_pb2
 
 logger = logging.getLogger(__name__)
 
+#: Longest accepted ``WeightsRequest.subscriber_id`` in UTF-8 bytes (a pod name has at most 253).
+MAX_SUBSCRIBER_ID_BYTES = 256
+
 
 class _Published(NamedTuple):
     version: int
@@ -140,6 +143,9 @@ class WeightsPublisher:
         check_protocol_version(request.protocol_version, message="WeightsRequest")
         if request.min_version < 0:
             raise InvalidArgumentError(f"WeightsRequest.min_version must be ≥ 0, got {request.min_version}")
+        id_bytes = len(request.subscriber_id.encode("utf-8", "surrogatepass"))
+        if id_bytes > MAX_SUBSCRIBER_ID_BYTES:  # it is logged: a 10 MB name must not reach the log
+            raise InvalidArgumentError(f"WeightsRequest.subscriber_id is {id_bytes} bytes long; at most {MAX_SUBSCRIBER_ID_BYTES} are accepted")
         with self._cond:
             if self._closed:
                 raise FailedPreconditionError("weights publisher is shut down (server stopping); reconnect to the new server")
