@@ -83,3 +83,29 @@ def test_init_from_starts_from_the_weights_and_skips_pretraining(tmp_path: Path)
         assert torch.equal(value, stored[name]), name
     assert not trainer.core.pretraining_due
     assert trainer.counters.updates == 0
+
+
+def test_unconditional_mnist_runs_report_the_digit_score(tmp_path: Path, datasets_dir: Path, monkeypatch) -> None:
+    """Both the training loop's evaluation and ``spiral eval`` score unconditional MNIST samples
+    with the digit classifier (a 30-step one here; the real one trains for 2 minutes, cached)."""
+    import spiral.learning.digits as digits
+
+    tiny = digits.train_digit_classifier(
+        load_preset("mnist", {"data.path": str(datasets_dir / "mnist")}).data, 32, max_steps=30, seconds_budget=30
+    )
+    monkeypatch.setattr(digits, "load_or_train_digit_classifier", lambda *args, **kwargs: tiny)
+    run = tmp_path / "gen"
+    sets = [
+        "--set", "mode=unconditional", "--set", "reward.kind=discriminator", "--set", f"data.path={datasets_dir / 'mnist'}",
+        "--set", "env.canvas_size=32", "--set", "env.grid_size=8", "--set", "env.episode_length=4", "--set", "pretrain.batch_size=8",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, ["pretrain", "--preset", "mnist", "-o", str(run), "--updates", "2", *sets])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evaluation = next(r for r in records if "eval/sample_ink" in r)
+    assert 0.0 <= evaluation["eval/digit_confident"] <= 1.0 and "eval/digit_min_class" in evaluation
+    result = CliRunner().invoke(app, ["eval", "--checkpoint", str(run / "checkpoints"), "--num", "40", "-o", str(tmp_path / "s.png")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert report["num_samples"] == 40 and len(report["digit_histogram"]) == 10
+    assert abs(sum(report["digit_histogram"]) - report["digit_confident"]) < 1e-3

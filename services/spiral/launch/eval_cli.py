@@ -108,10 +108,9 @@ def _unconditional(agent: Any, num: int, seed: int, out: Path | None) -> dict[st
     result: dict[str, Any] = {"num_samples": int(canvases.shape[0]), "sample_ink": float(canvases.mean())}
     cfg = agent.config
     if cfg.data.name == DatasetName.MNIST:
-        from spiral.learning.digits import digit_score, load_or_train_digit_classifier
+        from spiral.learning.core import digit_scorer  # the training loop's own scorer
 
-        classifier = load_or_train_digit_classifier(cfg.data, cfg.env.canvas_size)
-        score = digit_score(classifier, canvases, ink=cfg.env.ink)
+        score = digit_scorer(cfg)(canvases)
         result.update({key.removeprefix("eval/"): value for key, value in score.as_record().items()})
         result["digit_histogram"] = [round(float(h), 4) for h in score.histogram]
     if out is not None:

@@ -26,14 +26,20 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
 
 from spiral.agents import Discriminator
-from spiral.config import Mode, TrainConfig
+from spiral.config import DatasetName, Mode, TrainConfig
 from spiral.data import ImageDataset
 from spiral.envs.base import BatchedEnv
 from spiral.learning.budget import budget_spent
 from spiral.learning.cadence import ALL_DUE, Cadence, Due
 from spiral.learning.evaluate import Evaluator
+
+if TYPE_CHECKING:  # pragma: no cover - the digit classifier loads lazily
+    from spiral.learning.digits import DigitScore
 from spiral.learning.rollout import Rollout
 from spiral.learning.run_log import RunLog
 from spiral.learning.state import TrainingState
@@ -42,6 +48,27 @@ from spiral.learning.pretrain import PretrainStats, pretrain_update, program_sou
 from spiral.learning.updates import PolicyUpdateStats, policy_update
 
 log = logging.getLogger(__name__)
+
+
+def digit_scorer(cfg: TrainConfig) -> Callable[[torch.Tensor], "DigitScore"]:
+    """The MNIST digit score of unconditional samples (:mod:`spiral.learning.digits`); the
+    classifier is loaded (or trained and cached, ~2 minutes once per machine) at the first call."""
+    from spiral.learning.digits import digit_score, load_or_train_digit_classifier
+
+    classifier = None
+
+    def score(canvases: torch.Tensor) -> DigitScore:
+        nonlocal classifier
+        if classifier is None:
+            classifier = load_or_train_digit_classifier(cfg.data, cfg.env.canvas_size)
+        return digit_score(classifier, canvases, ink=cfg.env.ink)
+
+    return score
+
+
+def _digit_record(cfg: TrainConfig) -> Callable[[torch.Tensor], dict[str, float]]:
+    scorer = digit_scorer(cfg)
+    return lambda canvases: scorer(canvases).as_record()
 
 
 class PolicyLearnerCore:
@@ -76,7 +103,15 @@ class PolicyLearnerCore:
         self.cadence = Cadence.from_config(cfg)
         self.run_log = RunLog(self.out / "metrics.jsonl", tensorboard=TensorBoardWriter(self.out / "tensorboard" / role))
         held_out = dataset.held_out if cfg.mode == Mode.CONDITIONAL else None
-        self.evaluator = Evaluator(env, held_out, cfg.agent.noise_size, cfg.seed, self.out / "images", search_candidates=cfg.search.eval_candidates)
+        self.evaluator = Evaluator(
+            env,
+            held_out,
+            cfg.agent.noise_size,
+            cfg.seed,
+            self.out / "images",
+            search_candidates=cfg.search.eval_candidates,
+            sample_score=_digit_record(cfg) if cfg.mode == Mode.UNCONDITIONAL and cfg.data.name == DatasetName.MNIST else None,
+        )
         self.last_evaluation: dict[str, float] = {}
         self._last_record: dict[str, float] | None = None
         self._started = time.monotonic()

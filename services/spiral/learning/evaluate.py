@@ -6,6 +6,7 @@ baselines every claim of learning is measured against: the blank canvas and a ra
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -141,10 +142,20 @@ in :attr:`last_images` for TensorBoard. Not thread-safe.
     """
 
     def __init__(
-        self, env: BatchedEnv, held_out: torch.Tensor | None, noise_size: int, seed: int, images_dir: Path, *, search_candidates: int = 0
+        self,
+        env: BatchedEnv,
+        held_out: torch.Tensor | None,
+        noise_size: int,
+        seed: int,
+        images_dir: Path,
+        *,
+        search_candidates: int = 0,
+        sample_score: Callable[[torch.Tensor], dict[str, float]] | None = None,
     ) -> None:
         self.env = env
         self.search_candidates = search_candidates
+        #: Scores of unconditional samples ``[N, C, H, W]`` (e.g. the MNIST digit score); None: ink only.
+        self.sample_score = sample_score
         self.targets = held_out[:EVAL_SIZE] if held_out is not None else None
         self.noise_size = noise_size
         self.seed = seed
@@ -162,14 +173,17 @@ in :attr:`last_images` for TensorBoard. Not thread-safe.
             if write_images:
                 self._write_pictures("reconstructions", step, greedy.targets[:32], greedy.canvases[:32], policy)
             return record
-        noise = torch.randn(EVAL_BATCH, self.noise_size, generator=torch.Generator().manual_seed(self.seed + 1))
+        count = EVAL_SIZE if self.sample_score is not None else EVAL_BATCH
+        noise = torch.randn(count, self.noise_size, generator=torch.Generator().manual_seed(self.seed + 1))
         with torch.no_grad():
-            canvases = collect_rollout(self.env, policy, None, noise, EVAL_BATCH).final_canvas
+            canvases = torch.cat([collect_rollout(self.env, policy, None, chunk, chunk.shape[0]).final_canvas for chunk in noise.split(EVAL_BATCH)])
+        scores = self.sample_score(canvases) if self.sample_score is not None else {}
+        canvases = canvases[:EVAL_BATCH]
         if write_images:
             save_grid(canvases, self.images_dir / f"samples-{step:07d}.png", nrow=8, scale=2)
             steps = self._sequence(policy, None, noise[:SEQUENCE_IMAGES])
             self.last_images = {"eval/samples": make_grid(canvases, nrow=8), "eval/painting_sequence": picture_tensor(sequence_picture(steps))}
-        return {"eval/sample_ink": float(canvases.mean())}
+        return {"eval/sample_ink": float(canvases.mean()), **scores}
 
     def _write_pictures(self, name: str, step: int, targets: torch.Tensor, canvases: torch.Tensor, policy: torch.nn.Module) -> None:
         """The labelled target | painting grid (PNG and TensorBoard) and a stroke-by-stroke view."""
