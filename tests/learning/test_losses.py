@@ -13,6 +13,7 @@ from spiral.config import ConditioningMode, DiscriminatorConfig, DiscriminatorLo
 from spiral.learning.losses import (
     A2CLoss,
     DiscriminatorLoss,
+    OptimizerStep,
     a2c_vtrace_loss,
     baseline_loss,
     clip_gradients,
@@ -25,6 +26,7 @@ from spiral.learning.losses import (
     make_policy_optimizer,
     nonsaturating_loss,
     policy_gradient_loss,
+    step_if_finite,
     wgan_gp_loss,
 )
 from spiral.learning.vtrace import from_importance_weights
@@ -144,6 +146,7 @@ def test_gradient_penalty_is_zero_for_unit_norm_linear_critic():
     real, fake = _images()
     critic = LinearCritic(real.shape[1:], norm=1.0)
     assert gradient_penalty(critic, real, fake, target_norm=1.0).item() == pytest.approx(0.0, abs=1e-12)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx(0.0, abs=1e-12)  # the default target is 1
 
 
 @settings(max_examples=20, deadline=None)
@@ -290,3 +293,141 @@ def test_clip_gradients_returns_norm_before_clipping_and_clips():
     assert p.grad.norm().item() == pytest.approx(1.0, rel=1e-5)
     with pytest.raises(ValueError, match=r"max_grad_norm must be > 0, got 0.0"):
         clip_gradients([p], 0.0)
+
+
+# ------------------------------------------------------------- gradient penalty: interpolation ---
+
+
+class QuadraticCritic(torch.nn.Module):
+    """D(x) = ½ a ‖x‖²: ∇D(x) = a·x, so the penalty depends on *where* it is evaluated.
+
+    Records every input, so a test can check the interpolation point x̂ itself.
+    """
+
+    def __init__(self, a: float = 1.5):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor(a, dtype=torch.float64))
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x):
+        self.inputs.append(x.detach().clone())
+        return 0.5 * self.a * (x**2).flatten(1).sum(1)
+
+
+def _interpolation_coefficients(x_hat, real, fake):
+    """ε_i with x̂_i = ε_i real_i + (1 − ε_i) fake_i by least squares, and the residual off that segment."""
+    direction = (real - fake).flatten(1)
+    offset = (x_hat - fake).flatten(1)
+    eps = (offset * direction).sum(1) / (direction * direction).sum(1)
+    residual = (offset - eps[:, None] * direction).abs().max()
+    return eps, residual
+
+
+def test_gradient_penalty_is_taken_at_a_random_point_between_each_real_and_fake():
+    real, fake = _images(batch=256, seed=3)
+    critic = QuadraticCritic(a=1.5)
+    penalty = gradient_penalty(critic, real, fake, target_norm=2.0, generator=torch.Generator().manual_seed(0))
+    (x_hat,) = critic.inputs
+    eps, residual = _interpolation_coefficients(x_hat, real, fake)
+    assert residual.item() < 1e-12  # on the segment real_i — fake_i
+    assert bool(((eps >= 0) & (eps <= 1)).all())
+    assert eps.std().item() > 0.2 and abs(eps.mean().item() - 0.5) < 0.1  # one ε ~ U(0, 1) per sample
+    # E[(‖a·x̂‖ − 2)²] at exactly those points.
+    want = ((1.5 * x_hat.flatten(1).norm(dim=1) - 2.0) ** 2).mean()
+    torch.testing.assert_close(penalty, want)
+    # Differentiable in the critic's parameters: d/da = E[2 (a‖x̂‖ − 2) ‖x̂‖].
+    penalty.backward()
+    norms = x_hat.flatten(1).norm(dim=1)
+    torch.testing.assert_close(critic.a.grad, (2 * (1.5 * norms - 2.0) * norms).mean())
+
+
+def test_gradient_penalty_interpolation_is_reproducible_with_a_generator():
+    real, fake = _images(seed=4)
+    first = gradient_penalty(QuadraticCritic(), real, fake, generator=torch.Generator().manual_seed(7))
+    again = gradient_penalty(QuadraticCritic(), real, fake, generator=torch.Generator().manual_seed(7))
+    other = gradient_penalty(QuadraticCritic(), real, fake, generator=torch.Generator().manual_seed(8))
+    assert first.item() == again.item() != other.item()
+
+
+@pytest.mark.parametrize("gp_coef", [0.5, 1.0, 10.0])
+def test_wgan_gp_loss_adds_the_penalty_at_the_interpolates(gp_coef):
+    real, fake = _images(seed=5)
+    critic = QuadraticCritic(a=0.8)
+    out = wgan_gp_loss(critic, real, fake, gp_coef=gp_coef, gp_target_norm=1.0, generator=torch.Generator().manual_seed(2))
+    d_real, d_fake, x_hat = critic.inputs  # the critic sees real, fake, then the interpolates
+    eps, residual = _interpolation_coefficients(x_hat, real, fake)
+    assert residual.item() < 1e-12
+    want_penalty = ((0.8 * x_hat.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+    torch.testing.assert_close(out.gradient_penalty, want_penalty)
+    torch.testing.assert_close(out.total, out.adversarial + gp_coef * want_penalty)
+
+
+def test_wgan_gp_loss_without_penalty_skips_the_interpolates():
+    real, fake = _images()
+    critic = QuadraticCritic()
+    out = wgan_gp_loss(critic, real, fake, gp_coef=0.0, gp_target_norm=1.0)
+    assert len(critic.inputs) == 2  # real and fake only
+    assert out.gradient_penalty.item() == 0.0
+    torch.testing.assert_close(out.total, out.adversarial)
+
+
+def test_nonsaturating_loss_allows_batches_of_different_sizes_but_not_image_shapes():
+    real, fake = _images(batch=6)
+    critic = LinearCritic(real.shape[1:], norm=1.0)
+    out = nonsaturating_loss(critic, real, fake[:4])
+    w = critic.w.detach()
+    d_fake = (fake[:4] * w).flatten(1).sum(1) + 0.3
+    torch.testing.assert_close(out.d_fake, d_fake.mean())
+    with pytest.raises(ValueError, match=r"real and fake must have the same \[C, H, W\], got \[6, 2, 4, 4\] and \[6, 2, 4, 3\]"):
+        nonsaturating_loss(critic, real, fake[..., :3])
+
+
+# ------------------------------------------------------------- discriminator inputs: edges ---
+
+
+def test_complement_mask_without_generator_and_on_odd_canvases():
+    # Default generator and device: still the four halves.
+    m = complement_mask(64, 6)
+    assert m.shape == (64, 1, 6, 6) and m.device.type == "cpu"
+    assert {int(s) for s in m.sum(dim=(1, 2, 3))} == {18}
+    # Odd side 7: the top/left "half" is the first ⌊7/2⌋ = 3 rows/columns, bottom/right the other 4.
+    odd = complement_mask(200, 7, torch.Generator().manual_seed(0))
+    rows = {tuple(int(v) for v in x[0].amax(dim=1)) for x in odd}  # which rows each mask touches
+    cols = {tuple(int(v) for v in x[0].amax(dim=0)) for x in odd}
+    full = (1,) * 7
+    top, bottom = (1, 1, 1, 0, 0, 0, 0), (0, 0, 0, 1, 1, 1, 1)
+    assert rows == {top, bottom, full} and cols == {top, bottom, full}
+    assert {int(s) for s in odd.sum(dim=(1, 2, 3))} == {21, 28}
+
+
+@pytest.mark.parametrize(
+    "target,canvas,mode,message",
+    [
+        (torch.zeros(2, 4, 4), None, ConditioningMode.NONE, r"target must have shape \[B, C, H, W\], got \[2, 4, 4\]"),
+        (torch.zeros(2, 1, 4, 6), torch.zeros(2, 1, 4, 6), ConditioningMode.COMPLEMENT, r"complement conditioning needs square images, got \[2, 1, 4, 6\]"),
+    ],
+    ids=["target-rank", "complement-not-square"],
+)
+def test_inputs_reject_bad_image_shapes(target, canvas, mode, message):
+    with pytest.raises(ValueError, match=message):
+        discriminator_inputs(mode, target, canvas, real=canvas is None)
+
+
+# ------------------------------------------------------------------- step_if_finite: edges ---
+
+
+def test_step_if_finite_without_max_norm_steps_unclipped():
+    p = torch.nn.Parameter(torch.zeros(2))
+    p.grad = torch.tensor([3.0, 4.0])
+    step = step_if_finite(torch.optim.SGD([p], lr=1.0), [p], torch.tensor(1.0))
+    assert step == OptimizerStep(grad_norm=5.0, skipped=False)
+    torch.testing.assert_close(p.detach(), torch.tensor([-3.0, -4.0]))  # the full gradient: nothing clipped
+
+
+def test_step_if_finite_drops_non_finite_gradients():
+    p = torch.nn.Parameter(torch.zeros(2))
+    p.grad = torch.tensor([1.0, math.inf])
+    step = step_if_finite(torch.optim.SGD([p], lr=1.0), [p], torch.tensor(1.0), max_norm=1.0)
+    assert step.skipped and step.grad_norm == math.inf
+    assert p.grad is None  # dropped, not zeroed: nothing of the bad batch reaches the next step
+    assert p.detach().tolist() == [0.0, 0.0]
