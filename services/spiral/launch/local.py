@@ -192,8 +192,13 @@ class LocalCluster:
         return self.launch_dir / "ready" / f"{name}.json"
 
     def write_config(self) -> Path:
+        """The children's config: the run's own, except that pretraining (during which the actors
+        only wait) may use every core of this machine unless ``pretrain.threads`` says otherwise."""
         self.launch_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
+        data = self.cfg.model_dump(mode="json")
+        if self.cfg.pretrain.updates and self.cfg.pretrain.threads is None:
+            data["pretrain"]["threads"] = os.cpu_count() or 1
+        self.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
         return self.config_path
 
     def start(self, *, wait_ready: bool = True) -> None:

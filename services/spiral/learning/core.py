@@ -170,6 +170,9 @@ class PolicyLearnerCore:
             group["lr"] = lr
         log.info("pretraining on synthetic programs: %d of %d updates to go", self.cfg.pretrain.updates - s.counters.pretrain_updates, self.cfg.pretrain.updates)
         source = program_source(self.cfg, s.policy.action_spec, self.dataset)
+        threads = torch.get_num_threads()
+        if self.cfg.pretrain.threads is not None:
+            torch.set_num_threads(self.cfg.pretrain.threads)
         try:
             while self.pretraining_due and not stopped() and not self.budget_spent:
                 stats = pretrain_update(s.policy, s.policy_optimizer, self.env, self.cfg, s.generator, source)
@@ -186,6 +189,7 @@ class PolicyLearnerCore:
                 if done % self.cadence.eval_every == 0 and self.pretraining_due:
                     self.evaluate()
         finally:
+            torch.set_num_threads(threads)
             for group in s.policy_optimizer.param_groups:
                 group["lr"] = self.cfg.learner.learning_rate
         self.checkpoint()
