@@ -35,9 +35,11 @@ from spiral.config import (
     EnvConfig,
     LearnerConfig,
     Mode,
+    PretrainConfig,
     ReplayConfig,
     RewardConfig,
     Role,
+    SearchConfig,
     TrainConfig,
     preset_path,
 )
@@ -327,6 +329,7 @@ class TrainingSpec(_TrainingBase):  # type: ignore[valid-type,misc]
     eval_every_updates: int = _config_field("eval_every_updates")
     log_every_updates: int = _config_field("log_every_updates")
     keep_checkpoints: int = _config_field("keep_checkpoints")
+    init_from: str | None = _config_field("init_from")
     # The budget rule (totalFrames or totalUpdates) is TrainConfig's; SpiralJobSpec applies it.
 
 
@@ -341,6 +344,7 @@ TRAINING_TOP_LEVEL_FIELDS = (
     "eval_every_updates",
     "log_every_updates",
     "keep_checkpoints",
+    "init_from",
 )
 
 
@@ -485,6 +489,8 @@ class SpiralJobSpec(_Spec):
     agent: camel_model(AgentConfig) = Field(default_factory=camel_model(AgentConfig), description="Policy network sizes.")  # type: ignore[valid-type]
     discriminator: camel_model(DiscriminatorConfig) = Field(default_factory=camel_model(DiscriminatorConfig), description="Discriminator network and optimiser.")  # type: ignore[valid-type]
     reward: camel_model(RewardConfig) = Field(default_factory=camel_model(RewardConfig), description="`discriminator` (GAN) or `l2` (reconstruction) reward.")  # type: ignore[valid-type]
+    search: camel_model(SearchConfig) = Field(default_factory=camel_model(SearchConfig), description="Search at act and evaluation time: the best of K policy candidates per step.")  # type: ignore[valid-type]
+    pretrain: camel_model(PretrainConfig) = Field(default_factory=camel_model(PretrainConfig), description="Supervised pretraining on synthetic programs before RL (the policy learner does it).")  # type: ignore[valid-type]
     training: TrainingSpec = Field(..., description="Learner hyperparameters and the budget.")
     actor: ActorSpec = Field(default_factory=ActorSpec, description="Actor pods.")
     policy_learner: PolicyLearnerSpec = Field(default_factory=PolicyLearnerSpec, description="Policy learner pod.")
@@ -628,6 +634,8 @@ def _train_config_data(spec: SpiralJobSpec) -> dict[str, Any]:
         "learner": dump(training, include=set(LearnerConfig.model_fields)),
         "data": dump(spec.dataset, include=set(DataConfig.model_fields)),
         "replay": dump(spec.replay.buffer),
+        "search": dump(spec.search),
+        "pretrain": dump(spec.pretrain),
         **dump(training, include=set(TRAINING_TOP_LEVEL_FIELDS)),
     }
     if not only_set or "mode" in spec.model_fields_set:

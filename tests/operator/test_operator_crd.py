@@ -178,7 +178,7 @@ def test_crd_sections_match_the_config_models(path: tuple[str, ...], model: type
 
 
 def test_every_train_config_field_comes_from_the_spec_or_the_operator() -> None:
-    from_spec = {"mode", "env", "agent", "discriminator", "reward", "learner", "data", "replay", "num_envs", *TRAINING_TOP_LEVEL_FIELDS}
+    from_spec = {"mode", "env", "agent", "discriminator", "reward", "learner", "data", "replay", "search", "pretrain", "num_envs", *TRAINING_TOP_LEVEL_FIELDS}
     operator_owned = {"services", "output_dir", "num_actors"}  # addresses, mount paths, actor bound
     assert set(TrainConfig.model_fields) == from_spec | operator_owned
 
