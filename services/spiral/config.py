@@ -389,6 +389,7 @@ class PretrainConfig(_Frozen):
     prior: ProgramPriorConfig = Field(default_factory=ProgramPriorConfig)
     teacher: Path | None = Field(None, description="A conditional checkpoint whose programs replace the synthetic ones: it paints train images (with search) and the policy learns to draw the same programs — how an unconditional policy learns what data looks like as strokes. None = synthetic programs.")
     teacher_search: int = Field(16, ge=0, le=256, description="Candidates per step the teacher paints with (0 = its greedy policy).")
+    teacher_programs: int = Field(4096, ge=1, le=1_000_000, description="Train images the teacher paints once, up front; pretraining updates draw their programs from this bank.")
     threads: int | None = Field(None, ge=1, le=256, description="torch threads while pretraining (the actors only wait meanwhile); None = the process's own. `spiral train` on one machine sets it to the machine's cores.")
 
 

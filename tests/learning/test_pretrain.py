@@ -112,3 +112,30 @@ def test_pretraining_an_unconditional_policy_needs_no_target() -> None:
     optimizer = make_policy_optimizer(policy.parameters(), cfg.learner)
     stats = pretrain_update(policy, optimizer, env, cfg, torch.Generator().manual_seed(0))
     assert stats.frames == 3 * 32 and not stats.skipped and stats.loss > 0
+
+
+def test_a_teacher_checkpoint_supplies_the_programs_of_train_images(tmp_path) -> None:
+    from spiral.data import load_dataset
+    from spiral.learning.pretrain import TeacherPrograms, program_source
+    from spiral.learning.state import TrainingState
+
+    cfg = load_preset("default", {**SMALL, "data.num_shapes": 60, "output_dir": str(tmp_path / "teacher")})
+    env = make_env(cfg.env)
+    TrainingState.build(cfg, env, role="test", policy=True, discriminator=False, seed=0).save(tmp_path / "teacher")
+    student = load_preset(
+        "default",
+        {**SMALL, "data.num_shapes": 60, "mode": "unconditional", "reward.kind": "discriminator",
+         "pretrain.teacher": str(tmp_path / "teacher"), "pretrain.teacher_search": 2, "pretrain.teacher_programs": 10},
+    )  # fmt: skip
+    dataset = load_dataset(student.data, 32, student.env.color, student.env.ink)
+    source = program_source(student, env.action_spec, dataset)
+    assert isinstance(source, TeacherPrograms) and source.bank.shape == (3, 10, 3)
+    drawn = source.draw(16, torch.Generator().manual_seed(0))
+    assert drawn.shape == (3, 16, 3)
+    env.action_spec.validate(drawn.reshape(-1, 3))
+    policy = build_policy(student, env)
+    stats = pretrain_update(policy, make_policy_optimizer(policy.parameters(), student.learner), env, student, torch.Generator(), source)
+    assert stats.loss > 0 and not stats.skipped
+    mismatched = student.model_copy(update={"env": student.env.model_copy(update={"grid_size": 4})})
+    with pytest.raises(ValueError, match="they must match"):
+        program_source(mismatched, make_env(mismatched.env).action_spec, dataset)

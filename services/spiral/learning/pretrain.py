@@ -106,12 +106,27 @@ class SyntheticPrograms:
 class TeacherPrograms:
     """The programs a trained conditional policy paints for train images (with search): what the
     data looks like as strokes. Distilling them teaches an *unconditional* policy to draw digits
-    rather than the prior's squiggles before any discriminator reward is seen."""
+    rather than the prior's squiggles before any discriminator reward is seen.
 
-    def __init__(self, teacher: SpiralPolicy, env: BatchedEnv, dataset: ImageDataset, search_candidates: int) -> None:
+    The teacher paints a bank of ``num_programs`` train images once (search costs K head passes
+    and K renders per step — far too much to repeat for every update), and updates then draw
+    programs from the bank.
+    """
+
+    def __init__(self, teacher: SpiralPolicy, env: BatchedEnv, dataset: ImageDataset, search_candidates: int, num_programs: int, generator: torch.Generator) -> None:
         if not teacher.conditional:
             raise ValueError("pretrain.teacher must be a conditional checkpoint (it paints given targets)")
         self.teacher, self.env, self.dataset, self.search_candidates = teacher, env, dataset, search_candidates
+        chosen = torch.randperm(dataset.num_train, generator=generator)[:num_programs]
+        train = dataset.train
+        with torch.no_grad():
+            self.bank = torch.cat(
+                [
+                    collect_rollout(env, teacher, train[part], None, part.numel(), greedy=True, search_candidates=search_candidates).actions
+                    for part in chosen.split(256)
+                ],
+                dim=1,
+            )  # [T, N, K]
 
     @classmethod
     def from_checkpoint(cls, path: Path, cfg: TrainConfig, dataset: ImageDataset) -> "TeacherPrograms":
@@ -133,13 +148,11 @@ class TeacherPrograms:
         teacher = build_policy(teacher_cfg, env)
         teacher.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["policy"].items()})
         teacher.eval()
-        return cls(teacher, env, dataset, cfg.pretrain.teacher_search)
+        return cls(teacher, env, dataset, cfg.pretrain.teacher_search, cfg.pretrain.teacher_programs, torch.Generator().manual_seed(cfg.seed))
 
-    @torch.no_grad()
     def draw(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        targets = self.dataset.sample(batch_size, generator)
-        rollout = collect_rollout(self.env, self.teacher, targets, None, batch_size, greedy=True, search_candidates=self.search_candidates)
-        return rollout.actions
+        rows = torch.randint(self.bank.shape[1], (batch_size,), generator=generator)
+        return self.bank[:, rows]
 
 
 def program_source(cfg: TrainConfig, spec: ActionSpec, dataset: ImageDataset | None) -> ProgramSource:
