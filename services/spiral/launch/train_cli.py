@@ -47,10 +47,27 @@ def resolve_config(config: Optional[Path], preset: str, overrides: list[str], ou
     return load_preset(preset, sets)
 
 
-def train_command_line(config: Optional[Path], preset: str, overrides: list[str], output_dir: Path, single_process: bool) -> str:
+def spiraljob_config(manifest: Path, overrides: list[str], output_dir: Optional[Path]) -> TrainConfig:
+    """``--file``: the config the pods of the SpiralJob in ``manifest`` would get, for a run on this
+    machine (loopback services, ``runs/<job name>``; see :mod:`spiral_operator.manifest_file`), then ``--set``.
+
+    Raises:
+        ConfigError: unreadable manifest, invalid spec (the message the operator would report) or overrides.
+    """
+    from spiral_operator.manifest_file import SpecError, local_train_config  # the operator's own spec parser
+
+    try:
+        return local_train_config(manifest, parse_overrides(overrides), output_dir)
+    except SpecError as err:
+        raise ConfigError(f"SpiralJob in {manifest}: {err}") from None
+
+
+def train_command_line(config: Optional[Path], preset: str, overrides: list[str], output_dir: Path, single_process: bool, manifest: Optional[Path] = None) -> str:
     """The ``spiral train`` command that continues this run (printed after Ctrl-C)."""
     args = ["spiral", "train"]
-    args += ["--config", str(config)] if config is not None else (["--preset", preset] if preset != "default" else [])
+    if manifest is not None:
+        args += ["--file", str(manifest)]
+    args += ["--config", str(config)] if config is not None else (["--preset", preset] if preset != "default" and manifest is None else [])
     for item in overrides:
         args += ["--set", item]
     args += ["-o", str(output_dir)]
@@ -61,6 +78,7 @@ def train_command_line(config: Optional[Path], preset: str, overrides: list[str]
 
 def train_command(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see `spiral config show`).")] = None,
+    manifest: Annotated[Optional[Path], typer.Option("--file", "-f", help="A SpiralJob manifest (e.g. examples/spiraljob.yaml): train the config its pods would get, here.")] = None,
     preset: Annotated[str, typer.Option("--preset", "-p", help=f"Preset when no --config: {', '.join(PRESETS)}.")] = "default",
     set_: Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a key, e.g. --set env.grid_size=16 (repeatable; keys: `spiral config keys`).")] = [],  # noqa: B006
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Run folder: checkpoints, images, logs, TensorBoard.")] = None,
@@ -74,12 +92,15 @@ def train_command(
 ) -> None:
     """Train SPIRAL. With no arguments: the offline built-in default, learning visibly within minutes."""
     _setup_logging()
+    if manifest is not None and config is not None:
+        usage_error("--file and --config both name the run's config: use one of them")
+    sets = [*set_, *([f"init_from={init_from}"] if init_from is not None else [])]
     try:
-        cfg = resolve_config(config, preset, [*set_, *([f"init_from={init_from}"] if init_from is not None else [])], output_dir)
+        cfg = spiraljob_config(manifest, sets, output_dir) if manifest is not None else resolve_config(config, preset, sets, output_dir)
     except ConfigError as err:
         usage_error(str(err))
     out = Path(cfg.output_dir)
-    command = train_command_line(config, preset, set_, out, single_process)
+    command = train_command_line(config, preset, set_, out, single_process, manifest)
     if resume and (done := finished_run(cfg)) is not None:
         _report_finished(out, done)
         return
@@ -167,4 +188,4 @@ def _setup_logging() -> None:
     )
 
 
-__all__ = ["resolve_config", "sample_command", "train_command", "train_command_line"]
+__all__ = ["resolve_config", "spiraljob_config", "sample_command", "train_command", "train_command_line"]
