@@ -1,20 +1,23 @@
 # One slim, non-root image for every SPIRAL role and the operator; the command picks the role:
 #   spiral serve actor|policy-learner|discriminator-learner|replay --config /etc/spiral/config.yaml
 #   spiral-operator --all-namespaces
-# Build: docker build -t ghcr.io/spiral-k8s/spiral:0.1.0 .
+# Build: docker build -t ghcr.io/spiral-k8s/spiral:0.1.0 .   (README "Build the image": loading it into kind/minikube, registries)
 
 # ---- build: a virtualenv with torch (CPU wheel) and the project --------------------------------
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/spiral
 ENV PATH=/opt/spiral/bin:$PATH
-# torch first, from the CPU index: the default index would pull gigabytes of CUDA wheels.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# Every package at the version the tests ran with: CI installs the same file (.ci/run).
+COPY services/constraints.txt /tmp/constraints.txt
+# torch first, alone, from the CPU index (the default index would pull gigabytes of CUDA wheels);
+# its own dependencies come with the project below, pinned like the rest.
+RUN pip install --no-deps -c /tmp/constraints.txt torch --index-url https://download.pytorch.org/whl/cpu
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY services/ services/
 COPY operator/ operator/
-RUN pip install . && rm -rf /src
+RUN pip install -c /tmp/constraints.txt . && pip check && rm -rf /src /tmp/constraints.txt
 
 # ---- runtime: shared libraries for the renderers, the venv, a non-root user ---------------------
 FROM python:3.11-slim-bookworm
