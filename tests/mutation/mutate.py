@@ -13,14 +13,19 @@ mutants of a module, two checks run: the unmutated copy must pass through the ho
 that raises at import must fail (proof that the hook, not the editable install, supplies the module).
 
 Score = (killed + timeout) / (mutants − equivalent). ``equivalent.txt`` lists mutants that
-cannot change behaviour, one per line as ``<key>  # <reason>`` (``<key>`` exactly as ``--list``
-prints it); they are still run, and one that is killed is reported as a wrong entry.
+cannot change behaviour, one per line as ``<key>  # <reason>``, the key exactly as ``--list``
+prints it (``path::function: original -> mutated``, no line numbers, so edits elsewhere in the
+file keep it valid); they are still run, and one that is killed is reported as a wrong entry.
+Mutants are made from the working-tree file; if someone edits it during the run, the run stops
+rather than test a stale copy.
 
-Run it from the repository root, one module at a time on a shared machine (it is CPU-heavy)::
+Run it from the repository root, one module at a time on a shared machine (it is CPU-heavy: each
+mutant is one pytest start, 4-15 s depending on the load; ~640 mutants in all)::
 
     .venv/bin/python tests/mutation/mutate.py --list --module vtrace
     .venv/bin/python tests/mutation/mutate.py --module rewards --json /tmp/rewards.json
-    .venv/bin/python tests/mutation/mutate.py --fail-under 90      # every module, ~20 min on one core
+    .venv/bin/python tests/mutation/mutate.py --module rewards --match "gaussian_blur: 3 -> 4"
+    .venv/bin/python tests/mutation/mutate.py --fail-under 90      # every module, one to two hours
 
 It is not part of the test suite: no file here is named ``test_*.py``, so pytest collects none.
 """
@@ -200,8 +205,8 @@ def check_hook(target: Target, source: str, workdir: Path) -> float:
     return clean.seconds
 
 
-def matching(mutants: Sequence[Mutant], text: str | None) -> list[Mutant]:
-    return [m for m in mutants if text is None or text in m.key]
+def matching(mutants: Sequence[Mutant], texts: Sequence[str] | None) -> list[Mutant]:
+    return [m for m in mutants if texts is None or any(t in m.key for t in texts)]
 
 
 def select(mutants: Sequence[Mutant], max_mutants: int | None) -> list[Mutant]:
@@ -298,7 +303,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--module", action="append", choices=sorted(TARGETS), help="module to mutate (repeatable; default: all)")
     parser.add_argument("--max-mutants", type=int, default=None, help="run at most this many mutants per module, spread over the file")
-    parser.add_argument("--match", default=None, help="only mutants whose key contains this text (to recheck a survivor)")
+    parser.add_argument("--match", action="append", default=None, help="only mutants whose key contains this text (repeatable: any of them)")
     parser.add_argument("--jobs", type=int, default=1, help="mutants tested in parallel (default 1: the machine is shared)")
     parser.add_argument("--list", action="store_true", help="print the mutants (with their equivalent.txt keys) and exit")
     parser.add_argument("--json", type=Path, default=None, help="write the summary to this JSON file")

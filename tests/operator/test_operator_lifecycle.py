@@ -10,11 +10,13 @@ import pytest
 from spiral.config import Role
 from spiral_operator import reasons
 from spiral_operator.lifecycle import (
+    AutoscaleSample,
     ChildrenApplied,
     Event,
     Observation,
     PodObservation,
     RoleCounts,
+    autoscale_sample,
     decide,
     pod_observation,
     pods_to_replace,
@@ -372,3 +374,386 @@ def test_l2_job_cleans_up_only_its_own_roles(policy: str, stopped: set[Role]) ->
     running = decide(job, "job", {}, obs(roles=l2_ready(), pods=[pod(Role.POLICY_LEARNER)]), T0).status
     plan = decide(job, "job", running, obs(roles=l2_ready(), pods=[pod(Role.POLICY_LEARNER, restarts=1, exit_code=0)]), T0)
     assert plan.status["phase"] == "Succeeded" and plan.stopped == frozenset(stopped)
+
+
+# ------------------------------------------------------------- conditions when the job ends ---
+
+
+def _restarting_status() -> dict[str, Any]:
+    running = decide(spec(), "job", {}, obs(), T0).status
+    crashed = [pod(Role.REPLAY, restarts=1, exit_code=2), *healthy_pods()[:2]]
+    return decide(spec(), "job", running, obs(pods=crashed), T0 + dt.timedelta(seconds=5)).status
+
+
+def test_success_turns_running_and_restarting_false_and_reports_why() -> None:
+    status = _restarting_status()
+    assert cond(status, ConditionType.RESTARTING)["status"] == "True"
+    done = [pod(Role.POLICY_LEARNER, restarts=1, exit_code=0, generation=1, uid="u2"), *healthy_pods(generation=1, uid="u2")[1:]]
+    at = T0 + dt.timedelta(seconds=50)
+    plan = decide(spec(), "job", status, obs(pods=done), at)
+    assert plan.status["phase"] == "Succeeded" and plan.status["completionTime"] == timestamp(at)
+    message = "policy learner job-policy-learner-0 exited with code 0 at its training budget"
+    assert plan.status["message"] == message
+    succeeded = cond(plan.status, ConditionType.SUCCEEDED)
+    assert (succeeded["status"], succeeded["reason"], succeeded["message"]) == ("True", reasons.BUDGET_REACHED, message)
+    for type_ in (ConditionType.RUNNING, ConditionType.RESTARTING):
+        closed = cond(plan.status, type_)
+        assert (closed["status"], closed["reason"], closed["message"]) == ("False", reasons.JOB_FINISHED, "the job succeeded")
+        assert closed["lastTransitionTime"] == timestamp(at)
+    assert plan.events == (
+        Event(False, reasons.BUDGET_REACHED, message),
+        Event(False, reasons.PODS_CLEANED, "cleanPodPolicy Running: scaled actor, discriminator-learner, replay to zero"),
+    )
+    assert not plan.restart and plan.restart_generation == 1
+
+
+def test_success_without_a_restart_adds_no_restarting_condition() -> None:
+    running = decide(spec(), "job", {}, obs(), T0).status
+    plan = decide(spec(cleanPodPolicy="None"), "job", running, obs(pods=[pod(Role.POLICY_LEARNER, exit_code=0)]), T0)
+    assert cond(plan.status, ConditionType.RESTARTING) is None
+    assert cond(plan.status, ConditionType.RUNNING)["status"] == "False"
+    assert [e.reason for e in plan.events] == [reasons.BUDGET_REACHED]  # nothing to clean up under cleanPodPolicy None
+
+
+def test_failure_during_a_restart_closes_the_restarting_condition() -> None:
+    status = _restarting_status()
+    at = T0 + dt.timedelta(seconds=61)
+    plan = decide(spec(activeDeadlineSeconds=60), "job", status, obs(pods=healthy_pods(generation=1, uid="u2")), at)
+    assert plan.status["phase"] == "Failed" and plan.status["completionTime"] == timestamp(at)
+    message = f"running since {timestamp(T0)}, longer than runPolicy.activeDeadlineSeconds=60"
+    assert plan.status["message"] == message
+    failed = cond(plan.status, ConditionType.FAILED)
+    assert (failed["status"], failed["reason"], failed["message"]) == ("True", reasons.DEADLINE_EXCEEDED, message)
+    for type_ in (ConditionType.RUNNING, ConditionType.RESTARTING):
+        closed = cond(plan.status, type_)
+        assert (closed["status"], closed["reason"], closed["message"]) == ("False", reasons.JOB_FINISHED, "the job failed")
+    assert [(e.warning, e.reason) for e in plan.events] == [(True, reasons.DEADLINE_EXCEEDED), (False, reasons.PODS_CLEANED)]
+
+
+def test_failure_before_running_adds_no_running_condition() -> None:
+    created = decide(spec(activeDeadlineSeconds=60), "job", {}, obs(roles={}, pods=[]), T0).status
+    plan = decide(spec(activeDeadlineSeconds=60), "job", created, obs(roles={}, pods=[]), T0 + dt.timedelta(seconds=60))
+    assert plan.status["phase"] == "Failed"
+    assert cond(plan.status, ConditionType.RUNNING) is None and cond(plan.status, ConditionType.RESTARTING) is None
+
+
+# ------------------------------------------------------------------------ missing roles ---
+
+
+def test_a_missing_statefulset_keeps_a_new_job_waiting() -> None:
+    roles = {r: c for r, c in ready().items() if r != Role.REPLAY}  # the replay StatefulSet does not exist yet
+    plan = decide(spec(), "job", {}, obs(roles=roles, pods=healthy_pods()[:2]), T0)
+    assert plan.status["phase"] == "Created" and plan.events == ()
+    assert plan.status["replay"] == {"desired": 0, "ready": 0}
+    assert cond(plan.status, ConditionType.RUNNING) is None  # never ran: no Running condition yet
+
+
+def test_a_role_that_disappears_while_running_is_reported() -> None:
+    running = decide(spec(), "job", {}, obs(), T0).status
+    roles = {r: c for r, c in ready().items() if r != Role.DISCRIMINATOR_LEARNER}
+    plan = decide(spec(), "job", running, obs(roles=roles), T0 + dt.timedelta(seconds=5))
+    assert plan.status["phase"] == "Running"  # the phase stays; the condition says what is missing
+    running_cond = cond(plan.status, ConditionType.RUNNING)
+    assert (running_cond["status"], running_cond["reason"]) == ("False", reasons.ROLES_NOT_READY)
+    assert running_cond["message"] == "not ready: workloads not created yet"
+    assert plan.status["message"] == "training"  # left from the last ready pass
+    back = decide(spec(), "job", plan.status, obs(), T0 + dt.timedelta(seconds=10))
+    back_cond = cond(back.status, ConditionType.RUNNING)
+    assert back_cond["status"] == "True" and back_cond["message"] == "policy-learner, discriminator-learner, replay and actors are ready"
+    assert back.events == ()  # still Running: no second AllRolesReady event
+
+
+@pytest.mark.parametrize(
+    ("actors", "ready_now", "message"),
+    [
+        (RoleCounts(2, 1), True, None),  # one actor is enough to train
+        (RoleCounts(0, 0), True, None),  # scaled to zero actors on purpose
+        (RoleCounts(2, 0), False, "not ready: actor 0/2"),
+        (RoleCounts(1, 0), False, "not ready: actor 0/1"),
+    ],
+    ids=["one-of-two", "scaled-to-zero", "none-ready", "the-only-one-not-ready"],
+)
+def test_actors_count_as_ready_once_one_is(actors: RoleCounts, ready_now: bool, message: str | None) -> None:
+    running = decide(spec(), "job", {}, obs(), T0).status
+    plan = decide(spec(), "job", running, obs(roles={**ready(), Role.ACTOR: actors}), T0)
+    running_cond = cond(plan.status, ConditionType.RUNNING)
+    assert running_cond["status"] == ("True" if ready_now else "False")
+    if message is not None:
+        assert running_cond["message"] == message
+
+
+def test_learners_short_of_pods_and_stale_pods_are_all_named() -> None:
+    status = {**decide(spec(), "job", {}, obs(), T0).status, "restartCount": 1}
+    roles = {**ready(), Role.POLICY_LEARNER: RoleCounts(1, 0), Role.ACTOR: RoleCounts(3, 0)}
+    pods = [pod(Role.REPLAY, generation=0), *healthy_pods(generation=1, uid="u2")[:2]]
+    plan = decide(spec(), "job", status, obs(roles=roles, pods=pods), T0)
+    assert cond(plan.status, ConditionType.RUNNING)["message"] == (
+        "not ready: policy-learner 0/1, actor 0/3, job-replay-0 (old restart generation)"
+    )
+
+
+# ------------------------------------------------------------------ crash accounting ---
+
+
+def test_pod_restarts_are_accounted_per_pod_uid() -> None:
+    status = {**decide(spec(), "job", {}, obs(), T0).status, "restartCount": 1}
+    pods = [
+        pod(Role.POLICY_LEARNER, restarts=2, generation=1, uid="u2"),
+        pod(Role.REPLAY, restarts=4, generation=0),  # old generation: accounted, never counted as a crash
+        pod(Role.DISCRIMINATOR_LEARNER, restarts=7, generation=1, terminating=True),  # going away: skipped
+    ]
+    plan = decide(spec(), "job", status, obs(pods=pods), T0)
+    assert plan.status["podRestarts"] == {
+        "job-policy-learner-0": {"uid": "policy-learner-u2", "restarts": 2},
+        "job-replay-0": {"uid": "replay-u1", "restarts": 4},
+    }
+
+
+def test_a_replaced_pod_with_old_restarts_is_a_new_crash() -> None:
+    running = decide(spec(), "job", {}, obs(), T0).status
+    accounted = {**running, "podRestarts": {"job-replay-0": {"uid": "replay-u1", "restarts": 1}}}
+    same_pod = [pod(Role.REPLAY, restarts=1, exit_code=1), *healthy_pods()[:2]]
+    assert not decide(spec(), "job", accounted, obs(pods=same_pod), T0).restart  # that restart was counted already
+    new_pod = [pod(Role.REPLAY, restarts=1, exit_code=1, uid="u9"), *healthy_pods()[:2]]
+    assert decide(spec(), "job", accounted, obs(pods=new_pod), T0).restart  # another pod: its restart is new
+
+
+@pytest.mark.parametrize(
+    ("crashing", "want"),
+    [
+        (pod(Role.REPLAY, restarts=0, exit_code=1), False),  # terminated but not restarted yet: the next pass decides
+        (pod(Role.REPLAY, restarts=1, exit_code=None), False),  # restarted without a recorded exit code
+        (pod(Role.REPLAY, restarts=1, exit_code=0), False),  # a replay that exits 0 neither crashed nor succeeded
+        (pod(Role.DISCRIMINATOR_LEARNER, restarts=1, exit_code=0), False),
+        (pod(Role.REPLAY, restarts=1, exit_code=137), True),
+        (pod(Role.REPLAY, restarts=0, phase="Failed"), True),
+    ],
+    ids=["not-restarted", "no-exit-code", "replay-exit-0", "discriminator-exit-0", "oom-killed", "phase-failed"],
+)
+def test_what_counts_as_a_crash(crashing: PodObservation, want: bool) -> None:
+    running = decide(spec(), "job", {}, obs(), T0).status
+    others = [p for p in healthy_pods() if p.role != crashing.role]
+    plan = decide(spec(), "job", running, obs(pods=[crashing, *others]), T0)
+    assert plan.restart is want
+    assert plan.status["phase"] == ("Restarting" if want else "Running")
+
+
+def test_each_pass_keeps_the_bookkeeping_fields() -> None:
+    status = {"kopf": {"progress": {}}, "phase": "NotAPhase", "restartCount": 3, "podRestarts": {}}
+    plan = decide(spec(), "job", status, obs(pods=healthy_pods(generation=3)), T0)
+    assert "kopf" not in plan.status and "observedGeneration" not in plan.status and "progress" not in plan.status
+    assert plan.status["restartCount"] == 3 and plan.restart_generation == 3
+    assert plan.status["phase"] == "Running"  # an unknown phase is read as Created, then every role is ready
+    for key in ("policyLearner", "discriminatorLearner", "replay"):
+        assert plan.status[key] == {"desired": 1, "ready": 1}
+
+
+def test_workload_counts_of_partial_objects() -> None:
+    assert workload_counts({}) == RoleCounts(0, 0)
+    assert workload_counts({"spec": {"replicas": 2}, "status": {"readyReplicas": None}}) == RoleCounts(2, 0)
+    assert workload_counts({"status": {"readyReplicas": 1}}) == RoleCounts(0, 1)
+
+
+def test_pod_observation_picks_the_main_container_and_tolerates_missing_fields() -> None:
+    raw = {
+        "metadata": {"name": "job-policy-learner-0", "uid": "x", "labels": {"spiral.dev/role": "policy-learner"},
+                     "annotations": {"spiral.dev/restart-generation": "not-a-number"}},
+        "status": {"phase": "Running", "containerStatuses": [
+            {"name": "sidecar", "restartCount": 1, "state": {"terminated": {"exitCode": 3}}},
+            {"name": "policy-learner", "restartCount": 2, "state": {"terminated": {"exitCode": 0}},
+             "lastState": {"terminated": {"exitCode": 1}}}]},
+    }  # fmt: skip
+    # The main container's *current* termination wins over its last one and over the sidecar's.
+    assert pod_observation(raw) == PodObservation("job-policy-learner-0", "x", Role.POLICY_LEARNER, "Running", 3, 0, 0, False)
+    bare = pod_observation({"metadata": {"labels": {"spiral.dev/role": "replay"}}})
+    assert bare == PodObservation("", "", Role.REPLAY, "Pending", 0, 0, None, False)
+    no_code = {"metadata": {"labels": {"spiral.dev/role": "replay"}},
+               "status": {"containerStatuses": [{"name": "other", "state": {"terminated": {"reason": "Error"}}}]}}  # fmt: skip
+    # The first container stands in when none is named after the role; a missing restartCount counts as 0.
+    assert (pod_observation(no_code).exit_code, pod_observation(no_code).restarts) == (None, 0)
+    assert pod_observation({"metadata": {}}) is None
+
+
+# ----------------------------------------------------------- autoscaler readings and steps ---
+
+
+def _reading(at: float, learner: float, actors: float, status: dict[str, Any] | None = None, job: Any = None) -> Any:
+    job = job if job is not None else parse_spec(AUTOSCALE)
+    return decide(job, "job", status or {}, obs(progress=_progress(learner, actors)), T0 + dt.timedelta(seconds=at))
+
+
+def precise(at: dt.datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_autoscaler_rates_need_readings_at_least_a_second_apart() -> None:
+    first = _reading(0.0, 0.0, 0.0)
+    assert first.status["autoscaling"] == {"sampleTime": "2026-01-01T12:00:00.000000Z", "learnerWaitSeconds": 0.0, "actorWaitSeconds": 0.0}
+    soon = _reading(0.999, 0.5, 0.5, first.status)
+    assert soon.status["autoscaling"] == first.status["autoscaling"]
+    second = _reading(1.0, 0.5, 0.25, first.status)  # exactly MIN_SAMPLE_SECONDS: compared
+    assert second.status["autoscaling"] == {"sampleTime": "2026-01-01T12:00:01.000000Z", "learnerWaitSeconds": 0.5,
+                                            "actorWaitSeconds": 0.25, "learnerWaitRatio": 0.5, "actorWaitRatio": 0.25}  # fmt: skip
+
+
+def test_autoscaler_ratios_are_rounded_to_four_places() -> None:
+    first = _reading(0.0, 0.0, 0.0)
+    third = _reading(3.0, 1.0, 2.0, first.status)
+    assert (third.status["autoscaling"]["learnerWaitRatio"], third.status["autoscaling"]["actorWaitRatio"]) == (0.3333, 0.6667)
+
+
+@pytest.mark.parametrize(
+    ("at", "learner", "actors"),
+    [(-5.0, 9.0, 9.0), (10.0, 4.0, 9.0), (10.0, 9.0, 4.0)],
+    ids=["clock-went-back", "learner-counter-dropped", "actor-counter-dropped"],
+)
+def test_autoscaler_starts_a_new_series_without_rates(at: float, learner: float, actors: float) -> None:
+    first = _reading(0.0, 5.0, 5.0)
+    plan = _reading(at, learner, actors, first.status)
+    assert plan.status["autoscaling"] == {"sampleTime": precise(T0 + dt.timedelta(seconds=at)), "learnerWaitSeconds": learner,
+                                          "actorWaitSeconds": actors}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [{"sampleTime": "not a time", "learnerWaitSeconds": 1.0, "actorWaitSeconds": 1.0}, {"sampleTime": "2026-01-01T11:59:50Z"}, {}],
+    ids=["bad-time", "missing-counters", "empty"],
+)
+def test_autoscaler_ignores_unreadable_stored_readings(stored: dict[str, Any]) -> None:
+    plan = _reading(0.0, 2.0, 3.0, {"autoscaling": stored})
+    assert plan.status["autoscaling"] == {"sampleTime": "2026-01-01T12:00:00.000000Z", "learnerWaitSeconds": 2.0, "actorWaitSeconds": 3.0}
+
+
+def test_a_learner_without_wait_counters_leaves_the_stored_reading_alone() -> None:
+    stored = {"sampleTime": "2026-01-01T11:59:50.000000Z", "learnerWaitSeconds": 1.0, "actorWaitSeconds": 1.0}
+    plan = decide(parse_spec(AUTOSCALE), "job", {"autoscaling": stored}, obs(progress=Progress(5, 1, None, None, None)), T0)
+    assert plan.status["autoscaling"] == stored and plan.actor_replicas is None
+    assert plan.status["progress"] == {"frames": 5, "policyVersion": 1, "updateTime": timestamp(T0)}  # unknown fields are left out
+
+
+@pytest.mark.parametrize(
+    ("rates", "want"),
+    [([(0.2, 0.0), (0.2, 0.0)], 3), ([(0.0, 1.2), (0.0, 1.2)], 1)],
+    ids=["learner-wait-at-threshold", "actor-wait-at-threshold"],
+)
+def test_autoscaler_thresholds_are_inclusive(rates: list[tuple[float, float]], want: int) -> None:
+    assert _passes(parse_spec(AUTOSCALE), ready(), rates).actor_replicas == want
+
+
+def test_autoscaler_never_steps_twice_on_the_same_reading() -> None:
+    job = parse_spec(AUTOSCALE)
+    starting = {**ready(), Role.ACTOR: RoleCounts(2, 1)}  # the second actor is not ready: no step yet
+    plan = _passes(job, starting, [(0.9, 0.0), (0.9, 0.0)])
+    assert plan.actor_replicas is None and plan.status["autoscaling"]["learnerWaitRatio"] == 0.9
+    # Half a second later the actor is ready, but the reading is the same one: nothing new to compare.
+    again = decide(job, "job", plan.status, obs(progress=_progress(18.2, 0.0)), T0 + dt.timedelta(seconds=20.5))
+    assert again.status["autoscaling"] == plan.status["autoscaling"] and again.actor_replicas is None
+    later = decide(job, "job", again.status, obs(progress=_progress(27.0, 0.0)), T0 + dt.timedelta(seconds=30))
+    assert later.actor_replicas == 3
+    assert later.events == (Event(False, reasons.ACTORS_SCALED, "actors 2 → 3: the policy learner waited for trajectories 90% and 90% "
+                                  "of the last two intervals (scaleUpLearnerWaitRatio 0.2)"),)  # fmt: skip
+
+
+def test_autoscaler_only_steps_while_running_with_every_role_ready() -> None:
+    job = parse_spec(AUTOSCALE)
+    short = {**ready(), Role.REPLAY: RoleCounts(1, 0)}
+    assert _passes(job, short, [(0.9, 0.0), (0.9, 0.0)]).actor_replicas is None
+
+
+# ----------------------------------------------------------------------- messages and clocks ---
+
+
+def test_coordinated_restart_message_names_every_restarted_role() -> None:
+    running = decide(spec(), "job", {}, obs(), T0).status
+    plan = decide(spec(), "job", running, obs(pods=[pod(Role.REPLAY, restarts=1, exit_code=2), *healthy_pods()[:2]]), T0)
+    assert plan.status["message"] == (
+        "replay pod job-replay-0 (exit code 2, phase Running) crashed: restarting policy-learner, discriminator-learner and "
+        "replay together from the checkpoint (restart 1 of backoffLimit 2)"
+    )
+    back = decide(spec(), "job", plan.status, obs(pods=healthy_pods(generation=1, uid="u2")), T0)
+    assert back.events == (Event(False, reasons.RESTART_COMPLETED, "policy-learner, discriminator-learner and replay are back after restart 1"),)
+    restarting = cond(back.status, ConditionType.RESTARTING)
+    assert (restarting["status"], restarting["reason"], restarting["message"]) == ("False", reasons.RESTART_COMPLETED, "restart 1 completed")
+
+
+def test_no_backoff_allowed_fails_on_the_first_crash() -> None:
+    running = decide(spec(backoffLimit=0), "job", {}, obs(), T0).status
+    plan = decide(spec(backoffLimit=0), "job", running, obs(pods=[pod(Role.REPLAY, restarts=1, exit_code=2), *healthy_pods()[:2]]), T0)
+    assert plan.status["phase"] == "Failed" and not plan.restart
+    assert plan.status["message"].startswith("replay pod job-replay-0 (exit code 2, phase Running) crashed after 0 coordinated restart(s)")
+
+
+def test_start_time_is_set_once() -> None:
+    first = decide(spec(), "job", {}, obs(roles={}, pods=[]), T0)
+    later = decide(spec(), "job", first.status, obs(), T0 + dt.timedelta(seconds=100))
+    assert later.status["startTime"] == timestamp(T0)
+
+
+def test_ttl_needs_a_completion_time() -> None:
+    assert not decide(spec(ttlSecondsAfterFinished=0), "job", {"phase": "Failed"}, obs(), T0).delete_job
+    plan = decide(spec(ttlSecondsAfterFinished=0), "job", {"phase": "Failed", "completionTime": timestamp(T0)}, obs(), T0)
+    assert plan.delete_job and plan.status["phase"] == "Failed"
+    assert plan.events == (Event(False, reasons.TTL_EXPIRED, f"finished at {timestamp(T0)}; ttlSecondsAfterFinished=0 elapsed, deleting the job"),)
+
+
+def test_suspending_says_how_to_continue() -> None:
+    status = decide(spec(), "job", {}, obs(), T0).status
+    plan = decide(spec(suspend=True), "job", status, obs(), T0)
+    message = "runPolicy.suspend is true: every workload is scaled to zero; set it to false to continue from the checkpoint"
+    assert plan.status["message"] == message and plan.events == (Event(False, reasons.SUSPENDED_BY_USER, message),)
+    assert cond(plan.status, ConditionType.SUSPENDED)["status"] == "True"
+    running = cond(plan.status, ConditionType.RUNNING)
+    assert (running["status"], running["reason"], running["message"]) == ("False", reasons.JOB_SUSPENDED, "suspended")
+    resumed = decide(spec(), "job", plan.status, obs(roles={}, pods=[]), T0)
+    message = "runPolicy.suspend is false again: continuing from the latest checkpoint"
+    assert resumed.status["message"] == message and resumed.events == (Event(False, reasons.RESUMED, message),)
+    assert cond(resumed.status, ConditionType.SUSPENDED)["status"] == "False"
+
+
+def test_children_created_and_patched_in_one_pass() -> None:
+    status, event = with_children_applied({}, ChildrenApplied(created=("Service a",), patched=("StatefulSet b", "Deployment c")), T0)
+    message = "created: Service a; patched: StatefulSet b, Deployment c"
+    assert cond(status, ConditionType.CREATED)["message"] == message and event == Event(False, reasons.CHILDREN_CREATED, message)
+
+
+def test_becoming_running_posts_one_normal_event() -> None:
+    created = decide(spec(), "job", {}, obs(roles={}, pods=[]), T0).status
+    plan = decide(spec(), "job", created, obs(), T0)
+    assert plan.events == (Event(False, reasons.ALL_ROLES_READY, "all roles are ready: training"),)
+
+
+def test_a_reading_at_the_same_instant_or_within_a_second_is_the_previous_one() -> None:
+    previous = AutoscaleSample(T0, 1.0, 2.0, 0.5, 0.25)
+    progress = _progress(3.0, 4.0)
+    assert autoscale_sample(progress, previous, T0) is previous
+    assert autoscale_sample(progress, previous, T0 + dt.timedelta(seconds=0.5)) is previous
+    assert autoscale_sample(progress, previous, T0 + dt.timedelta(seconds=2)) == AutoscaleSample(
+        T0 + dt.timedelta(seconds=2), 3.0, 4.0, 1.0, 1.0
+    )
+
+
+def test_a_learner_exporting_only_one_wait_counter_gets_no_reading() -> None:
+    one_counter = Progress(5, 1, None, None, None, learner_wait_seconds=3.0, actor_wait_seconds=None)
+    plan = decide(parse_spec(AUTOSCALE), "job", {}, obs(progress=one_counter), T0)
+    assert "autoscaling" not in plan.status
+
+
+def test_a_stored_reading_with_one_ratio_counts_as_unrated() -> None:
+    """A hand-edited or partly written ``status.autoscaling``: never compared as if it had both rates."""
+    job = parse_spec(AUTOSCALE)
+    running = decide(job, "job", {}, obs(), T0).status
+    partial = {"sampleTime": precise(T0 + dt.timedelta(seconds=10)), "learnerWaitSeconds": 0.0, "actorWaitSeconds": 0.0,
+               "learnerWaitRatio": 0.9}  # fmt: skip
+    # Within a second of it, the stored reading stays the current one and is written back without its lone ratio.
+    soon = decide(job, "job", {**running, "autoscaling": partial}, obs(progress=_progress(0.1, 0.0)), T0 + dt.timedelta(seconds=10.5))
+    assert soon.status["autoscaling"] == {k: v for k, v in partial.items() if k != "learnerWaitRatio"}
+    # Ten seconds later the new reading has both rates, but the one before it does not: no step.
+    plan = decide(job, "job", {**running, "autoscaling": partial}, obs(progress=_progress(9.0, 0.0)), T0 + dt.timedelta(seconds=20))
+    assert plan.status["autoscaling"]["learnerWaitRatio"] == 0.9 and plan.actor_replicas is None
+
+
+def test_an_accounted_pod_without_a_restart_count_starts_from_zero() -> None:
+    running = decide(spec(), "job", {}, obs(), T0).status
+    accounted = {**running, "podRestarts": {"job-replay-0": {"uid": "replay-u1"}}}
+    plan = decide(spec(), "job", accounted, obs(pods=[pod(Role.REPLAY, restarts=1, exit_code=1), *healthy_pods()[:2]]), T0)
+    assert plan.restart
