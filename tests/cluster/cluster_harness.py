@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -66,9 +67,17 @@ def namespaces_usable() -> str | None:
         return f"unshare is not usable: {err}"
     if probe.returncode != 0:
         return f"unshare --net --mount --uts failed (needs root or CAP_SYS_ADMIN/CAP_NET_ADMIN): {probe.stderr.strip()}"
-    for tool in ("setpriv",):
-        if shutil.which(tool) is None:
-            return f"{tool} (util-linux) is not installed"
+    if shutil.which("setpriv") is None:
+        return "setpriv (util-linux) is not installed"
+    # Services get IPv6 addresses on each pod's loopback (see pod_sandbox): check that works here.
+    check = "; ".join([
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})",
+        "from pod_sandbox import add_loopback_address, loopback_up",
+        "loopback_up(); add_loopback_address('fd00:5b1a::1')",
+    ])  # fmt: skip
+    probe = subprocess.run(["unshare", "--net", "--", sys.executable, "-c", check], capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        return f"cannot add an IPv6 address to a network namespace's loopback (is IPv6 disabled?): {probe.stderr.strip()[-300:]}"
     return None
 
 

@@ -102,6 +102,8 @@ def test_dockerfile_runs_the_entry_points_as_non_root() -> None:
     root = Path(__file__).resolve().parents[2]
     text = (root / "Dockerfile").read_text()
     assert "FROM python:3.11-slim-bookworm" in text
-    assert "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in text
+    # torch comes from the CPU index at the version services/constraints.txt pins (tests/test_image.py checks the pins).
+    assert "--no-deps -c /tmp/constraints.txt torch --index-url https://download.pytorch.org/whl/cpu" in text
+    assert "torch==2.13.0" in (root / "services" / "constraints.txt").read_text().splitlines()
     assert "libmypaint-1.5-1" in text and "mypaint-brushes" in text and "libosmesa6" in text
     assert "USER 10001:10001" in text
