@@ -22,6 +22,7 @@ TINY: dict[str, Any] = {
     "env.grid_size": 8,
     "env.episode_length": 3,
     "data.num_shapes": 200,
+    "pretrain.updates": 0,  # the presets pretrain first; these tests exercise RL
     "num_actors": 2,
     "total_frames": None,
     "total_updates": 10,

@@ -36,7 +36,7 @@ def test_pretrain_writes_a_checkpoint_that_counts_its_updates(tmp_path: Path) ->
 
 
 def test_pretrain_refuses_zero_updates(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["pretrain", "-o", str(tmp_path / "x"), *TINY])
+    result = CliRunner().invoke(app, ["pretrain", "-o", str(tmp_path / "x"), *TINY, "--set", "pretrain.updates=0"])
     assert result.exit_code == 2
     assert "pretrain.updates is 0" in result.output
 

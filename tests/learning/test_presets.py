@@ -11,7 +11,7 @@ from spiral.config import PRESETS, MujocoSceneConfig, load_preset
 from spiral.learning.trainer import SingleProcessTrainer
 
 #: Shrinks any preset to a smoke run: a few environments, two updates, small canvases where allowed.
-TINY = {"num_envs": 4, "total_updates": 2, "eval_every_updates": 2, "checkpoint_every_updates": 2, "log_every_updates": 1}
+TINY = {"num_envs": 4, "total_updates": 2, "pretrain.updates": 0, "eval_every_updates": 2, "checkpoint_every_updates": 2, "log_every_updates": 1}
 
 
 def _celeba_folder(root: Path) -> Path:

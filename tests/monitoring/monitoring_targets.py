@@ -42,6 +42,7 @@ TINY_DISCRIMINATOR_RUN: dict[str, Any] = {
     "env.grid_size": 8,
     "env.episode_length": 3,
     "data.num_shapes": 200,
+    "pretrain.updates": 0,  # the presets pretrain first; these tests exercise RL
     "discriminator.batch_size": 16,
     "replay.min_size_to_sample": 16,
     "total_frames": None,

@@ -16,6 +16,7 @@ TINY_SETS: dict[str, Any] = {
     "env.grid_size": 8,
     "env.episode_length": 3,
     "data.num_shapes": 200,
+    "pretrain.updates": 0,  # the presets pretrain first; these tests exercise RL
     "total_frames": None,
     "total_updates": 6,
     "eval_every_updates": 3,
