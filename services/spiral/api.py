@@ -73,39 +73,52 @@ class Agent:
         tensors = []
         for item in images:
             picture = item if isinstance(item, Image.Image) else Image.open(item) if isinstance(item, (str, Path)) else Image.fromarray(np.asarray(item))
-            array = np.asarray(picture.convert(mode).resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
+            array = np.asarray(picture.convert(mode).resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
             tensors.append(torch.from_numpy(array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0).copy()))
         if not tensors:
             raise ValueError("load_targets needs at least one image")
         return torch.stack(tensors)
 
     @torch.no_grad()
-    def paint(self, targets: torch.Tensor | None = None, *, num: int | None = None, greedy: bool | None = None, seed: int = 0) -> Painting:
+    def paint(
+        self, targets: torch.Tensor | None = None, *, num: int | None = None, greedy: bool | None = None, seed: int = 0, search: int = 0
+    ) -> Painting:
         """Paint ``targets`` (``[N, C, H, W]`` in [0, 1], conditional agents) or ``num`` images
         from seeded noise (unconditional agents).
 
         Args:
             greedy: each component's most likely value (default for conditional agents), or a
                 sample from the policy (default for unconditional ones).
+            search: K > 0 paints each stroke as the best of K policy candidates by the L2 to the
+                target (search at paint time, :mod:`spiral.learning.search`; conditional agents on
+                a renderer that previews strokes: ``fast`` or ``mujoco``). 0: the policy alone.
 
         Raises:
             ValueError: targets missing for a conditional agent, or of the wrong shape.
         """
-        rollout = self.rollout(targets, num=num, greedy=greedy, seed=seed)
+        rollout = self.rollout(targets, num=num, greedy=greedy, seed=seed, search=search)
         spec = self.env.action_spec
         programs = [spec.to_dicts(rollout.actions[:, i]) for i in range(rollout.actions.shape[1])]
         return Painting(rollout.final_canvas, programs)
 
     @torch.no_grad()
-    def paint_steps(self, targets: torch.Tensor | None = None, *, num: int | None = None, greedy: bool | None = None, seed: int = 0) -> torch.Tensor:
+    def paint_steps(
+        self, targets: torch.Tensor | None = None, *, num: int | None = None, greedy: bool | None = None, seed: int = 0, search: int = 0
+    ) -> torch.Tensor:
         """Every canvas of the episode, float ``[T + 1, N, C, H, W]`` (blank first): for GIFs
         (:func:`spiral.images.save_gif`) and stroke-by-stroke grids."""
-        return self.rollout(targets, num=num, greedy=greedy, seed=seed).canvases
+        return self.rollout(targets, num=num, greedy=greedy, seed=seed, search=search).canvases
 
-    def rollout(self, targets: torch.Tensor | None = None, *, num: int | None = None, greedy: bool | None = None, seed: int = 0) -> Rollout:
+    def rollout(
+        self, targets: torch.Tensor | None = None, *, num: int | None = None, greedy: bool | None = None, seed: int = 0, search: int = 0
+    ) -> Rollout:
         """The whole episode (canvases, actions…) behind :meth:`paint`; same arguments."""
         cfg = self.config
         noise = None
+        if search < 0:
+            raise ValueError(f"search must be 0 (the policy alone) or a number of candidates K ≥ 1, got {search}")
+        if search and not self.conditional:
+            raise ValueError("search picks strokes by their L2 to a target: it needs a conditional agent (this one paints from noise)")
         if self.conditional:
             if targets is None:
                 raise ValueError("this agent reconstructs targets: pass targets (e.g. agent.load_targets([...]) or agent.dataset().held_out[:8])")
@@ -122,7 +135,7 @@ class Agent:
         if not greedy:
             torch.manual_seed(seed)
         self.policy.eval()
-        return collect_rollout(self.env, self.policy, targets, noise, num, greedy=greedy)
+        return collect_rollout(self.env, self.policy, targets, noise, num, greedy=greedy, search_candidates=search)
 
     def programs_document(self, programs: list[Program] | torch.Tensor) -> dict[str, Any]:
         """``{"config": env config, "programs": [...]}``: the file ``spiral paint --program`` reads."""

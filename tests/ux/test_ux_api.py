@@ -107,3 +107,25 @@ def test_sample_writes_a_labelled_grid_a_gif_and_an_svg(trained_run, tmp_path):
     assert Image.open(tmp_path / "s.gif").n_frames == 3
     assert json.loads(out.with_suffix(".json").read_text())["programs"]
     assert (tmp_path / "s.svg").read_text().count("<path") <= 3 * 2
+
+
+def test_search_at_paint_time_paints_closer_to_the_targets_than_the_policy_alone(trained_run):
+    """``search=K`` keeps, stroke by stroke, the candidate nearest the target, and the greedy
+    action is one of the candidates: its final L2 is never worse on average (an untrained policy
+    leaves plenty of room)."""
+    agent = spiral.load_agent(trained_run / "runs" / "default" / "checkpoints")
+    targets = agent.dataset().held_out[:16]
+    alone = agent.paint(targets).canvases
+    searched = agent.paint(targets, search=8).canvases
+    l2 = lambda canvases: float(((canvases - targets) ** 2).mean())  # noqa: E731
+    assert l2(searched) < l2(alone)
+    with pytest.raises(ValueError, match="search must be 0"):
+        agent.paint(targets, search=-1)
+
+
+def test_sample_search_writes_the_searched_programs(trained_run, tmp_path):
+    out = tmp_path / "s.png"
+    checkpoint = str(trained_run / "runs" / "default" / "checkpoints")
+    result = CliRunner().invoke(app, ["sample", "--checkpoint", checkpoint, "-o", str(out), "-n", "4", "--search", "4"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(out.with_suffix(".json").read_text())["programs"]) == 4

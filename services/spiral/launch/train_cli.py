@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover - the trainer (and torch) load only when t
 log = logging.getLogger(__name__)
 
 
-def resolve_config(config: Optional[Path], preset: str, overrides: list[str], output_dir: Optional[Path]) -> TrainConfig:
+def resolve_config(config: Path | None, preset: str, overrides: list[str], output_dir: Path | None) -> TrainConfig:
     """The run's config: a YAML file, else a named preset; then ``--set`` overrides.
 
     Raises:
@@ -47,7 +47,7 @@ def resolve_config(config: Optional[Path], preset: str, overrides: list[str], ou
     return load_preset(preset, sets)
 
 
-def spiraljob_config(manifest: Path, overrides: list[str], output_dir: Optional[Path]) -> TrainConfig:
+def spiraljob_config(manifest: Path, overrides: list[str], output_dir: Path | None) -> TrainConfig:
     """``--file``: the config the pods of the SpiralJob in ``manifest`` would get, for a run on this
     machine (loopback services, ``runs/<job name>``; see :mod:`spiral_operator.manifest_file`), then ``--set``.
 
@@ -62,7 +62,7 @@ def spiraljob_config(manifest: Path, overrides: list[str], output_dir: Optional[
         raise ConfigError(f"SpiralJob in {manifest}: {err}") from None
 
 
-def train_command_line(config: Optional[Path], preset: str, overrides: list[str], output_dir: Path, single_process: bool, manifest: Optional[Path] = None) -> str:
+def train_command_line(config: Path | None, preset: str, overrides: list[str], output_dir: Path, single_process: bool, manifest: Path | None = None) -> str:
     """The ``spiral train`` command that continues this run (printed after Ctrl-C)."""
     args = ["spiral", "train"]
     if manifest is not None:
@@ -77,17 +77,27 @@ def train_command_line(config: Optional[Path], preset: str, overrides: list[str]
 
 
 def train_command(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see `spiral config show`).")] = None,
-    manifest: Annotated[Optional[Path], typer.Option("--file", "-f", help="A SpiralJob manifest (e.g. examples/spiraljob.yaml): train the config its pods would get, here.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (see `spiral config show`).")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option("--file", "-f", help="A SpiralJob manifest (e.g. examples/spiraljob.yaml): train the config its pods would get, here.")
+    ] = None,
     preset: Annotated[str, typer.Option("--preset", "-p", help=f"Preset when no --config: {', '.join(PRESETS)}.")] = "default",
-    set_: Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a key, e.g. --set env.grid_size=16 (repeatable; keys: `spiral config keys`).")] = [],  # noqa: B006
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Run folder: checkpoints, images, logs, TensorBoard.")] = None,
+    set_: Annotated[
+        list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a key, e.g. --set env.grid_size=16 (repeatable; keys: `spiral config keys`).")
+    ] = [],  # noqa: B006
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Run folder: checkpoints, images, logs, TensorBoard.")] = None,
     single_process: Annotated[bool, typer.Option("--single-process", help="Run envs, policy and both learners in this process.")] = False,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the run folder's checkpoints if present.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display (train.log still gets it).")] = False,
-    init_from: Annotated[Optional[Path], typer.Option("--init-from", help="Start from this checkpoint's policy weights (e.g. from `spiral pretrain`); same as --set init_from=PATH.")] = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option("--init-from", help="Start from this checkpoint's policy weights (e.g. from `spiral pretrain`); same as --set init_from=PATH."),
+    ] = None,
     progress_every: Annotated[
-        float, typer.Option("--progress-every", metavar="SECONDS", min=0.1, help="Seconds between plain progress lines (when stdout is not a terminal, and in train.log).")
+        float,
+        typer.Option(
+            "--progress-every", metavar="SECONDS", min=0.1, help="Seconds between plain progress lines (when stdout is not a terminal, and in train.log)."
+        ),
     ] = DEFAULT_EVERY_SECONDS,
 ) -> None:
     """Train SPIRAL. With no arguments: the offline built-in default, learning visibly within minutes."""
@@ -164,10 +174,13 @@ def sample_command(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file or a run's checkpoints/ folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG grid to write; the programs go beside it as .json.")] = Path("samples.png"),
     num: Annotated[int, typer.Option("--num", "-n", min=1, max=1024, help="How many images.")] = 32,
-    data_path: Annotated[Optional[Path], typer.Option("--data-path", help="Override the dataset path stored in the checkpoint.")] = None,
+    data_path: Annotated[Path | None, typer.Option("--data-path", help="Override the dataset path stored in the checkpoint.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Picks the held-out targets (a random subset) or the noise.")] = 0,
-    gif: Annotated[Optional[Path], typer.Option("--gif", help="Also write an animated GIF of the painting, stroke by stroke.")] = None,
-    svg: Annotated[Optional[Path], typer.Option("--svg", help="Also write the programs as an SVG (quadratic Béziers).")] = None,
+    gif: Annotated[Path | None, typer.Option("--gif", help="Also write an animated GIF of the painting, stroke by stroke.")] = None,
+    svg: Annotated[Path | None, typer.Option("--svg", help="Also write the programs as an SVG (quadratic Béziers).")] = None,
+    search: Annotated[
+        int, typer.Option("--search", min=0, max=1024, help="Paint each stroke as the best of K policy candidates by L2 to the target (0: the policy alone).")
+    ] = 0,
 ) -> None:
     """Paint with a trained policy: a labelled PNG grid plus the stroke programs (JSON) that made
     each image. Feeding the JSON to `spiral paint --program` reproduces the images."""
@@ -175,7 +188,7 @@ def sample_command(
     from spiral.learning.sampling import sample_from_checkpoint
 
     try:
-        result = sample_from_checkpoint(checkpoint, out, num, data_path, seed, gif=gif, svg=svg)
+        result = sample_from_checkpoint(checkpoint, out, num, data_path, seed, gif=gif, svg=svg, search=search)
     except (FileNotFoundError, ValueError, ConfigError) as err:
         usage_error(str(err))
     written = [result.grid, result.programs, *(p for p in (result.gif, result.svg) if p is not None)]
@@ -188,4 +201,4 @@ def _setup_logging() -> None:
     )
 
 
-__all__ = ["resolve_config", "spiraljob_config", "sample_command", "train_command", "train_command_line"]
+__all__ = ["resolve_config", "sample_command", "spiraljob_config", "train_command", "train_command_line"]

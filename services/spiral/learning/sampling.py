@@ -36,10 +36,14 @@ def pick_targets(held_out: torch.Tensor, num: int, seed: int) -> torch.Tensor:
 
 
 def sample_from_checkpoint(
-    checkpoint: Path, out: Path, num: int, data_path: Path | None = None, seed: int = 0, *, gif: Path | None = None, svg: Path | None = None
+    checkpoint: Path, out: Path, num: int, data_path: Path | None = None, seed: int = 0, *,
+    gif: Path | None = None,
+    svg: Path | None = None,
+    search: int = 0,
 ) -> SampleResult:
     """Paint ``num`` images (held-out targets picked by ``seed``, or noise for unconditional
     policies) into a labelled PNG at ``out`` and their programs into ``out`` with ``.json``.
+    ``search`` K > 0 paints each stroke as the best of K policy candidates (conditional agents).
 
     Raises:
         FileNotFoundError / ValueError: no or unreadable checkpoint; ConfigError: bad stored config.
@@ -49,7 +53,7 @@ def sample_from_checkpoint(
     agent = load_agent(checkpoint, data_path=data_path)
     cfg = agent.config
     targets = pick_targets(agent.dataset().held_out, num, seed) if cfg.mode == Mode.CONDITIONAL else None
-    rollout = agent.rollout(targets, num=num, seed=seed)
+    rollout = agent.rollout(targets, num=num, seed=seed, search=search)
     canvases = rollout.final_canvas
 
     out.parent.mkdir(parents=True, exist_ok=True)
