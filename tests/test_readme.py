@@ -36,3 +36,36 @@ def test_top_level_keeps_the_agreed_shape():
     tops = {path.split("/", 1)[0] for path in tracked}
     assert tops <= allowed, tops - allowed
     assert not (ROOT / "operator" / "__init__.py").exists(), "operator/ must not be a package (shadows stdlib)"
+
+
+def readme_spiral_lines() -> list[str]:
+    """Every ``spiral …`` command line in README's bash blocks, its trailing comment removed."""
+    text = (ROOT / "README.md").read_text()
+    lines = []
+    for block in re.findall(r"```bash\n(.+?)\n```", text, flags=re.S):
+        for line in block.splitlines():
+            line = line.split("  #", 1)[0].strip()
+            if line.startswith("spiral "):
+                lines.append(line)
+    return lines
+
+
+def test_every_spiral_command_in_the_readme_exists_with_its_options():
+    """A reader copies these lines: each names a real (sub)command, and each option it uses is one
+    that command's --help lists (typer parses no options here, so nothing runs)."""
+    from typer.main import get_command
+
+    from spiral.cli import app
+
+    root = get_command(app)
+    lines = readme_spiral_lines()
+    assert len(lines) >= 10, lines
+    for line in lines:
+        words = line.split()[1:]
+        command = root
+        while words and hasattr(command, "commands") and words[0] in command.commands:  # click groups
+            command = command.commands[words.pop(0)]
+        assert not hasattr(command, "commands"), f"README: {line!r} names no subcommand of {command.name!r}"
+        known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+        used = {word.split("=", 1)[0] for word in words if word.startswith("-")}
+        assert used <= known, f"README: {line!r} uses {sorted(used - known)}, not options of `{command.name}`"
