@@ -148,7 +148,10 @@ CEL_RULES: tuple[CelRule, ...] = (
     CelRule(
         path=(),
         rule=f"{effective(_MODE)} != 'conditional' || (({effective(_RENDERER)} == 'mujoco') == ({effective(_DATASET)} == 'mujoco-scenes'))",
-        message="a conditional job reconstructs its dataset: renderer 'mujoco' goes with dataset 'mujoco-scenes', the painting renderers (fast, libmypaint) with the others",
+        message=(
+            "a conditional job reconstructs its dataset: renderer 'mujoco' goes with dataset 'mujoco-scenes', "
+            "the painting renderers (fast, libmypaint) with the others"
+        ),
         check=lambda s, _: effective_value(s, _MODE) != "conditional"
         or ((effective_value(s, _RENDERER) == "mujoco") == (effective_value(s, _DATASET) == "mujoco-scenes")),
         field_path=".environment.renderer",
@@ -279,7 +282,10 @@ NAME_RULES: tuple[CelRule, ...] = (
     CelRule(
         path=(),
         rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
-        message="metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', starting with a letter, no dots): child Services are named after it",
+        message=(
+            "metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', starting with a letter, no dots): "
+            "child Services are named after it"
+        ),
         check=lambda s, _: re.match(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", s["metadata"]["name"]) is not None,
         field_path=".metadata.name",
     ),

@@ -60,7 +60,7 @@ class Deps:
     api: KubeApi
     fetch_metrics: MetricsFetcher
     metrics: OperatorMetrics
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
 
 def build_settings() -> kopf.OperatorSettings:
@@ -130,7 +130,7 @@ def _reject(body: kopf.Body, patch: kopf.Patch, reason: str, message: str, now: 
     Raises:
         kopf.PermanentError: with ``raise_permanent``.
     """
-    status = body.status or {}
+    status: Mapping[str, Any] = body.status or {}
     new = failed_status(status, reason, message, now)
     generation = body.meta.get("generation")
     if generation is not None:
@@ -155,7 +155,12 @@ def apply_children(api: KubeApi, body: kopf.Body, children: Sequence[dict[str, A
             result = api.apply(child)
         except KubeApiError as err:
             if child["kind"] == "ServiceMonitor" and err.status == 404:
-                _post(body, True, reasons.CHILD_REJECTED, "spec.monitoring.serviceMonitor is true but the ServiceMonitor CRD (prometheus-operator) is not installed; skipped")
+                _post(
+                    body,
+                    True,
+                    reasons.CHILD_REJECTED,
+                    "spec.monitoring.serviceMonitor is true but the ServiceMonitor CRD (prometheus-operator) is not installed; skipped",
+                )
                 continue
             raise
         if result != "unchanged":
@@ -284,11 +289,12 @@ def build_registry(
     kopf.on.resume(*resource, id="resume", registry=registry, retries=10, backoff=5)(on_change("resume"))
 
     @kopf.index(*resource, id="spiraljob_phases", registry=registry)
-    def spiraljob_phases(namespace: str, status: Mapping[str, Any], **_: Any) -> dict[tuple[str, str], None]:
+    def spiraljob_phases(namespace: str | None, status: kopf.Status, **_: Any) -> dict[tuple[str | None, str], None]:
         return {(namespace, str(status.get("phase") or Phase.CREATED.value)): None}
 
-    @kopf.timer(*resource, id="monitor", interval=monitor_interval, initial_delay=monitor_interval, registry=registry)
-    def monitor(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, memo: kopf.Memo, spiraljob_phases: kopf.Index, **_: Any) -> None:
+    # Kopf passes its indices (spiraljob_phases) as extra keyword arguments, which its TimerFn protocol cannot express.
+    @kopf.timer(*resource, id="monitor", interval=monitor_interval, initial_delay=monitor_interval, registry=registry)  # type: ignore[arg-type]
+    def monitor(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, memo: kopf.Memo, spiraljob_phases: kopf.Index, **_: Any) -> None:
         deps: Deps = memo.deps
         deps.metrics.jobs.clear()
         for (namespace, phase), store in spiraljob_phases.items():

@@ -67,7 +67,7 @@ def is_subset(desired: Any, actual: Any) -> bool:
     if isinstance(desired, Mapping):
         return isinstance(actual, Mapping) and all(k in actual and is_subset(v, actual[k]) for k, v in desired.items())
     if isinstance(desired, list):
-        return isinstance(actual, list) and len(desired) == len(actual) and all(is_subset(d, a) for d, a in zip(desired, actual))
+        return isinstance(actual, list) and len(desired) == len(actual) and all(is_subset(d, a) for d, a in zip(desired, actual, strict=True))
     # Scalars: Python's == already treats the server's 1.0 and our 1 as equal.
     return desired == actual
 
@@ -81,7 +81,7 @@ class KubeApi:
         self._timeout = request_timeout
 
     @classmethod
-    def from_environment(cls) -> "KubeApi":
+    def from_environment(cls) -> KubeApi:
         """In-cluster service-account credentials, else the local kubeconfig."""
         try:
             kubernetes.config.load_incluster_config()
@@ -90,7 +90,7 @@ class KubeApi:
         return cls(kubernetes.client.ApiClient())
 
     @classmethod
-    def for_host(cls, host: str, user_agent: str = USER_AGENT) -> "KubeApi":
+    def for_host(cls, host: str, user_agent: str = USER_AGENT) -> KubeApi:
         """An unauthenticated client for ``host`` (tests against a local API emulator)."""
         configuration = kubernetes.client.Configuration()
         configuration.host = host.rstrip("/")

@@ -112,7 +112,7 @@ class Plan(NamedTuple):
 
 
 def timestamp(now: dt.datetime) -> str:
-    return now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_timestamp(value: str | None) -> dt.datetime | None:
@@ -291,7 +291,7 @@ class Observed(NamedTuple):
     readiness: Readiness
     progress: Progress | None
     #: The autoscaler's reading of the previous pass (``status.autoscaling``), if any.
-    previous_sample: "AutoscaleSample | None"
+    previous_sample: AutoscaleSample | None
 
 
 class Decision(NamedTuple):
@@ -450,7 +450,7 @@ MIN_SAMPLE_SECONDS = 1.0
 
 def precise_timestamp(now: dt.datetime) -> str:
     """RFC 3339 with microseconds: rates over a few seconds need more than :func:`timestamp`'s whole seconds."""
-    return now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class AutoscaleSample(NamedTuple):
@@ -482,7 +482,7 @@ class AutoscaleSample(NamedTuple):
         return status
 
     @classmethod
-    def from_status(cls, status: Mapping[str, Any] | None) -> "AutoscaleSample | None":
+    def from_status(cls, status: Mapping[str, Any] | None) -> AutoscaleSample | None:
         if not status or not status.get("sampleTime"):
             return None
         try:
@@ -533,23 +533,26 @@ def autoscale_step(spec: SpiralJobSpec, ready_actors: int, current: AutoscaleSam
     an actor to a waiting learner the actors wait less than 1 s/s, so the default thresholds
     (``scaleUpLearnerWaitRatio`` 0.2, ``scaleDownActorWaitRatio`` 1.2) do not undo each other.
     """
-    if not (current.has_rates and previous.has_rates) or current.time == previous.time:
+    # Both samples need their rates (``has_rates``), spelled out so that the ratios below are floats.
+    current_learner, current_actor = current.learner_wait_ratio, current.actor_wait_ratio
+    previous_learner, previous_actor = previous.learner_wait_ratio, previous.actor_wait_ratio
+    if current_learner is None or current_actor is None or previous_learner is None or previous_actor is None or current.time == previous.time:
         return None
     autoscaling, actor = spec.actor.autoscaling, spec.actor
     replicas = actor.replicas
-    learner_wait = min(current.learner_wait_ratio, previous.learner_wait_ratio)  # type: ignore[type-var]
-    actor_wait = min(current.actor_wait_ratio, previous.actor_wait_ratio)  # type: ignore[type-var]
+    learner_wait = min(current_learner, previous_learner)
+    actor_wait = min(current_actor, previous_actor)
     if learner_wait >= autoscaling.scale_up_learner_wait_ratio and ready_actors >= replicas and replicas < actor.max_replicas:
         return ScaleStep(
             replicas + 1,
-            f"the policy learner waited for trajectories {100 * previous.learner_wait_ratio:.0f}% and "  # type: ignore[operator]
-            f"{100 * current.learner_wait_ratio:.0f}% of the last two intervals "  # type: ignore[operator]
+            f"the policy learner waited for trajectories {100 * previous_learner:.0f}% and "
+            f"{100 * current_learner:.0f}% of the last two intervals "
             f"(scaleUpLearnerWaitRatio {autoscaling.scale_up_learner_wait_ratio:g})",
         )
     if actor_wait >= autoscaling.scale_down_actor_wait_ratio and replicas > actor.min_replicas:
         return ScaleStep(
             replicas - 1,
-            f"the actors waited {previous.actor_wait_ratio:.2f} and {current.actor_wait_ratio:.2f} s/s for the policy learner "
+            f"the actors waited {previous_actor:.2f} and {current_actor:.2f} s/s for the policy learner "
             f"to take their trajectories over the last two intervals (scaleDownActorWaitRatio {autoscaling.scale_down_actor_wait_ratio:g}: "
             "more than one actor's worth of spare time)",
         )
@@ -567,7 +570,12 @@ def terminal_rule(seen: Observed, d: Decision) -> Decision:
     ttl = seen.spec.run_policy.ttl_seconds_after_finished
     finished = parse_timestamp(d.status.get("completionTime"))
     if ttl is not None and finished is not None and seen.now >= finished + dt.timedelta(seconds=ttl):
-        d = _event(d._replace(delete_job=True), False, reasons.TTL_EXPIRED, f"finished at {timestamp(finished)}; ttlSecondsAfterFinished={ttl} elapsed, deleting the job")
+        d = _event(
+            d._replace(delete_job=True),
+            False,
+            reasons.TTL_EXPIRED,
+            f"finished at {timestamp(finished)}; ttlSecondsAfterFinished={ttl} elapsed, deleting the job",
+        )
     return d
 
 

@@ -22,10 +22,9 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
-
-import yaml
 
 from spiral.config import (
     PRESETS,
@@ -142,7 +141,7 @@ class PodMetadataOverride(_Spec):
     annotations: dict[str, str] = Field(default_factory=dict, description="Extra pod annotations.")
 
     @model_validator(mode="after")
-    def _check(self) -> "PodMetadataOverride":
+    def _check(self) -> PodMetadataOverride:
         reserved = sorted(k for k in self.labels if k.startswith(RESERVED_LABEL_PREFIXES))
         if reserved:
             raise ValueError(f"template.metadata.labels {reserved} are the operator's (selectors, ownership); choose other keys")
@@ -176,7 +175,7 @@ class PodSpecOverride(_Spec):
     containers: list[ContainerOverride] = Field(default_factory=list, description="Per-container extras (environment variables).")
 
     @model_validator(mode="after")
-    def _check(self) -> "PodSpecOverride":
+    def _check(self) -> PodSpecOverride:
         unknown = sorted(set(self.affinity or {}) - {"nodeAffinity", "podAffinity", "podAntiAffinity"})
         if unknown:
             raise ValueError(f"template.spec.affinity has {unknown}; valid: nodeAffinity, podAffinity, podAntiAffinity")
@@ -260,7 +259,7 @@ class ActorSpec(RoleSpec):
     autoscaling: ActorAutoscaling = Field(default_factory=ActorAutoscaling, description="Optional autoscaler on the policy learner's wait times.")
 
     @model_validator(mode="after")
-    def _check(self) -> "ActorSpec":
+    def _check(self) -> ActorSpec:
         if not self.min_replicas <= self.replicas <= self.max_replicas:
             raise ValueError(
                 f"actor.replicas ({self.replicas}) must lie within [actor.minReplicas ({self.min_replicas}), "
@@ -305,7 +304,7 @@ class DatasetSpec(_DataSpecBase):  # type: ignore[valid-type,misc]
     )
 
     @model_validator(mode="after")
-    def _check_volume(self) -> "DatasetSpec":
+    def _check_volume(self) -> DatasetSpec:
         if self.volume is not None and (len(self.volume) != 1 or not set(self.volume) <= set(DATASET_VOLUME_SOURCES)):
             raise ValueError(
                 f"dataset.volume must be exactly one volume source of {', '.join(DATASET_VOLUME_SOURCES)}, got {sorted(self.volume)} "
@@ -475,7 +474,7 @@ class SpiralJobSpec(_Spec):
     image: str = Field(..., min_length=1, description="Container image with the `spiral` CLI (e.g. ghcr.io/spiral-k8s/spiral:0.1.0).")
     image_pull_policy: PullPolicy = Field(PullPolicy.IF_NOT_PRESENT, description="`Always`, `IfNotPresent` or `Never`.")
     image_pull_secrets: list[str] = Field(default_factory=list, description="Names of Secrets for pulling the image.")
-    preset: PresetName | None = Field(  # type: ignore[valid-type]
+    preset: PresetName | None = Field(
         None,
         description=(
             "Start from this preset of `spiral train --preset` (the same YAML files): every algorithm field this spec sets "
@@ -487,10 +486,16 @@ class SpiralJobSpec(_Spec):
     dataset: DatasetSpec = Field(default_factory=DatasetSpec, description="Target images (conditional) or real images for the discriminator.")
     environment: camel_model(EnvConfig) = Field(default_factory=camel_model(EnvConfig), description="The painting (or MuJoCo) environment.")  # type: ignore[valid-type]
     agent: camel_model(AgentConfig) = Field(default_factory=camel_model(AgentConfig), description="Policy network sizes.")  # type: ignore[valid-type]
-    discriminator: camel_model(DiscriminatorConfig) = Field(default_factory=camel_model(DiscriminatorConfig), description="Discriminator network and optimiser.")  # type: ignore[valid-type]
+    discriminator: camel_model(DiscriminatorConfig) = Field(  # type: ignore[valid-type]
+        default_factory=camel_model(DiscriminatorConfig), description="Discriminator network and optimiser."
+    )
     reward: camel_model(RewardConfig) = Field(default_factory=camel_model(RewardConfig), description="`discriminator` (GAN) or `l2` (reconstruction) reward.")  # type: ignore[valid-type]
-    search: camel_model(SearchConfig) = Field(default_factory=camel_model(SearchConfig), description="Search at act and evaluation time: the best of K policy candidates per step.")  # type: ignore[valid-type]
-    pretrain: camel_model(PretrainConfig) = Field(default_factory=camel_model(PretrainConfig), description="Supervised pretraining on synthetic programs before RL (the policy learner does it).")  # type: ignore[valid-type]
+    search: camel_model(SearchConfig) = Field(  # type: ignore[valid-type]
+        default_factory=camel_model(SearchConfig), description="Search at act and evaluation time: the best of K policy candidates per step."
+    )
+    pretrain: camel_model(PretrainConfig) = Field(  # type: ignore[valid-type]
+        default_factory=camel_model(PretrainConfig), description="Supervised pretraining on synthetic programs before RL (the policy learner does it)."
+    )
     training: TrainingSpec = Field(..., description="Learner hyperparameters and the budget.")
     actor: ActorSpec = Field(default_factory=ActorSpec, description="Actor pods.")
     policy_learner: PolicyLearnerSpec = Field(default_factory=PolicyLearnerSpec, description="Policy learner pod.")
@@ -507,7 +512,7 @@ class SpiralJobSpec(_Spec):
         return TrainConfig.model_validate(_train_config_data(self)).roles()
 
     @model_validator(mode="after")
-    def _check_train_config(self) -> "SpiralJobSpec":
+    def _check_train_config(self) -> SpiralJobSpec:
         # The rules across sections are TrainConfig's: build one and let it raise. Its `services`
         # only address the job's peers by name and no rule reads them, so the defaults stand in here.
         try:
@@ -560,7 +565,10 @@ def check_job_name(name: str) -> None:
             f"'{name}-discriminator-learner' and the other child names fit Kubernetes' 63"
         )
     if not _DNS_1035.match(name):
-        raise SpecError(f"metadata.name {name!r} must be a DNS-1035 label (lower-case letters, digits and '-', starting with a letter, no dots): child Services are named after it")
+        raise SpecError(
+            f"metadata.name {name!r} must be a DNS-1035 label (lower-case letters, digits and '-', starting with a letter, no dots): "
+            "child Services are named after it"
+        )
 
 
 def services_config(name: str, spec: SpiralJobSpec) -> dict[str, Any]:
