@@ -7,7 +7,7 @@ log; ``-h`` is ``--help`` everywhere and ``--version`` prints the version.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,7 +26,7 @@ from spiral.services.serve_cli import serve_command
 SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 
-def _app(**kwargs: object) -> typer.Typer:
+def _app(**kwargs: Any) -> typer.Typer:
     return typer.Typer(no_args_is_help=True, rich_markup_mode=None, context_settings=SETTINGS, pretty_exceptions_enable=False, add_completion=False, **kwargs)
 
 

@@ -75,7 +75,11 @@ class EnvConfig(_Frozen):
     color: ColorMode = Field(ColorMode.GRAYSCALE, description="Grayscale drops the red/green/blue components.")
     ink: InkStyle = Field(InkStyle.WHITE_ON_BLACK, description="MNIST is white on black.")
     brush: str = Field("classic/dry_brush", description="libmypaint brush, relative to the brushes folder, without `.myb`.")
-    brush_sizes: tuple[float, ...] = Field((1.0, 2.0, 4.0, 8.0, 12.0, 24.0), min_length=1, description="Brush radii in pixels; one size drops the `size` component.")
+    brush_sizes: tuple[float, ...] = Field(
+        (1.0, 2.0, 4.0, 8.0, 12.0, 24.0),
+        min_length=1,
+        description="Brush radii in pixels; one size drops the `size` component.",
+    )
     use_pressure: bool = Field(True, description="False drops the `pressure` component (full pressure).")
     pressure_levels: int = Field(10, ge=2, le=64, description="Pressure values linspace(0.1, 1).")
     color_levels: int = Field(20, ge=2, le=256, description="Levels per colour channel, linspace(0, 1).")
@@ -83,7 +87,7 @@ class EnvConfig(_Frozen):
     mujoco: MujocoSceneConfig = Field(default_factory=MujocoSceneConfig)
 
     @model_validator(mode="after")
-    def _check(self) -> "EnvConfig":
+    def _check(self) -> EnvConfig:
         if self.renderer != Renderer.MUJOCO and self.grid_size > self.canvas_size:
             raise ValueError(f"env.grid_size ({self.grid_size}) must be ≤ env.canvas_size ({self.canvas_size})")
         if any(r <= 0 for r in self.brush_sizes):
@@ -150,7 +154,12 @@ class RewardConfig(_Frozen):
     temporal_credit: bool = Field(False, description="SPIRAL++: r_t = f(c_t) − f(c_{t−1}) instead of a final-step reward.")
     stroke_penalty: float = Field(0.0, ge=0.0, description="Subtracted for each new continuous stroke (paper's MNIST setting).")
     scale: float = Field(1.0, gt=0.0, description="Multiplies the reward before learning.")
-    blur_sigma: float = Field(0.0, ge=0.0, le=16.0, description="Gaussian blur (pixels) of canvas and target before −L2: near misses earn partial credit. 0 = plain L2. Evaluation always uses plain L2.")
+    blur_sigma: float = Field(
+        0.0,
+        ge=0.0,
+        le=16.0,
+        description="Gaussian blur (pixels) of canvas and target before −L2: near misses earn partial credit. 0 = plain L2. Evaluation always uses plain L2.",
+    )
 
 
 # ----------------------------------------------------------------------------------- learner ---
@@ -159,14 +168,31 @@ class RewardConfig(_Frozen):
 class LearnerConfig(_Frozen):
     """Advantage actor-critic with V-trace (IMPALA)."""
 
-    learning_rate: float = Field(6e-4, gt=0.0, le=1.0, description="Adam lr; 6e-4 learned fastest in our CPU sweeps (paper range 1e-5..3e-4 with far larger batches).")
+    learning_rate: float = Field(
+        6e-4,
+        gt=0.0,
+        le=1.0,
+        description="Adam lr; 6e-4 learned fastest in our CPU sweeps (paper range 1e-5..3e-4 with far larger batches).",
+    )
     adam_beta1: float = Field(0.5, ge=0.0, lt=1.0, description="SPIRAL uses β1 = 0.5.")
     adam_beta2: float = Field(0.999, ge=0.0, lt=1.0)
-    entropy_coef: float = Field(0.15, ge=0.0, description="Weight of the entropy bonus on *normalised* per-component entropies (each in [0, 1]); 0.15 keeps the paint flag exploring (sweep: 0.05 collapses, 0.3 learns slower).")
+    entropy_coef: float = Field(
+        0.15,
+        ge=0.0,
+        description=(
+            "Weight of the entropy bonus on *normalised* per-component entropies (each in [0, 1]); 0.15 keeps the paint flag "
+            "exploring (sweep: 0.05 collapses, 0.3 learns slower)."
+        ),
+    )
     baseline_coef: float = Field(0.5, ge=0.0)
     discount: float = Field(1.0, ge=0.0, le=1.0, description="1.0 for short episodes.")
     max_grad_norm: float = Field(40.0, gt=0.0)
-    queue_size: int = Field(1, ge=1, le=1024, description="Trajectories the policy learner's batching queue holds; each extra slot adds about one version of policy lag.")
+    queue_size: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Trajectories the policy learner's batching queue holds; each extra slot adds about one version of policy lag.",
+    )
     clip_rho_threshold: float = Field(1.0, gt=0.0)
     clip_pg_rho_threshold: float = Field(1.0, gt=0.0)
 
@@ -201,12 +227,19 @@ class DataConfig(_Frozen):
     path: Path | None = Field(None, description="Folder or archive; required for every dataset but `shapes`.")
     held_out_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="Deterministic held-out split, never trained on.")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the split and the procedural generator.")
-    subset: str | None = Field(None, description="Dataset-specific subset (e.g. Omniglot `images_background_small1:images_background_small2` = train:held-out archives).")
-    max_images: int | None = Field(None, ge=2, description="Read at most this many images (seeded choice before decoding); full CelebA is ~200k images / 2.5 GB uint8 at 64×64.")
+    subset: str | None = Field(
+        None,
+        description="Dataset-specific subset (e.g. Omniglot `images_background_small1:images_background_small2` = train:held-out archives).",
+    )
+    max_images: int | None = Field(
+        None,
+        ge=2,
+        description="Read at most this many images (seeded choice before decoding); full CelebA is ~200k images / 2.5 GB uint8 at 64×64.",
+    )
     num_shapes: int = Field(11_000, ge=2, description="Images generated for the built-in `shapes` dataset (train + held-out).")
 
     @model_validator(mode="after")
-    def _check(self) -> "DataConfig":
+    def _check(self) -> DataConfig:
         if self.name != DatasetName.SHAPES and self.path is None:
             raise ValueError(
                 f"{self.section_name}.path is required for dataset {self.name.value!r} (only 'shapes' needs no files): "
@@ -241,7 +274,7 @@ class ReplayConfig(_Frozen):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> "ReplayConfig":
+    def _check(self) -> ReplayConfig:
         # The rules a Table enforces when it is built, checked here so that a deadlocking buffer is
         # refused before anything starts (and by the CRD, whose CEL rules mirror these).
         if self.min_size_to_sample > self.max_size:
@@ -282,7 +315,7 @@ class TLSConfig(_Frozen):
     ca_file: Path | None = Field(None, description="PEM CA bundle; set it to require and verify client certificates (mTLS).")
 
     @model_validator(mode="after")
-    def _check(self) -> "TLSConfig":
+    def _check(self) -> TLSConfig:
         if self.enabled and (self.cert_file is None or self.key_file is None):
             raise ValueError("tls.enabled needs tls.cert_file and tls.key_file")
         return self
@@ -334,7 +367,7 @@ class ServicesConfig(_Frozen):
     tls: TLSConfig = Field(default_factory=TLSConfig)
 
     @model_validator(mode="after")
-    def _check(self) -> "ServicesConfig":
+    def _check(self) -> ServicesConfig:
         smallest = MIN_WEIGHT_CHUNK_BYTES + MESSAGE_OVERHEAD_BYTES
         if self.max_message_bytes < smallest:
             raise ValueError(
@@ -355,25 +388,58 @@ class SearchConfig(_Frozen):
     """Search-based action selection (:mod:`spiral.learning.search`): K policy candidates per step,
     rendered together, the best by −L2 to the target kept."""
 
-    candidates: int = Field(0, ge=0, le=256, description="Candidates per step when actors and the single-process trainer play with search; 0 = off (they sample the policy).")
-    fraction: float = Field(1.0, ge=0.0, le=1.0, description="Share of rollouts played with search when `candidates` > 0; the rest sample the policy and train by policy gradient.")
-    imitation_coef: float = Field(1.0, ge=0.0, le=100.0, description="Weight of the cross-entropy toward the actions a search chose (searched episodes train by imitation: their behaviour policy is the search).")
-    eval_candidates: int = Field(0, ge=0, le=256, description="Also evaluate with search at paint time (`eval/held_out_l2_search`); 0 = greedy and sampled only.")
+    candidates: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Candidates per step when actors and the single-process trainer play with search; 0 = off (they sample the policy).",
+    )
+    fraction: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of rollouts played with search when `candidates` > 0; the rest sample the policy and train by policy gradient.",
+    )
+    imitation_coef: float = Field(
+        1.0,
+        ge=0.0,
+        le=100.0,
+        description=(
+            "Weight of the cross-entropy toward the actions a search chose (searched episodes train by imitation: their behaviour "
+            "policy is the search)."
+        ),
+    )
+    eval_candidates: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Also evaluate with search at paint time (`eval/held_out_l2_search`); 0 = greedy and sampled only.",
+    )
 
 
 class ProgramPriorConfig(_Frozen):
     """Random stroke programs for pretraining (:mod:`spiral.learning.program_prior`); generic on
     purpose — curves of a few segments, not any dataset's shapes — so what is learnt transfers."""
 
-    new_stroke_probability: float = Field(0.3, ge=0.0, le=1.0, description="After a paint step, the chance that the brush lifts and moves to a new random start.")
+    new_stroke_probability: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="After a paint step, the chance that the brush lifts and moves to a new random start.",
+    )
     min_segment: float = Field(0.125, gt=0.0, le=1.0, description="Shortest segment (one paint step), as a fraction of the canvas side.")
     max_segment: float = Field(0.45, gt=0.0, le=1.5, description="Longest segment, as a fraction of the canvas side.")
     turn_radians: float = Field(1.2, ge=0.0, le=6.3, description="Std of the direction change between consecutive segments of one stroke.")
     bend: float = Field(0.5, ge=0.0, le=2.0, description="Control point offset from the chord's midpoint, up to ±this × the chord length.")
-    idle_tail_probability: float = Field(0.3, ge=0.0, le=1.0, description="Chance that an episode stops painting from a random step on (teaches the policy to stop when the target is done).")
+    idle_tail_probability: float = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="Chance that an episode stops painting from a random step on (teaches the policy to stop when the target is done).",
+    )
 
     @model_validator(mode="after")
-    def _check(self) -> "ProgramPriorConfig":
+    def _check(self) -> ProgramPriorConfig:
         if self.min_segment > self.max_segment:
             raise ValueError(f"pretrain.prior.min_segment ({self.min_segment}) must be ≤ max_segment ({self.max_segment})")
         return self
@@ -383,14 +449,39 @@ class PretrainConfig(_Frozen):
     """Supervised pretraining on synthetic programs before reinforcement learning: the policy learns
     to predict the program that painted a target (teacher forcing through the autoregressive head)."""
 
-    updates: int = Field(0, ge=0, le=10_000_000, description="Pretraining updates before RL; 0 = off. Their wall time counts inside max_wall_minutes; their frames do not count as RL frames.")
+    updates: int = Field(
+        0,
+        ge=0,
+        le=10_000_000,
+        description="Pretraining updates before RL; 0 = off. Their wall time counts inside max_wall_minutes; their frames do not count as RL frames.",
+    )
     batch_size: int = Field(64, ge=1, le=4096, description="Synthetic programs per pretraining update.")
     learning_rate: float | None = Field(None, gt=0.0, le=1.0, description="Adam lr while pretraining; None = learner.learning_rate.")
     prior: ProgramPriorConfig = Field(default_factory=ProgramPriorConfig)
-    teacher: Path | None = Field(None, description="A conditional checkpoint whose programs replace the synthetic ones: it paints train images (with search) and the policy learns to draw the same programs — how an unconditional policy learns what data looks like as strokes. None = synthetic programs.")
+    teacher: Path | None = Field(
+        None,
+        description=(
+            "A conditional checkpoint whose programs replace the synthetic ones: it paints train images (with search) and the "
+            "policy learns to draw the same programs — how an unconditional policy learns what data looks like as strokes. None = "
+            "synthetic programs."
+        ),
+    )
     teacher_search: int = Field(16, ge=0, le=256, description="Candidates per step the teacher paints with (0 = its greedy policy).")
-    teacher_programs: int = Field(4096, ge=1, le=1_000_000, description="Train images the teacher paints once, up front; pretraining updates draw their programs from this bank.")
-    threads: int | None = Field(None, ge=1, le=256, description="torch threads while pretraining (the actors only wait meanwhile); None = the process's own. `spiral train` on one machine sets it to the machine's cores.")
+    teacher_programs: int = Field(
+        4096,
+        ge=1,
+        le=1_000_000,
+        description="Train images the teacher paints once, up front; pretraining updates draw their programs from this bank.",
+    )
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description=(
+            "torch threads while pretraining (the actors only wait meanwhile); None = the process's own. `spiral train` on one "
+            "machine sets it to the machine's cores."
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------------- top ---
@@ -415,14 +506,26 @@ class TrainConfig(_Frozen):
     services: ServicesConfig = Field(default_factory=ServicesConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
-    init_from: Path | None = Field(None, description="Start a fresh run from this checkpoint's policy weights (e.g. one written by `spiral pretrain`); its pretraining then counts as done.")
+    init_from: Path | None = Field(
+        None,
+        description="Start a fresh run from this checkpoint's policy weights (e.g. one written by `spiral pretrain`); its pretraining then counts as done.",
+    )
     num_envs: int = Field(32, ge=1, le=4096, description="Environments stepped in lockstep per actor/process.")
     num_actors: int = Field(2, ge=1, le=1024, description="Actor processes (`spiral train`) or pods.")
     total_frames: int | None = Field(None, gt=0, description="Budget in environment steps; one of frames/updates.")
     total_updates: int | None = Field(None, gt=0, description="Budget in policy updates.")
-    max_wall_minutes: float | None = Field(None, gt=0.0, description="Also stop after this much wall-clock time (for fixed-time comparisons such as '30 CPU-minutes').")
+    max_wall_minutes: float | None = Field(
+        None,
+        gt=0.0,
+        description="Also stop after this much wall-clock time (for fixed-time comparisons such as '30 CPU-minutes').",
+    )
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seeds every generator of the run (networks, data draws, actors).")
-    torch_threads: int | None = Field(None, ge=1, le=256, description="torch intra-op threads per process; None = torch's default. The launcher gives each service 1 on small machines.")
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="torch intra-op threads per process; None = torch's default. The launcher gives each service 1 on small machines.",
+    )
     output_dir: Path = Field(Path("runs/spiral"), description="Checkpoints, PNG grids, logs.")
     checkpoint_every_updates: int = Field(200, ge=1, description="Policy updates between checkpoints.")
     eval_every_updates: int = Field(100, ge=1, description="Policy updates between held-out evaluations (L2 + a PNG grid).")
@@ -435,7 +538,7 @@ class TrainConfig(_Frozen):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> "TrainConfig":
+    def _check(self) -> TrainConfig:
         if self.total_frames is None and self.total_updates is None:
             raise ValueError("set a budget: total_frames or total_updates (both must be > 0)")
         if self.reward.kind == RewardKind.L2 and self.mode == Mode.UNCONDITIONAL:

@@ -8,7 +8,7 @@ type, default and description, straight from the models (:mod:`spiral.config_hel
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,10 +18,10 @@ from spiral.config_help import config_keys, config_yaml, keys_table
 
 
 def show_command(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config to start from.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config to start from.")] = None,
     preset: Annotated[str, typer.Option("--preset", "-p", help=f"Preset when no --config: {', '.join(PRESETS)}.")] = "default",
     set_: Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a key, as for spiral train (repeatable).")] = [],  # noqa: B006
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="The run folder, as for spiral train.")] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="The run folder, as for spiral train.")] = None,
 ) -> None:
     """Print the effective config of a `spiral train` with these options, as YAML."""
     from spiral.launch.train_cli import resolve_config
@@ -34,7 +34,7 @@ def show_command(
 
 
 def keys_command(
-    match: Annotated[Optional[str], typer.Argument(help="Only keys containing this text, e.g. `env.` or `learning_rate`.")] = None,
+    match: Annotated[str | None, typer.Argument(help="Only keys containing this text, e.g. `env.` or `learning_rate`.")] = None,
 ) -> None:
     """List every config key with its type, default and description."""
     keys = [k for k in config_keys() if match is None or match in k.key]

@@ -45,8 +45,8 @@ def type_name(annotation: Any) -> str:
         names = [type_name(a) for a in args if a is not type(None)]
         return " or ".join(names) + (" or null" if type(None) in args else "")
     if origin in (tuple, list):
-        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
-        return f"list of {type_name(args[0])}" if args else "list"
+        element_types = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        return f"list of {type_name(element_types[0])}" if element_types else "list"
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return " | ".join(str(m.value) for m in annotation)
     if annotation is Path:

@@ -72,7 +72,7 @@ def save_grid(images: torch.Tensor, path: Path | str, nrow: int | None = None, p
     grid = make_grid(images, nrow=nrow, pad=pad)
     picture = to_pil(grid)
     if scale > 1:
-        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path)
@@ -103,7 +103,7 @@ HEADER_BACKGROUND = 48
 HEADER_TEXT = 235
 
 
-def _font(size: int = 11) -> ImageFont.ImageFont:
+def _font(size: int = 11) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: the bitmap font has one size
@@ -132,11 +132,13 @@ def with_header(picture: Image.Image, labels: list[str], cell_width: int, pad: i
 def _scaled_grid(images: torch.Tensor, nrow: int, pad: int, scale: int) -> Image.Image:
     picture = to_pil(make_grid(images, nrow=nrow, pad=pad))
     if scale > 1:
-        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
     return picture
 
 
-def pairs_picture(targets: torch.Tensor, canvases: torch.Tensor, pairs_per_row: int = 8, scale: int = 2, pad: int = 2, painting_label: str = "painting") -> Image.Image:
+def pairs_picture(
+    targets: torch.Tensor, canvases: torch.Tensor, pairs_per_row: int = 8, scale: int = 2, pad: int = 2, painting_label: str = "painting"
+) -> Image.Image:
     """Targets beside their paintings (``[N, C, H, W]`` each), ``pairs_per_row`` pairs a row, under
     a header row "target | painting | target | painting …".
 
@@ -162,7 +164,7 @@ def sequence_picture(frames: torch.Tensor, targets: torch.Tensor | None = None, 
     if not isinstance(frames, torch.Tensor) or frames.dim() != 5:
         shape = list(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
         raise ValueError(f"frames must be a [T, N, C, H, W] tensor, got {shape}")
-    t, n = frames.shape[:2]
+    t = frames.shape[0]
     columns = frames.detach().cpu().float().transpose(0, 1)  # [N, T, C, H, W]
     labels = [str(step) for step in range(t)]
     if targets is not None:

@@ -18,7 +18,8 @@ _SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 
 @dataclass(frozen=True)
 class SpiralMetrics:
-    """The metric objects of one process. Labels: ``spiral_job`` on all (the SpiralJob name; ``local`` for ``spiral train``), plus ``role``/``method``/``code`` on gRPC."""
+    """The metric objects of one process. Labels: ``spiral_job`` on all (the SpiralJob name; ``local``
+    for ``spiral train``), plus ``role``/``method``/``code`` on gRPC."""
 
     # actors
     actor_frames: Counter
@@ -66,9 +67,24 @@ def create_metrics(registry: CollectorRegistry) -> SpiralMetrics:
     return SpiralMetrics(
         actor_frames=Counter("spiral_actor_frames_total", "Environment steps taken by actors (one frame = one action on one canvas).", job, registry=registry),
         actor_episodes=Counter("spiral_actor_episodes_total", "Episodes finished by actors.", job, registry=registry),
-        actor_episode_return=Gauge("spiral_actor_episode_return", "Mean undiscounted return of the last finished batch of episodes, as the actor computed it (−L2 or D).", job, registry=registry),
-        actor_weight_age_seconds=Gauge("spiral_actor_weight_age_seconds", "Seconds since the actor's policy weights were published by the learner.", job, registry=registry),
-        actor_reconnects=Counter("spiral_actor_reconnects_total", "Times an actor re-established a stream to a peer after a failure.", job + ["peer"], registry=registry),
+        actor_episode_return=Gauge(
+            "spiral_actor_episode_return",
+            "Mean undiscounted return of the last finished batch of episodes, as the actor computed it (−L2 or D).",
+            job,
+            registry=registry,
+        ),
+        actor_weight_age_seconds=Gauge(
+            "spiral_actor_weight_age_seconds",
+            "Seconds since the actor's policy weights were published by the learner.",
+            job,
+            registry=registry,
+        ),
+        actor_reconnects=Counter(
+            "spiral_actor_reconnects_total",
+            "Times an actor re-established a stream to a peer after a failure.",
+            job + ["peer"],
+            registry=registry,
+        ),
         learner_frames=Counter("spiral_learner_frames_total", "Environment steps consumed by policy updates.", job, registry=registry),
         learner_updates=Counter("spiral_learner_updates_total", "Policy updates (optimizer steps).", job, registry=registry),
         learner_queue_depth=Gauge("spiral_learner_queue_depth", "Trajectories waiting in the policy learner's batching queue.", job, registry=registry),
@@ -87,11 +103,33 @@ def create_metrics(registry: CollectorRegistry) -> SpiralMetrics:
             registry=registry,
         ),
         learner_policy_version=Gauge("spiral_learner_policy_version", "Version of the latest published policy weights.", job, registry=registry),
-        learner_policy_lag=Histogram("spiral_learner_policy_lag_versions", "Learner version minus the behaviour policy version of each consumed trajectory.", job, buckets=(0, 1, 2, 3, 5, 8, 13, 21, 34, 55), registry=registry),
-        learner_step_seconds=Histogram("spiral_learner_step_seconds", "Wall time of one policy update: forward, V-trace, backward, optimizer step.", job, buckets=_SECONDS_BUCKETS, registry=registry),
+        learner_policy_lag=Histogram(
+            "spiral_learner_policy_lag_versions",
+            "Learner version minus the behaviour policy version of each consumed trajectory.",
+            job,
+            buckets=(0, 1, 2, 3, 5, 8, 13, 21, 34, 55),
+            registry=registry,
+        ),
+        learner_step_seconds=Histogram(
+            "spiral_learner_step_seconds",
+            "Wall time of one policy update: forward, V-trace, backward, optimizer step.",
+            job,
+            buckets=_SECONDS_BUCKETS,
+            registry=registry,
+        ),
         learner_loss=Gauge("spiral_learner_loss", "Last policy-learner loss by term (policy, baseline, entropy, total).", job + ["term"], registry=registry),
-        learner_reward=Gauge("spiral_learner_episode_reward", "Mean episode reward in the last update batch, as the learner scored it.", job, registry=registry),
-        learner_l2=Gauge("spiral_learner_l2", "Mean per-pixel squared error between final canvas and target (train batch or held-out set).", job + ["split"], registry=registry),
+        learner_reward=Gauge(
+            "spiral_learner_episode_reward",
+            "Mean episode reward in the last update batch, as the learner scored it.",
+            job,
+            registry=registry,
+        ),
+        learner_l2=Gauge(
+            "spiral_learner_l2",
+            "Mean per-pixel squared error between final canvas and target (train batch or held-out set).",
+            job + ["split"],
+            registry=registry,
+        ),
         learner_restarts=Counter("spiral_learner_restarts_total", "Learner process starts that resumed from a checkpoint.", job + ["role"], registry=registry),
         learner_skipped_updates=Counter(
             "spiral_learner_skipped_updates_total",
@@ -101,22 +139,49 @@ def create_metrics(registry: CollectorRegistry) -> SpiralMetrics:
         ),
         learner_rejected_trajectories=Counter(
             "spiral_learner_rejected_trajectories_total",
-            "Trajectories the policy learner refused (INVALID_ARGUMENT / FAILED_PRECONDITION), by reason: decode, protocol, shape, value, counter, size, condition.",
+            "Trajectories the policy learner refused (INVALID_ARGUMENT / FAILED_PRECONDITION), by reason: "
+            "decode, protocol, shape, value, counter, size, condition.",
             job + ["reason"],
             registry=registry,
         ),
         discriminator_updates=Counter("spiral_discriminator_updates_total", "Discriminator optimizer steps.", job, registry=registry),
-        discriminator_loss=Gauge("spiral_discriminator_loss", "Last discriminator loss by term (adversarial, gradient_penalty, total).", job + ["term"], registry=registry),
+        discriminator_loss=Gauge(
+            "spiral_discriminator_loss",
+            "Last discriminator loss by term (adversarial, gradient_penalty, total).",
+            job + ["term"],
+            registry=registry,
+        ),
         discriminator_d_real=Gauge("spiral_discriminator_d_real", "Mean discriminator output on real images in the last batch.", job, registry=registry),
         discriminator_d_fake=Gauge("spiral_discriminator_d_fake", "Mean discriminator output on generated canvases in the last batch.", job, registry=registry),
         discriminator_version=Gauge("spiral_discriminator_version", "Version of the latest published discriminator weights.", job, registry=registry),
         replay_size=Gauge("spiral_replay_size_items", "Items currently held by a replay table.", job + ["table"], registry=registry),
         replay_inserts=Counter("spiral_replay_inserts_total", "Items inserted into a replay table.", job + ["table"], registry=registry),
         replay_samples=Counter("spiral_replay_samples_total", "Items sampled from a replay table.", job + ["table"], registry=registry),
-        replay_rate_limited_seconds=Counter("spiral_replay_rate_limited_seconds_total", "Seconds inserters and samplers spent blocked by a table's rate limiter.", job + ["table", "side"], registry=registry),
-        grpc_requests=Counter("spiral_grpc_requests_total", "gRPC calls handled, by method and status code.", job + ["role", "method", "code"], registry=registry),
-        grpc_request_seconds=Histogram("spiral_grpc_request_seconds", "Server-side latency of unary gRPC calls and time to first message of streams.", job + ["role", "method"], buckets=_SECONDS_BUCKETS, registry=registry),
-        weights_published_bytes=Counter("spiral_weights_published_bytes_total", "Serialized weight bytes streamed to subscribers.", job + ["role"], registry=registry),
+        replay_rate_limited_seconds=Counter(
+            "spiral_replay_rate_limited_seconds_total",
+            "Seconds inserters and samplers spent blocked by a table's rate limiter.",
+            job + ["table", "side"],
+            registry=registry,
+        ),
+        grpc_requests=Counter(
+            "spiral_grpc_requests_total",
+            "gRPC calls handled, by method and status code.",
+            job + ["role", "method", "code"],
+            registry=registry,
+        ),
+        grpc_request_seconds=Histogram(
+            "spiral_grpc_request_seconds",
+            "Server-side latency of unary gRPC calls and time to first message of streams.",
+            job + ["role", "method"],
+            buckets=_SECONDS_BUCKETS,
+            registry=registry,
+        ),
+        weights_published_bytes=Counter(
+            "spiral_weights_published_bytes_total",
+            "Serialized weight bytes streamed to subscribers.",
+            job + ["role"],
+            registry=registry,
+        ),
         trajectory_bytes=Counter("spiral_trajectory_bytes_total", "Serialized trajectory bytes received by the policy learner.", job, registry=registry),
     )
 

@@ -138,7 +138,7 @@ def clock_text(seconds: float) -> str:
     """``3:12``, ``1:03:12``; ``–`` when unknown."""
     if math.isnan(seconds) or math.isinf(seconds):
         return "–"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
@@ -297,7 +297,7 @@ class TrainProgress:
         self._drawn = ""  # the live line on screen now ("" when none)
         self.last_figures: ProgressFigures | None = None
 
-    def __enter__(self) -> "TrainProgress":
+    def __enter__(self) -> TrainProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
