@@ -55,7 +55,7 @@ class ImageDataset:
     Immutable after construction. Safe to share between threads: :meth:`sample` only reads.
     """
 
-    __slots__ = ("_name", "_train_u8", "_held_out_u8", "_train_f32", "_held_out_f32")
+    __slots__ = ("_held_out_f32", "_held_out_u8", "_name", "_train_f32", "_train_u8")
 
     def __init__(self, name: str, train: torch.Tensor, held_out: torch.Tensor) -> None:
         """Build from uint8 images or float images in [0, 1], both ``[N, C, H, W]``.

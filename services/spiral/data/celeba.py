@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -108,6 +109,7 @@ def read_celeba(
     source = _locate(Path(path))
     zf = zipfile.ZipFile(source.archive) if source.archive else None
     try:
+        read: Callable[[str], bytes]
         if zf is not None:
             read = zf.read
         else:

@@ -27,7 +27,7 @@ from spiral.cli_errors import fail
 from spiral.data.base import DatasetError
 from spiral.fsio import atomic_output
 
-__all__ = ["DOWNLOADS", "BASE_URL_ENV", "Downloadable", "RemoteFile", "download_command", "download_dataset", "download_files"]
+__all__ = ["BASE_URL_ENV", "DOWNLOADS", "Downloadable", "RemoteFile", "download_command", "download_dataset", "download_files"]
 
 logger = logging.getLogger(__name__)
 

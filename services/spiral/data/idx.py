@@ -15,10 +15,11 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from spiral.data.base import DatasetError
 
-__all__ = ["IDX_DTYPES", "read_idx", "encode_idx"]
+__all__ = ["IDX_DTYPES", "encode_idx", "read_idx"]
 
 #: IDX type code → numpy dtype (big-endian, as the format stores them).
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -50,7 +51,7 @@ def _read_bytes(path: Path) -> bytes:
         raise DatasetError(f"{path} is not a valid gzip file ({err}); download it again") from None
 
 
-def read_idx(path: Path | str, expected_ndim: int | None = None, expected_dtype: np.dtype | str | None = None) -> np.ndarray:
+def read_idx(path: Path | str, expected_ndim: int | None = None, expected_dtype: npt.DTypeLike | None = None) -> np.ndarray:
     """Read a (gzipped or plain) IDX file into a native-endian numpy array.
 
     Args:

@@ -252,7 +252,7 @@ def _dataset_root(path: Path) -> Path:
     return path
 
 
-def load_mujoco_scenes(path: Path, canvas_size: int) -> "torch.Tensor":
+def load_mujoco_scenes(path: Path, canvas_size: int) -> torch.Tensor:
     """All complete scenes' images as float32 ``[N, 3, canvas_size, canvas_size]`` in [0, 1].
 
     Images are ordered by index; those of a different size are resized (area averaging). An index
@@ -266,7 +266,7 @@ def load_mujoco_scenes(path: Path, canvas_size: int) -> "torch.Tensor":
     return load_mujoco_scenes_uint8(path, canvas_size).float().div_(255.0)
 
 
-def load_mujoco_scenes_uint8(path: Path, canvas_size: int) -> "torch.Tensor":
+def load_mujoco_scenes_uint8(path: Path, canvas_size: int) -> torch.Tensor:
     """Like :func:`load_mujoco_scenes`, as uint8 ``[N, 3, canvas_size, canvas_size]``.
 
     Raises:
@@ -281,8 +281,8 @@ def load_mujoco_scenes_uint8(path: Path, canvas_size: int) -> "torch.Tensor":
     files = [p for p in _indexed_files(root / "images", ".png") if scene_path(root, int(p.stem)).exists()]
     images = np.empty((len(files), 3, canvas_size, canvas_size), np.uint8)
     for k, file in enumerate(files):
-        with Image.open(file) as img:
-            img = img.convert("RGB")
+        with Image.open(file) as opened:
+            img = opened.convert("RGB")
             if img.size != (canvas_size, canvas_size):
                 img = img.resize((canvas_size, canvas_size), Image.Resampling.BOX)
             images[k] = np.asarray(img).transpose(2, 0, 1)

@@ -23,7 +23,7 @@ from spiral.data.celeba import read_celeba
 from spiral.data.folder import read_image_folder, select_subset
 from spiral.data.mnist import read_mnist
 from spiral.data.omniglot import read_omniglot_archive, resolve_omniglot_archives
-from spiral.data.shapes import DEFAULT_NUM_SHAPES, generate_shapes
+from spiral.data.shapes import generate_shapes
 from spiral.data.splits import split_caps, split_indices
 from spiral.data.transforms import apply_ink, convert_color, grayscale_arrays_to_canvas
 

@@ -49,6 +49,7 @@ from spiral.envs.strokes import (
     start_pressure,
 )
 
+
 class BrushModel(NamedTuple):
     """Parameters of the expected-ink brush model (see the module docstring).
 
@@ -189,8 +190,8 @@ def stroke_density(
     work.
     """
     if start.shape[0] > ROW_CHUNK:  # bound memory: ≤ ROW_CHUNK · MAX_SAMPLES · 2 · size floats at once
-        parts = zip(*(t.split(ROW_CHUNK) for t in (start, control, end, p_start, p_end, radius)))
-        return torch.cat([stroke_density(*part, canvas_size, brush) for part in parts])
+        parts = zip(*(t.split(ROW_CHUNK) for t in (start, control, end, p_start, p_end, radius)), strict=True)
+        return torch.cat([stroke_density(s, c, e, ps, pe, r, canvas_size, brush) for s, c, e, ps, pe, r in parts])
     device, dtype = start.device, start.dtype
     size = canvas_size
     radius = radius * brush.radius_gain
@@ -241,7 +242,7 @@ def stroke_density(
     density = _buffer(buffers, "sorted", shape, start)
     groups, sizes = torch.unique_consecutive(counts, return_counts=True)
     row = sample = 0
-    for m, n in zip(groups.tolist(), sizes.tolist()):
+    for m, n in zip(groups.tolist(), sizes.tolist(), strict=True):
         block = slice(sample, sample + n * m)
         torch.bmm(py[block].view(n, m, size).transpose(1, 2), px[block].view(n, m, size), out=density[row : row + n])
         row, sample = row + n, sample + n * m
@@ -395,7 +396,8 @@ class FastPaintEnv:
         else:
             # Only painting rows are rendered; moves get zero density and leave their canvas as is.
             rows = strokes.paint.nonzero().squeeze(1)
-            painted = stroke_density(*(a[rows] for a in args), size, self.brush, buffers=buffers)
+            start, control, end, p_start, p_end, radius = (a[rows] for a in args)
+            painted = stroke_density(start, control, end, p_start, p_end, radius, size, self.brush, buffers=buffers)
             density = buffers.get("all_rows", (batch, size, size), painted).zero_().index_copy_(0, rows, painted)
         # "over": canvas ← canvas − (canvas − colour)·alpha. Where alpha is 0 (moves, far pixels)
         # the canvas stays bit-for-bit the same. A new tensor each step, so canvases handed out in
@@ -406,9 +408,10 @@ class FastPaintEnv:
         return torch.addcmul(canvas, painted, alpha, value=-1.0, out=painted)
 
     def _observation(self, mask: torch.Tensor) -> Observation:
-        batch = self._canvas.shape[0]
+        canvas = self.canvas  # raises before the first reset
+        batch = canvas.shape[0]
         return Observation(
-            canvas=self._canvas,
+            canvas=canvas,
             step=torch.full((batch,), self._step, dtype=torch.long, device=self.device),
             episode_length=torch.full((batch,), self.cfg.episode_length, dtype=torch.long, device=self.device),
             action_mask=mask.to(torch.float32),

@@ -19,6 +19,7 @@ Not thread-safe: one env per thread.
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -27,7 +28,9 @@ import logging
 import math
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,12 +97,36 @@ class _Rectangle(ctypes.Structure):
     _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_int), ("width", ctypes.c_int), ("height", ctypes.c_int)]
 
 
+#: A ctypes function of the library, its restype and argtypes set.
+_CFunction = Callable[..., Any]
+
+
 class LibMyPaint:
     """The subset of the libmypaint C API the environment needs, with argument types declared.
 
     Signatures follow ``/usr/include/libmypaint`` (1.6): ``mypaint_brush_stroke_to(brush, surface,
     x, y, pressure, xtilt, ytilt, dtime)``.
     """
+
+    # Bound in __init__ from ``signatures`` (the ``mypaint_`` prefix dropped); declared for the type checker.
+    fixed_tiled_surface_new: _CFunction
+    fixed_tiled_surface_interface: _CFunction
+    surface_unref: _CFunction
+    surface_begin_atomic: _CFunction
+    surface_end_atomic: _CFunction
+    tile_request_init: _CFunction
+    tiled_surface_tile_request_start: _CFunction
+    tiled_surface_tile_request_end: _CFunction
+    brush_new: _CFunction
+    brush_unref: _CFunction
+    brush_from_defaults: _CFunction
+    brush_from_string: _CFunction
+    brush_reset: _CFunction
+    brush_new_stroke: _CFunction
+    brush_set_base_value: _CFunction
+    brush_get_base_value: _CFunction
+    brush_setting_from_cname: _CFunction
+    brush_stroke_to: _CFunction
 
     def __init__(self, lib: ctypes.CDLL) -> None:
         self.lib = lib
@@ -248,10 +275,8 @@ class MyPaintCanvas:
             self._surface = None
 
     def __del__(self) -> None:  # pragma: no cover - garbage collection timing
-        try:
+        with contextlib.suppress(Exception):  # never raise from a finaliser
             self.close()
-        except Exception:  # noqa: BLE001 - never raise from a finaliser
-            pass
 
     def _advance_rng(self, seed: int) -> None:
         # Tiny dabs, far off the surface: each costs little, consumes the generator like any dab,
@@ -311,7 +336,7 @@ class MyPaintCanvas:
         api.brush_set_base_value(brush, ids["color_v"], v)
         api.surface_begin_atomic(self._surface)
         stroke_to, surface = api.brush_stroke_to, self._surface
-        for (y, x), p in zip(points[1:].tolist(), pressures[1:].tolist()):
+        for (y, x), p in zip(points[1:].tolist(), pressures[1:].tolist(), strict=True):
             stroke_to(brush, surface, x, y, p, 0.0, 0.0, STROKE_DTIME)
         api.surface_end_atomic(surface, ctypes.byref(self._roi))
 
@@ -414,14 +439,13 @@ class LibMyPaintEnv:
         if isinstance(actions, torch.Tensor) and actions.dim() == 2 and actions.shape[0] != len(self._canvases):
             raise ValueError(f"actions have batch size {actions.shape[0]}, the environment was reset with {len(self._canvases)}")
         strokes = decode_actions(actions.cpu() if isinstance(actions, torch.Tensor) else actions, self.action_spec, self.cfg)
-        self._apply(strokes)
+        self._apply(self._brush_state, strokes)
         self._brush_state = next_brush_state(self._brush_state, strokes)
         self._step += 1
         self._canvas = self._read_canvases()
         return self._observation(action_mask(self.action_spec, strokes.paint.long()))
 
-    def _apply(self, strokes: StrokeBatch) -> None:
-        state = self._brush_state
+    def _apply(self, state: BrushState, strokes: StrokeBatch) -> None:
         points = quadratic_bezier(state.position, strokes.control, strokes.end, BEZIER_POINTS).numpy()
         pressures = interpolate_pressure(start_pressure(state, strokes), strokes.pressure, BEZIER_POINTS).numpy()
         paint = strokes.paint.tolist()
@@ -452,7 +476,7 @@ class LibMyPaintEnv:
     def _observation(self, mask: torch.Tensor) -> Observation:
         batch = len(self._canvases)
         return Observation(
-            canvas=self._canvas,
+            canvas=self.canvas,  # raises before the first reset
             step=torch.full((batch,), self._step, dtype=torch.long),
             episode_length=torch.full((batch,), self.cfg.episode_length, dtype=torch.long),
             action_mask=mask.to(torch.float32),

@@ -62,8 +62,9 @@ class Shape(str, enum.Enum):
     CYLINDER = "cylinder"
     CAPSULE = "capsule"
 
+    # Shadows str.index on purpose: the `shape` component's value; nothing searches a Shape as a string.
     @property
-    def index(self) -> int:
+    def index(self) -> int:  # type: ignore[override]
         return list(Shape).index(self)
 
     @property
@@ -109,7 +110,7 @@ class SceneDescription(NamedTuple):
     def to_json(self) -> dict[str, Any]:
         """JSON-ready data with both the discrete indices and the continuous values."""
         objects = []
-        for obj, placed in zip(self.objects, self.placed()):
+        for obj, placed in zip(self.objects, self.placed(), strict=True):
             objects.append(
                 {
                     "shape": obj.shape.value,
@@ -131,7 +132,7 @@ class SceneDescription(NamedTuple):
         return {"format": SCENE_FORMAT, "layout": self.layout.model_dump(mode="json"), "objects": objects}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "SceneDescription":
+    def from_json(cls, data: dict[str, Any]) -> SceneDescription:
         """Inverse of :meth:`to_json` (the discrete indices are authoritative).
 
         Raises:
@@ -502,9 +503,9 @@ class SceneRenderer:
         """Release the OpenGL context (idempotent)."""
         if self._renderer is not None:
             self._renderer.close()
-            self._renderer = None  # type: ignore[assignment]
+            self._renderer = None
 
-    def __enter__(self) -> "SceneRenderer":
+    def __enter__(self) -> SceneRenderer:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -71,7 +71,7 @@ def action_to_object(spec: ActionSpec, row: list[int] | tuple[int, ...]) -> Scen
 
     Components the spec dropped take their only value, 0.
     """
-    values = dict(zip(spec.names, row))
+    values = dict(zip(spec.names, row, strict=False))
     if values[Component.FLAG.value] == 0:
         return None
     return SceneObject(

@@ -132,4 +132,4 @@ class ActionSpec:
 
     def to_dicts(self, actions: torch.Tensor) -> list[dict[str, int]]:
         """Inverse of :meth:`from_dicts` for a ``[B, K]`` batch."""
-        return [dict(zip(self.names, map(int, row))) for row in actions.tolist()]
+        return [dict(zip(self.names, map(int, row), strict=False)) for row in actions.tolist()]

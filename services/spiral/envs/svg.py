@@ -26,7 +26,7 @@ GAP = 4
 
 
 def _rgb(color: torch.Tensor) -> str:
-    r, g, b = (int(round(float(c) * 255)) for c in color.clamp(0, 1))
+    r, g, b = (round(float(c) * 255) for c in color.clamp(0, 1))
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
