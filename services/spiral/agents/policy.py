@@ -20,7 +20,6 @@ log-probabilities, entropies and baselines for V-trace). Not thread-safe (it is 
 from __future__ import annotations
 
 import math
-
 from typing import NamedTuple
 
 import torch
@@ -100,6 +99,8 @@ class SpiralPolicy(nn.Module):
     Raises:
         ValueError: an empty action spec, non-positive sizes, or a bad spatial component.
     """
+
+    coords: torch.Tensor  # buffer [1, 2, H, W] (registered in __init__): declared for the type checker
 
     def __init__(
         self, action_spec: ActionSpec, canvas_size: int, num_channels: int, conditional: bool, cfg: AgentConfig
@@ -239,7 +240,9 @@ class SpiralPolicy(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Autoregressive decoding for a flat batch ``z [N, hidden]`` → (actions, per-component
         log-probs ``[N, K]``, entropy)."""
-        chosen, log_probs_k, entropy = [], [], 0.0
+        chosen: list[torch.Tensor] = []
+        log_probs_k: list[torch.Tensor] = []
+        entropy: torch.Tensor | float = 0.0
         last = len(self.decoders) - 1
         for k, decoder in enumerate(self.decoders):
             log_probs = torch.log_softmax(decoder(z, skip), dim=-1)
@@ -255,7 +258,9 @@ class SpiralPolicy(nn.Module):
             chosen.append(a)
             if k < last:
                 z = self.folds[k](z, self.head_embeddings[k](a))
-        return torch.stack(chosen, dim=1), torch.stack(log_probs_k, dim=1), entropy  # type: ignore[return-value]
+        if not isinstance(entropy, torch.Tensor):  # unreachable: __init__ refuses an empty action spec
+            raise ValueError("the action spec has no component to decode")
+        return torch.stack(chosen, dim=1), torch.stack(log_probs_k, dim=1), entropy
 
     # ---------------------------------------------------------------------------- checking ---
 
@@ -293,7 +298,7 @@ class SpiralPolicy(nn.Module):
 
     # ----------------------------------------------------------------------------- public ---
 
-    def forward(  # type: ignore[override]
+    def forward(
         self,
         obs: Observation,
         target: torch.Tensor | None,

@@ -32,7 +32,7 @@ class Cadence(NamedTuple):
     checkpoint_every: int
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig) -> "Cadence":
+    def from_config(cls, cfg: TrainConfig) -> Cadence:
         return cls(cfg.log_every_updates, cfg.eval_every_updates, cfg.checkpoint_every_updates)
 
     def due(self, updates: int, *, final: bool) -> Due:

@@ -40,17 +40,17 @@ from spiral.learning.evaluate import Evaluator
 
 if TYPE_CHECKING:  # pragma: no cover - the digit classifier loads lazily
     from spiral.learning.digits import DigitScore
+from spiral.learning.pretrain import PretrainStats, pretrain_update, program_source
 from spiral.learning.rollout import Rollout
 from spiral.learning.run_log import RunLog
 from spiral.learning.state import TrainingState
 from spiral.learning.tensorboard import TensorBoardWriter
-from spiral.learning.pretrain import PretrainStats, pretrain_update, program_source
 from spiral.learning.updates import PolicyUpdateStats, policy_update
 
 log = logging.getLogger(__name__)
 
 
-def digit_scorer(cfg: TrainConfig) -> Callable[[torch.Tensor], "DigitScore"]:
+def digit_scorer(cfg: TrainConfig) -> Callable[[torch.Tensor], DigitScore]:
     """The MNIST digit score of unconditional samples (:mod:`spiral.learning.digits`); the
     classifier is loaded (or trained and cached, ~2 minutes once per machine) at the first call."""
     from spiral.learning.digits import digit_score, load_or_train_digit_classifier
@@ -168,7 +168,9 @@ class PolicyLearnerCore:
         lr = self.cfg.pretrain.learning_rate or self.cfg.learner.learning_rate
         for group in s.policy_optimizer.param_groups:
             group["lr"] = lr
-        log.info("pretraining on synthetic programs: %d of %d updates to go", self.cfg.pretrain.updates - s.counters.pretrain_updates, self.cfg.pretrain.updates)
+        log.info(
+            "pretraining on synthetic programs: %d of %d updates to go", self.cfg.pretrain.updates - s.counters.pretrain_updates, self.cfg.pretrain.updates
+        )
         source = program_source(self.cfg, s.policy.action_spec, self.dataset)
         threads = torch.get_num_threads()
         if self.cfg.pretrain.threads is not None:

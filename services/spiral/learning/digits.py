@@ -48,11 +48,11 @@ __all__ = [
     "DigitClassifier",
     "DigitNet",
     "DigitScore",
+    "TrainingSettings",
     "default_cache_dir",
     "digit_cache_key",
     "digit_score",
     "load_or_train_digit_classifier",
-    "TrainingSettings",
     "train_digit_classifier",
     "train_split_fingerprint",
 ]
@@ -176,7 +176,7 @@ class DigitClassifier:
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> "DigitClassifier":
+    def from_state(cls, state: dict) -> DigitClassifier:
         """Rebuild from :meth:`state`.
 
         Raises:

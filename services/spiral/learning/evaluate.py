@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import torch
 
+from spiral.agents.policy import SpiralPolicy
 from spiral.envs.base import BatchedEnv
 from spiral.images import make_grid, pairs_picture, picture_tensor, save_grid, save_picture, sequence_picture
 from spiral.learning.rewards import l2_scores
@@ -47,7 +48,7 @@ def mean_l2(canvases: torch.Tensor, targets: torch.Tensor) -> float:
 @torch.no_grad()
 def reconstruct(
     env: BatchedEnv,
-    policy: torch.nn.Module,
+    policy: SpiralPolicy,
     targets: torch.Tensor,
     batch_size: int,
     greedy: bool = True,
@@ -103,7 +104,7 @@ class HeldOutScores(NamedTuple):
 
 def held_out_record(
     env: BatchedEnv,
-    policy: torch.nn.Module,
+    policy: SpiralPolicy,
     targets: torch.Tensor,
     reference: Baselines,
     *,
@@ -164,7 +165,7 @@ in :attr:`last_images` for TensorBoard. Not thread-safe.
         #: The pictures of the last evaluation that wrote images, ``{tag: [C, H, W]}`` (for TensorBoard).
         self.last_images: dict[str, torch.Tensor] = {}
 
-    def __call__(self, policy: torch.nn.Module, step: int, write_images: bool = True) -> dict[str, float]:
+    def __call__(self, policy: SpiralPolicy, step: int, write_images: bool = True) -> dict[str, float]:
         if self.targets is not None:
             if self.baselines is None:
                 self.baselines = baselines(self.env, self.targets, EVAL_BATCH, seed=self.seed)
@@ -185,7 +186,7 @@ in :attr:`last_images` for TensorBoard. Not thread-safe.
             self.last_images = {"eval/samples": make_grid(canvases, nrow=8), "eval/painting_sequence": picture_tensor(sequence_picture(steps))}
         return {"eval/sample_ink": float(canvases.mean()), **scores}
 
-    def _write_pictures(self, name: str, step: int, targets: torch.Tensor, canvases: torch.Tensor, policy: torch.nn.Module) -> None:
+    def _write_pictures(self, name: str, step: int, targets: torch.Tensor, canvases: torch.Tensor, policy: SpiralPolicy) -> None:
         """The labelled target | painting grid (PNG and TensorBoard) and a stroke-by-stroke view."""
         picture = pairs_picture(targets, canvases, pairs_per_row=8, scale=2)
         save_picture(picture, self.images_dir / f"{name}-{step:07d}.png")
@@ -194,9 +195,14 @@ in :attr:`last_images` for TensorBoard. Not thread-safe.
         self.last_images = {f"eval/{name}": picture_tensor(picture), "eval/painting_sequence": picture_tensor(sequence)}
 
     @torch.no_grad()
-    def _sequence(self, policy: torch.nn.Module, targets: torch.Tensor | None, noise: torch.Tensor | None) -> torch.Tensor:
+    def _sequence(self, policy: SpiralPolicy, targets: torch.Tensor | None, noise: torch.Tensor | None) -> torch.Tensor:
         """Every canvas of a few greedy (conditional) or sampled episodes, ``[T + 1, N, C, H, W]``."""
-        n = targets.shape[0] if targets is not None else noise.shape[0]
+        if targets is not None:
+            n = targets.shape[0]
+        elif noise is not None:
+            n = noise.shape[0]
+        else:
+            raise ValueError("painting sequences need targets (conditional) or noise (unconditional)")
         was_training = policy.training
         policy.eval()
         try:

@@ -24,8 +24,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from spiral.config import ConditioningMode, DiscriminatorConfig, LearnerConfig
-from spiral.config import DiscriminatorLoss as DiscriminatorLossKind
+from spiral.config import ConditioningMode, DiscriminatorConfig, DiscriminatorLoss as DiscriminatorLossKind, LearnerConfig
 from spiral.learning.vtrace import VTraceReturns, from_importance_weights
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
@@ -381,7 +380,8 @@ def step_if_finite(
     if not bool(torch.isfinite(loss.detach()).all()):
         optimizer.zero_grad(set_to_none=True)
         return OptimizerStep(grad_norm=math.nan, skipped=True)
-    norm = torch.nn.utils.get_total_norm([p.grad for p in with_grads]) if with_grads else torch.zeros(())
+    grads = [p.grad for p in with_grads if p.grad is not None]  # all of them: the filter narrows the type
+    norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
     if not bool(torch.isfinite(norm)):
         optimizer.zero_grad(set_to_none=True)
         return OptimizerStep(grad_norm=float(norm), skipped=True)

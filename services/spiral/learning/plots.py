@@ -111,7 +111,7 @@ def plot_panels(panels: Sequence[Panel], out: Path, x_label: str = "frames") -> 
 
     panels = list(panels) or [Panel("(nothing logged yet)", ())]
     fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.6 * len(panels)), squeeze=False)
-    for ax, panel in zip(axes[:, 0], panels):
+    for ax, panel in zip(axes[:, 0], panels, strict=True):
         for s in panel.series:
             if s.xs:
                 ax.plot(s.xs, s.ys, marker="o", markersize=3, linewidth=1.2, label=s.label)

@@ -27,9 +27,9 @@ from spiral.data import ImageDataset
 from spiral.envs.base import BatchedEnv, Observation
 from spiral.envs.factory import make_env
 from spiral.envs.spec import ActionSpec
-from spiral.learning.rollout import collect_rollout
 from spiral.learning.losses import imitation_loss, step_if_finite
 from spiral.learning.program_prior import synthetic_programs
+from spiral.learning.rollout import collect_rollout
 
 
 class RenderedPrograms(NamedTuple):
@@ -113,7 +113,9 @@ class TeacherPrograms:
     programs from the bank.
     """
 
-    def __init__(self, teacher: SpiralPolicy, env: BatchedEnv, dataset: ImageDataset, search_candidates: int, num_programs: int, generator: torch.Generator) -> None:
+    def __init__(
+        self, teacher: SpiralPolicy, env: BatchedEnv, dataset: ImageDataset, search_candidates: int, num_programs: int, generator: torch.Generator
+    ) -> None:
         if not teacher.conditional:
             raise ValueError("pretrain.teacher must be a conditional checkpoint (it paints given targets)")
         self.teacher, self.env, self.dataset, self.search_candidates = teacher, env, dataset, search_candidates
@@ -129,7 +131,7 @@ class TeacherPrograms:
             )  # [T, N, K]
 
     @classmethod
-    def from_checkpoint(cls, path: Path, cfg: TrainConfig, dataset: ImageDataset) -> "TeacherPrograms":
+    def from_checkpoint(cls, path: Path, cfg: TrainConfig, dataset: ImageDataset) -> TeacherPrograms:
         """Raises: FileNotFoundError, ValueError: no policy there, or another action space than ``cfg``'s."""
         from spiral.learning.checkpoint import load_checkpoint
 

@@ -88,7 +88,8 @@ def compare_configs(stored: Mapping[str, Any], new: TrainConfig) -> ConfigChange
     """
     before = _flatten(stored)
     after = _flatten(new.model_dump(mode="json"))
-    applied, refused = [], []
+    applied: list[Change] = []
+    refused: list[Change] = []
     for key in sorted(before.keys() & after.keys()):
         old, value = before[key], after[key]
         if _normalise(old) == _normalise(value):

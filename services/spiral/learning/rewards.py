@@ -67,7 +67,7 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """
     if sigma <= 0:
         return images
-    radius = max(1, int(round(3 * sigma)))
+    radius = max(1, round(3 * sigma))
     x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
     kernel = torch.exp(-(x**2) / (2 * sigma**2))
     kernel = kernel / kernel.sum()

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import torch
 
+from spiral.agents.policy import SpiralPolicy
 from spiral.envs.base import BatchedEnv, Observation
 from spiral.learning.search import StepScore, check_searchable, l2_step_score, search_step
 
@@ -63,7 +64,7 @@ class Rollout(NamedTuple):
 @torch.no_grad()
 def collect_rollout(
     env: BatchedEnv,
-    policy: torch.nn.Module,
+    policy: SpiralPolicy,
     targets: torch.Tensor | None,
     noise: torch.Tensor | None,
     batch_size: int,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -78,9 +78,9 @@ class RunSummary(NamedTuple):
     finished: bool = False  # the last record is the learner's ``done`` (its budget was spent)
 
     @classmethod
-    def from_records(cls, records: list[Mapping[str, Any]]) -> "RunSummary":
-        last = next((r for r in reversed(records) if "updates" in r), {})
-        evaluation = next((r for r in reversed(records) if "eval/held_out_l2" in r), {})
+    def from_records(cls, records: Sequence[Mapping[str, Any]]) -> RunSummary:
+        last: Mapping[str, Any] = next((r for r in reversed(records) if "updates" in r), {})
+        evaluation: Mapping[str, Any] = next((r for r in reversed(records) if "eval/held_out_l2" in r), {})
         finished = bool(records) and records[-1].get("event") == "done"
         return cls(
             updates=int(last.get("updates", 0)),
@@ -92,7 +92,7 @@ class RunSummary(NamedTuple):
         )
 
     @classmethod
-    def of_run(cls, output_dir: Path) -> "RunSummary":
+    def of_run(cls, output_dir: Path) -> RunSummary:
         return cls.from_records(read_log(Path(output_dir) / METRICS_FILE))
 
     @property

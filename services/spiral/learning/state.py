@@ -32,6 +32,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+# RngStates has a field named ``torch``, which shadows the module in its annotations.
+from torch import Generator as TorchGenerator
+
 from spiral.agents import Discriminator, SpiralPolicy, build_discriminator, build_policy
 from spiral.config import TrainConfig
 from spiral.envs.base import BatchedEnv
@@ -63,7 +66,7 @@ class Counters(NamedTuple):
         skipped_discriminator_updates: int = 0,
         pretrain_updates: int = 0,
         pretrain_frames: int = 0,
-    ) -> "Counters":
+    ) -> Counters:
         return Counters(
             self.frames + frames,
             self.updates + updates,
@@ -84,10 +87,10 @@ class RngStates(NamedTuple):
     python: Any  # random.getstate()
 
     @classmethod
-    def capture(cls, generator: torch.Generator) -> "RngStates":
+    def capture(cls, generator: TorchGenerator) -> RngStates:
         return cls(generator.get_state(), torch.get_rng_state(), np.random.get_state(), random.getstate())
 
-    def apply(self, generator: torch.Generator) -> None:
+    def apply(self, generator: TorchGenerator) -> None:
         generator.set_state(self.generator)
         torch.set_rng_state(self.torch)
         np.random.set_state(self.numpy)
@@ -100,12 +103,18 @@ class RngStates(NamedTuple):
         return {
             "generator": self.generator,
             "torch": self.torch,
-            "numpy": {"name": str(name), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "numpy": {
+                "name": str(name),
+                "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                "pos": int(pos),
+                "has_gauss": int(has_gauss),
+                "cached_gaussian": float(cached),
+            },
             "python": {"version": int(version), "state": torch.tensor(python_state, dtype=torch.int64), "gauss_next": gauss_next},
         }
 
     @classmethod
-    def from_saved(cls, saved: dict[str, Any]) -> "RngStates":
+    def from_saved(cls, saved: dict[str, Any]) -> RngStates:
         """Inverse of :meth:`to_saved`."""
         n, py = saved["numpy"], saved["python"]
         numpy_state = (n["name"], n["keys"].numpy().astype(np.uint32), int(n["pos"]), int(n["has_gauss"]), float(n["cached_gaussian"]))
@@ -140,7 +149,7 @@ class TrainingState:
     restarts: int = 0  # how often this run was resumed from a checkpoint
 
     @classmethod
-    def build(cls, cfg: TrainConfig, env: BatchedEnv, *, role: str, policy: bool, discriminator: bool, seed: int) -> "TrainingState":
+    def build(cls, cfg: TrainConfig, env: BatchedEnv, *, role: str, policy: bool, discriminator: bool, seed: int) -> TrainingState:
         """Fresh networks and optimisers for ``env``, after seeding every generator with ``seed``.
 
         Args:

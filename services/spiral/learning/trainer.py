@@ -25,9 +25,9 @@ from spiral.envs.factory import make_env
 from spiral.learning.budget import Budget, budget_of
 from spiral.learning.core import PolicyLearnerCore
 from spiral.learning.evaluate import Baselines
+from spiral.learning.plots import write_run_curves
 from spiral.learning.rollout import Rollout, collect_rollout
 from spiral.learning.search import search_candidates
-from spiral.learning.plots import write_run_curves
 from spiral.learning.state import Counters, TrainingState
 from spiral.learning.updates import discriminator_update
 from spiral.progress import ProgressFigures, RunOutput, TrainProgress
