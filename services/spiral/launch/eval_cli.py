@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import torch
 import typer
@@ -92,7 +92,7 @@ def _scene_scores(cfg: Any, actions: torch.Tensor, limit: int | None) -> dict[st
 
     truth = held_out_scene_descriptions(cfg.data)[: actions.shape[1] if limit is None else limit]
     predicted = scenes_from_actions(mujoco_action_spec(cfg.env.mujoco), cfg.env.mujoco, actions)
-    scores = [score_scene(p, t) for p, t in zip(predicted, truth)]
+    scores = [score_scene(p, t) for p, t in zip(predicted, truth, strict=False)]
     n = max(len(scores), 1)
     return {
         "objects_precision": sum(s.precision for s in scores) / n,
@@ -138,14 +138,14 @@ def _write_picture(out: Path, targets: torch.Tensor, greedy: torch.Tensor, searc
 
 def eval_command(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file or a run's checkpoints/ folder.")],
-    data: Annotated[Optional[Path], typer.Option("--data", help="Where the dataset is now, if not where the checkpoint's config says.")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Where the dataset is now, if not where the checkpoint's config says.")] = None,
     search: Annotated[int, typer.Option("--search", min=0, max=256, help="Also paint with search: the best of K policy candidates per step.")] = 0,
-    renderer: Annotated[Optional[Renderer], typer.Option("--renderer", help="Re-paint the chosen programs with this renderer and compare.")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N held-out images (default: all of them).")] = None,
+    renderer: Annotated[Renderer | None, typer.Option("--renderer", help="Re-paint the chosen programs with this renderer and compare.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N held-out images (default: all of them).")] = None,
     num: Annotated[int, typer.Option("--num", min=1, max=100_000, help="Samples painted by an unconditional agent.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of sampled painting and the random-policy baseline.")] = 0,
     out: Annotated[Path, typer.Option("--output", "-o", help="Labelled PNG grid to write.")] = Path("eval.png"),
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the JSON report here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the JSON report here.")] = None,
 ) -> None:
     """Score a checkpoint on the whole held-out split; print JSON and write a labelled grid."""
     from spiral.config import ConfigError

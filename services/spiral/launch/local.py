@@ -27,6 +27,7 @@ returns. Child logs go to ``<output_dir>/logs/<name>.log``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -258,8 +259,9 @@ class LocalCluster:
                 if path.exists():
                     found[name] = json.loads(path.read_text())
                     pending.remove(name)
-                elif not self.children[name].alive:
-                    raise RuntimeError(f"{name} exited with code {self.children[name].process.returncode} before serving; see {self.logs_dir / (name + '.log')}")
+                elif not (child := self.children[name]).alive:
+                    code = None if child.process is None else child.process.returncode
+                    raise RuntimeError(f"{name} exited with code {code} before serving; see {self.logs_dir / (name + '.log')}")
             if pending and time.monotonic() > deadline:
                 raise RuntimeError(f"{', '.join(pending)} did not start serving within {timeout:g} s; see {self.logs_dir}")
             if pending:
@@ -285,7 +287,7 @@ class LocalCluster:
     def signal(self, name: str, sig: int) -> None:
         """Send ``sig`` to child ``name`` (tests kill actors and learners with it)."""
         child = self.children[name]
-        if child.alive:
+        if child.process is not None and child.alive:
             child.process.send_signal(sig)
 
     def stop(self, names: Iterable[str] | None = None, grace: float = STOP_GRACE_SECONDS) -> None:
@@ -293,7 +295,7 @@ class LocalCluster:
         targets = [self.children[n] for n in names] if names is not None else list(self.children.values())
         for child in targets:
             child.stopping = True
-            if child.alive:
+            if child.process is not None and child.alive:
                 child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         for child in targets:
@@ -303,10 +305,8 @@ class LocalCluster:
                 child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.warning("%s did not stop within %.0f s: killing it", child.spec.name, grace)
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(child.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 child.process.wait()
         self.reap()
 
@@ -350,7 +350,7 @@ def run_local(cfg: TrainConfig, resume: bool, options: LaunchOptions = LaunchOpt
     return code
 
 
-def _watch(cluster: LocalCluster, progress: TrainProgress, notes: "ChildNotes", interrupt: StopFlag) -> int:
+def _watch(cluster: LocalCluster, progress: TrainProgress, notes: ChildNotes, interrupt: StopFlag) -> int:
     """Start the children and watch them until the run ends; returns the exit code."""
     expected = len(cluster.children)
     pl = cluster.plan.by_role(Role.POLICY_LEARNER)

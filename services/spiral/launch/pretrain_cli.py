@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,11 +21,11 @@ log = logging.getLogger(__name__)
 
 
 def pretrain_command(
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (see `spiral config show`).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (see `spiral config show`).")] = None,
     preset: Annotated[str, typer.Option("--preset", "-p", help=f"Preset when no --config: {', '.join(PRESETS)}.")] = "default",
     set_: Annotated[list[str], typer.Option("--set", metavar="KEY=VALUE", help="Override a key, e.g. --set pretrain.batch_size=128 (repeatable).")] = [],  # noqa: B006
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Run folder for the checkpoint, images and logs.")] = None,
-    updates: Annotated[Optional[int], typer.Option("--updates", min=1, help="Pretraining updates (default: the config's pretrain.updates).")] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Run folder for the checkpoint, images and logs.")] = None,
+    updates: Annotated[int | None, typer.Option("--updates", min=1, help="Pretraining updates (default: the config's pretrain.updates).")] = None,
 ) -> None:
     """Pretrain a policy on synthetic programs, then stop with a checkpoint."""
     from spiral.config import ConfigError

@@ -63,7 +63,9 @@ def exit_reason(returncode: int | None) -> str:
     if returncode is None:
         return "is still running"
     if returncode < 0:
-        return f"was killed by {_signal_name(-returncode)} (out of memory, or killed from outside)" if -returncode == signal.SIGKILL else f"was killed by {_signal_name(-returncode)}"
+        if -returncode == signal.SIGKILL:
+            return f"was killed by {_signal_name(-returncode)} (out of memory, or killed from outside)"
+        return f"was killed by {_signal_name(-returncode)}"
     if returncode > 128 and returncode - 128 < signal.NSIG:
         return f"stopped on {_signal_name(returncode - 128)} (exit code {returncode})"
     return f"exited with code {returncode}"

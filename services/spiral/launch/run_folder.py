@@ -37,7 +37,7 @@ class RunFolderLock:
         self.command = command
         self._fd: int | None = None
 
-    def acquire(self) -> "RunFolderLock":
+    def acquire(self) -> RunFolderLock:
         """Take the lock, or fail at once.
 
         Raises:
@@ -66,7 +66,7 @@ class RunFolderLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "RunFolderLock":
+    def __enter__(self) -> RunFolderLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

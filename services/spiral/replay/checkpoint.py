@@ -15,9 +15,9 @@ from typing import NamedTuple
 
 import torch
 
-from spiral.replay.table import ItemData, Table
 from spiral.errors import InvalidArgumentError
 from spiral.fsio import atomic_torch_save
+from spiral.replay.table import ItemData, Table
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from typing import Any, NamedTuple
 import torch
 
 from spiral.config import ReplayConfig
+from spiral.errors import CancelledError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError
 from spiral.metrics import SpiralMetrics
 from spiral.replay.rate_limiters import RateLimiter, RateLimiterInfo, SampleToInsertRatio, rate_limiter_from_config
 from spiral.replay.selectors import Fifo, ItemSelector, make_selector
-from spiral.errors import CancelledError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Table:
     # ----------------------------------------------------------------------- constructors ---
 
     @classmethod
-    def from_config(cls, name: str, cfg: ReplayConfig, *, seed: int | None = None, metrics: SpiralMetrics | None = None, job: str = "local") -> "Table":
+    def from_config(cls, name: str, cfg: ReplayConfig, *, seed: int | None = None, metrics: SpiralMetrics | None = None, job: str = "local") -> Table:
         """The table ``replay.*`` describes (sampler, limiter, sizes).
 
         Raises:
@@ -146,7 +146,7 @@ class Table:
         )
 
     @classmethod
-    def queue(cls, name: str, max_size: int, **kwargs: Any) -> "Table":
+    def queue(cls, name: str, max_size: int, **kwargs: Any) -> Table:
         """A FIFO queue: each item is sampled once, in order; inserts wait when ``max_size`` are unread.
 
         Raises:
@@ -360,7 +360,7 @@ class Table:
             raise InvalidArgumentError(f"table {self.name!r}: checkpoint has {len(keys)} keys but {len(times)} times_sampled")
         refused = 0
         if keep is not None:
-            kept = [(k, t, d) for k, t, d in zip(keys, times, data) if keep(d)]
+            kept = [(k, t, d) for k, t, d in zip(keys, times, data, strict=True) if keep(d)]
             refused = len(keys) - len(kept)
             if refused:
                 logger.warning("table %r: dropped %d checkpointed items that this job would refuse (another shape, or bad values)", self.name, refused)
@@ -371,7 +371,7 @@ class Table:
         with self._cond:
             for key in list(self._items):
                 self._delete(key)
-            for key, t, d in list(zip(keys, times, data))[dropped:]:
+            for key, t, d in list(zip(keys, times, data, strict=True))[dropped:]:
                 self._items[key] = _Item(d, t)
                 self._sampler.insert(key)
                 self._remover.insert(key)
