@@ -297,7 +297,10 @@ class Actor:
             subscriber_id=self.actor_id,
             on_reconnect=lambda err: self._reconnected(Role.POLICY_LEARNER, err),
         ).start()
-        threads = [threading.Thread(target=self._poll_status, name="actor-status", daemon=True), threading.Thread(target=self._send, name="actor-send", daemon=True)]
+        threads = [
+            threading.Thread(target=self._poll_status, name="actor-status", daemon=True),
+            threading.Thread(target=self._send, name="actor-send", daemon=True),
+        ]
         if self.uses_replay:
             threads.append(threading.Thread(target=self._insert_replay, name="actor-replay", daemon=True))
         for thread in threads:

@@ -102,7 +102,8 @@ class DiscriminatorLearner:
         if resume:
             self.state.resume(self.checkpoint_dir)
         self.cadence = Cadence.from_config(cfg)
-        self.run_log = RunLog(self.out / "metrics-discriminator.jsonl", tensorboard=TensorBoardWriter(self.out / "tensorboard" / Role.DISCRIMINATOR_LEARNER.value))
+        tensorboard = TensorBoardWriter(self.out / "tensorboard" / Role.DISCRIMINATOR_LEARNER.value)
+        self.run_log = RunLog(self.out / "metrics-discriminator.jsonl", tensorboard=tensorboard)
         #: The policy learner's counters at its last GetStatus: this learner's records carry its
         #: frames, the one x-axis of every process's curves.
         self._policy_frames = 0
@@ -211,7 +212,15 @@ class DiscriminatorLearner:
         checkpoint as the cadence says, and both on the way out."""
         request = trajectory_pb2.StatusRequest(protocol_version=PROTOCOL_VERSION)
         batch = self.cfg.discriminator.batch_size
-        self.run_log.write({"event": "start", "role": Role.DISCRIMINATOR_LEARNER.value, "version": self.state.version, "restarts": self.state.restarts, "discriminator_updates": self.updates})
+        self.run_log.write(
+            {
+                "event": "start",
+                "role": Role.DISCRIMINATOR_LEARNER.value,
+                "version": self.state.version,
+                "restarts": self.state.restarts,
+                "discriminator_updates": self.updates,
+            }
+        )
         stats: DiscriminatorUpdateStats | None = None
         logged = True
         try:

@@ -44,7 +44,7 @@ class ImageExpectations(NamedTuple):
     with_targets: bool  # conditional jobs: the critic sees (target, canvas) pairs
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig) -> "ImageExpectations":
+    def from_config(cls, cfg: TrainConfig) -> ImageExpectations:
         size = cfg.env.canvas_size
         return cls(cfg.canvas_bytes // (size * size), size, cfg.mode == Mode.CONDITIONAL)
 

@@ -74,7 +74,7 @@ class ReplayClient:
         self._channel = create_channel(address, cfg, target_name_override=target_name_override)
         self._stub = replay_pb2_grpc.ReplayBufferStub(self._channel)
 
-    def wait_ready(self, timeout: float = 10.0) -> "ReplayClient":
+    def wait_ready(self, timeout: float = 10.0) -> ReplayClient:
         """Raises: UnavailableError: not connected within ``timeout``."""
         wait_for_ready(self._channel, timeout, address=self.address)
         return self
@@ -82,13 +82,15 @@ class ReplayClient:
     def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self) -> "ReplayClient":
+    def __enter__(self) -> ReplayClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def insert(self, images: ImageBatch, *, table: str = DEFAULT_TABLE, encoding: CanvasEncoding = CanvasEncoding.UINT8, timeout: float | None = None) -> list[int]:
+    def insert(
+        self, images: ImageBatch, *, table: str = DEFAULT_TABLE, encoding: CanvasEncoding = CanvasEncoding.UINT8, timeout: float | None = None
+    ) -> list[int]:
         """Insert one batch (each row one item); returns the keys.
 
         Raises:

@@ -315,7 +315,7 @@ class PeriodicCheckpoint:
         self._last: tuple[int, ...] | None = None
         self.num_written = 0
 
-    def start(self) -> "PeriodicCheckpoint":
+    def start(self) -> PeriodicCheckpoint:
         if self._interval is not None:
             self._last = self._fingerprint()
             self._thread.start()

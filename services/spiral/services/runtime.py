@@ -75,7 +75,7 @@ class StopFlag:
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
 
-    def install(self) -> "StopFlag":
+    def install(self) -> StopFlag:
         """Route SIGTERM and SIGINT here (from the main thread; a no-op in other threads)."""
         if threading.current_thread() is not threading.main_thread():
             logger.debug("not the main thread: SIGTERM/SIGINT are not trapped, only StopFlag.set() stops")
@@ -90,7 +90,7 @@ class StopFlag:
             signal.signal(sig, handler)
         self._previous.clear()
 
-    def __enter__(self) -> "StopFlag":
+    def __enter__(self) -> StopFlag:
         return self.install()
 
     def __exit__(self, *exc: object) -> None:

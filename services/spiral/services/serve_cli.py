@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -73,20 +73,26 @@ def dispatch(role: Role, cfg: TrainConfig, options: ServeOptions) -> None:
 def serve_command(
     role: str = typer.Argument(..., help="Service to run: actor, policy-learner, discriminator-learner or replay.", metavar="ROLE"),
     config: Path = typer.Option(..., "--config", "-c", envvar="SPIRAL_CONFIG", help="TrainConfig YAML file.", exists=False),
-    grpc_port: Optional[int] = typer.Option(None, "--grpc-port", envvar="SPIRAL_GRPC_PORT", help="Overrides services.grpc_port (0 = free port)."),
-    metrics_port: Optional[int] = typer.Option(None, "--metrics-port", envvar="SPIRAL_METRICS_PORT", help="Overrides services.metrics_port (0 = free port)."),
-    bind: Optional[str] = typer.Option(None, "--bind", envvar="SPIRAL_BIND_ADDRESS", help="Overrides services.bind_address."),
+    grpc_port: int | None = typer.Option(None, "--grpc-port", envvar="SPIRAL_GRPC_PORT", help="Overrides services.grpc_port (0 = free port)."),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", envvar="SPIRAL_METRICS_PORT", help="Overrides services.metrics_port (0 = free port)."),
+    bind: str | None = typer.Option(None, "--bind", envvar="SPIRAL_BIND_ADDRESS", help="Overrides services.bind_address."),
     set_: list[str] = typer.Option([], "--set", help="Dotted override KEY=VALUE (repeatable), e.g. --set replay.max_size=5000."),
     job: str = typer.Option("local", "--job", envvar="SPIRAL_JOB_NAME", help="The `job` label on every metric (the SpiralJob name)."),
-    ready_file: Optional[Path] = typer.Option(None, "--ready-file", envvar="SPIRAL_READY_FILE", help="Write the bound ports as JSON here once serving."),
-    threads: Optional[int] = typer.Option(
-        None, "--threads", envvar="SPIRAL_TORCH_THREADS", min=1, help="torch intra-op threads of this process (default: the config's torch_threads, else torch's default)."
+    ready_file: Path | None = typer.Option(None, "--ready-file", envvar="SPIRAL_READY_FILE", help="Write the bound ports as JSON here once serving."),
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        envvar="SPIRAL_TORCH_THREADS",
+        min=1,
+        help="torch intra-op threads of this process (default: the config's torch_threads, else torch's default).",
     ),
-    resume: bool = typer.Option(True, "--resume/--no-resume", envvar="SPIRAL_RESUME", help="Continue from existing checkpoints (learners, replay buffer), or start afresh."),
-    actor_id: Optional[str] = typer.Option(
+    resume: bool = typer.Option(
+        True, "--resume/--no-resume", envvar="SPIRAL_RESUME", help="Continue from existing checkpoints (learners, replay buffer), or start afresh."
+    ),
+    actor_id: str | None = typer.Option(
         None, "--actor-id", envvar="SPIRAL_ACTOR_ID", help="Actor only: its name, which also seeds its targets and noise (default: host name and pid)."
     ),
-    parent_pid: Optional[int] = typer.Option(
+    parent_pid: int | None = typer.Option(
         None, "--parent-pid", envvar="SPIRAL_PARENT_PID", help="Get SIGTERM when this process dies (the local launcher passes its own pid)."
     ),
     log_level: str = typer.Option("INFO", "--log-level", envvar="SPIRAL_LOG_LEVEL", help="Python logging level."),

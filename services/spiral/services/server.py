@@ -127,7 +127,10 @@ def thread_budget(max_streams_per_method: int, min_workers: int) -> int:
 
 def _message_name(deserializer: Callable[[bytes], Any] | None) -> str:
     owner = getattr(deserializer, "__self__", None)
-    return getattr(owner, "DESCRIPTOR", None) and owner.DESCRIPTOR.full_name or getattr(owner, "__name__", "request")
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    if descriptor is not None and descriptor.full_name:
+        return str(descriptor.full_name)
+    return str(getattr(owner, "__name__", "request"))
 
 
 def _decoder(deserializer: Callable[[bytes], Any] | None, method: str) -> Callable[[bytes], Any]:
@@ -226,7 +229,7 @@ class _ObservingInterceptor(grpc.ServerInterceptor):
     def _final_code(context: grpc.ServicerContext, failed: grpc.StatusCode | None) -> grpc.StatusCode:
         if failed is not None:
             return failed
-        code = context.code()
+        code = context.code()  # type: ignore[attr-defined]  # ServicerContext.code() exists since grpcio 1.38; the stubs lack it
         if isinstance(code, grpc.StatusCode):
             return code
         return grpc.StatusCode.OK if context.is_active() else grpc.StatusCode.CANCELLED
@@ -234,7 +237,7 @@ class _ObservingInterceptor(grpc.ServerInterceptor):
     @staticmethod
     def _status(context: grpc.ServicerContext, exc: Exception) -> tuple[grpc.StatusCode, str | None]:
         """The status for ``exc``; details None when the handler already aborted with its own."""
-        existing = context.code()
+        existing = context.code()  # type: ignore[attr-defined]  # as in _final_code: missing from the stubs
         if isinstance(existing, grpc.StatusCode) and existing != grpc.StatusCode.OK:
             return existing, None
         return status_for(exc)
@@ -408,7 +411,7 @@ class RunningServer:
     def stopped(self) -> bool:
         return self._stopped.is_set()
 
-    def __enter__(self) -> "RunningServer":
+    def __enter__(self) -> RunningServer:
         return self
 
     def __exit__(self, *exc: object) -> None:

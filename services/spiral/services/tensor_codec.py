@@ -27,7 +27,7 @@ from spiral.v1 import PROTOCOL_VERSION, replay_pb2, tensor_pb2, trajectory_pb2
 
 # ------------------------------------------------------------------------------------ tensors ---
 
-_DTYPES: tuple[tuple[int, torch.dtype, np.dtype], ...] = (
+_DTYPES: tuple[tuple[tensor_pb2.DType, torch.dtype, np.dtype], ...] = (
     (tensor_pb2.DTYPE_FLOAT32, torch.float32, np.dtype("<f4")),
     (tensor_pb2.DTYPE_FLOAT64, torch.float64, np.dtype("<f8")),
     (tensor_pb2.DTYPE_FLOAT16, torch.float16, np.dtype("<f2")),
@@ -108,7 +108,7 @@ def tensor_from_proto(
         )
     if shape is not None:
         want = tuple(shape)
-        if len(want) != len(dims) or any(w is not None and w != d for w, d in zip(want, dims)):
+        if len(want) != len(dims) or any(w is not None and w != d for w, d in zip(want, dims, strict=True)):
             pretty = "[" + ", ".join("*" if w is None else str(w) for w in want) + "]"
             raise InvalidArgumentError(f"{field}.shape is {list(dims)}, expected {pretty}")
     array = np.frombuffer(message.data, dtype=np_dtype)
@@ -307,7 +307,7 @@ class ImageBatch(NamedTuple):
     def __len__(self) -> int:
         return int(self.canvases.shape[0])
 
-    def decoded(self) -> "ImageBatch":
+    def decoded(self) -> ImageBatch:
         """The same batch as float32 in [0, 1]."""
         return ImageBatch(decode_canvas(self.canvases), None if self.targets is None else decode_canvas(self.targets))
 

@@ -44,10 +44,13 @@ def server_credentials(tls: TLSConfig) -> grpc.ServerCredentials:
     """TLS credentials; with ``ca_file`` set, clients must present a certificate signed by it (mTLS).
 
     Raises:
-        ConfigError: a PEM file cannot be read (names the field and the path).
+        ConfigError: a PEM file cannot be read (names the field and the path), or
+            ``cert_file``/``key_file`` is unset.
     """
     key = read_pem(tls.key_file, "key_file")
     cert = read_pem(tls.cert_file, "cert_file")
+    if key is None or cert is None:  # TLSConfig refuses enabled TLS without both; a server needs them
+        raise ConfigError("services.tls: a TLS server needs tls.cert_file and tls.key_file")
     ca = read_pem(tls.ca_file, "ca_file")
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
 

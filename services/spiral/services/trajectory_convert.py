@@ -20,8 +20,8 @@ from typing import NamedTuple
 
 import torch
 
-from spiral.learning.rollout import Rollout
 from spiral.errors import FailedPreconditionError, InvalidArgumentError
+from spiral.learning.rollout import Rollout
 from spiral.services.tensor_codec import TrajectoryData
 
 #: Longest accepted ``Trajectory.actor_id`` in UTF-8 bytes (it is logged; a pod name has ≤ 253).
@@ -92,7 +92,7 @@ def rollout_to_trajectory(
     Raises:
         ValueError: ``target_indices`` without targets, or not ``[B]``.
     """
-    steps, batch = rollout.actions.shape[:2]
+    batch = rollout.actions.shape[1]
     condition: dict[str, torch.Tensor | None] = {}
     if target_indices is not None:
         if rollout.targets is None:
@@ -320,13 +320,19 @@ def concat_rollouts(rollouts: list[Rollout]) -> Rollout:
             raise ValueError(f"rollouts disagree on whether they carry {name}")
         return torch.cat(values, dim=dim)
 
+    def cat_required(name: str, dim: int) -> torch.Tensor:
+        values = cat(name, dim)
+        if values is None:  # unreachable for well-formed Rollouts: these fields are not optional
+            raise ValueError(f"rollouts carry no {name}, which every rollout needs")
+        return values
+
     return Rollout(
-        canvases=cat("canvases", 1),
-        steps=cat("steps", 1),
-        episode_lengths=cat("episode_lengths", 1),
-        action_masks=cat("action_masks", 1),
-        actions=cat("actions", 1),
-        behaviour_log_prob=cat("behaviour_log_prob", 1),
+        canvases=cat_required("canvases", 1),
+        steps=cat_required("steps", 1),
+        episode_lengths=cat_required("episode_lengths", 1),
+        action_masks=cat_required("action_masks", 1),
+        actions=cat_required("actions", 1),
+        behaviour_log_prob=cat_required("behaviour_log_prob", 1),
         targets=cat("targets", 0),
         noise=cat("noise", 0),
         policy_version=min(r.policy_version for r in rollouts),

@@ -20,11 +20,11 @@ import grpc
 import torch
 
 from spiral.config import Role, ServicesConfig
+from spiral.errors import CancelledError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, SpiralServiceError
 from spiral.metrics import SpiralMetrics
 from spiral.services.client import Backoff, create_channel, translate_rpc_error
-from spiral.errors import CancelledError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, SpiralServiceError
 from spiral.services.errors import check_protocol_version
-from spiral.services.tensor_codec import VersionedWeights, WeightsAssembler, encode_state_dict, chunk_payload
+from spiral.services.tensor_codec import VersionedWeights, WeightsAssembler, chunk_payload, encode_state_dict
 from spiral.v1 import PROTOCOL_VERSION, services_pb2_grpc, tensor_pb2
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class WeightsPublisher:
         self._closed = False
 
     @classmethod
-    def from_config(cls, cfg: ServicesConfig, **kwargs: object) -> "WeightsPublisher":
+    def from_config(cls, cfg: ServicesConfig, **kwargs: object) -> WeightsPublisher:
         return cls(cfg.effective_weight_chunk_bytes, **kwargs)  # type: ignore[arg-type]
 
     def publish(self, version: int, state_dict: Mapping[str, torch.Tensor]) -> None:
@@ -156,8 +156,7 @@ class WeightsPublisher:
             published = self._wait_for(next_version, context.is_active)
             if published is None:
                 return
-            for chunk in published.chunks:
-                yield chunk
+            yield from published.chunks
             if self._metrics is not None:
                 self._metrics.weights_published_bytes.labels(*self._labels).inc(published.total_bytes)
             next_version = published.version + 1
@@ -167,7 +166,7 @@ class _PermanentFailure(NamedTuple):
     error: SpiralServiceError
 
 
-_STUBS = {
+_STUBS: dict[Role, type[services_pb2_grpc.PolicyLearnerStub] | type[services_pb2_grpc.DiscriminatorLearnerStub]] = {
     Role.POLICY_LEARNER: services_pb2_grpc.PolicyLearnerStub,
     Role.DISCRIMINATOR_LEARNER: services_pb2_grpc.DiscriminatorLearnerStub,
 }
@@ -223,7 +222,7 @@ class WeightsSubscriber:
         self._thread = threading.Thread(target=self._run, name=f"weights-{source.value}", daemon=True)
         self.num_reconnects = 0
 
-    def start(self) -> "WeightsSubscriber":
+    def start(self) -> WeightsSubscriber:
         self._thread.start()
         return self
 
@@ -270,7 +269,7 @@ class WeightsSubscriber:
             self._thread.join(timeout)
         self._channel.close()
 
-    def __enter__(self) -> "WeightsSubscriber":
+    def __enter__(self) -> WeightsSubscriber:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
