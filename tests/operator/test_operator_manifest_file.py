@@ -99,7 +99,7 @@ def test_train_cli_reports_a_bad_manifest_as_a_usage_error(tmp_path: Path) -> No
 def test_spiral_train_runs_the_example_spiraljob_locally(tmp_path: Path) -> None:
     """The example manifest, unchanged but for a budget on the command line, trains with the local launcher."""
     out = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "spiral", "train", "-f", str(EXAMPLE), "--set", "total_updates=2", "-o", str(out), "--quiet"],
+    result = subprocess.run([sys.executable, "-m", "spiral", "train", "-f", str(EXAMPLE), "--set", "total_updates=2", "--set", "pretrain.updates=0", "-o", str(out), "--quiet"],
                             capture_output=True, text=True, timeout=220, cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "trained 2 updates" in result.stdout
