@@ -4,7 +4,9 @@
   share lives in helpers: runtime, publishing, clients, the learning core);
 * the replay data structures know nothing of the transport (``spiral.replay`` imports nothing
   from ``spiral.services``);
-* the client boundary does not import the server.
+* the client boundary does not import the server;
+* the learner core and what it builds on (``spiral.learning``, ``agents``, ``envs``) import nothing
+  from the services or the launcher: both drivers sit above it.
 """
 
 from __future__ import annotations
@@ -50,7 +52,16 @@ def test_the_client_boundary_does_not_import_the_server() -> None:
     assert "spiral.services.server" not in imported_modules(PACKAGE / "services" / "client.py")
 
 
-@pytest.mark.parametrize("module", ["errors.py", "services/runtime.py", "learning/core.py", "learning/state.py"])
+LOWER_LAYERS = sorted(p for folder in ("learning", "agents", "envs") for p in (PACKAGE / folder).glob("*.py"))
+
+
+@pytest.mark.parametrize("path", LOWER_LAYERS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_learner_core_imports_nothing_from_the_services_or_the_launcher(path: Path) -> None:
+    bad = {m for m in imported_modules(path) if m.split(".")[:2] in (["spiral", "services"], ["spiral", "launch"])}
+    assert not bad, f"spiral/{path.parent.name}/{path.name} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("module", ["errors.py", "process.py", "services/runtime.py", "learning/core.py", "learning/state.py"])
 def test_transport_free_modules_do_not_import_grpc(module: str) -> None:
     imported = imported_modules(PACKAGE / module)
     assert not {m for m in imported if m == "grpc" or m.startswith("grpc.") or m.startswith("spiral.v1")}, f"{module} imports gRPC"

@@ -50,8 +50,8 @@ from spiral.launch.restarts import MAX_RESTARTS, RESTART_WINDOW_SECONDS, Restart
 from spiral.learning.budget import budget_of
 from spiral.learning.plots import write_run_curves
 from spiral.learning.run_log import METRICS_FILE, RunSummary
+from spiral.process import StopFlag
 from spiral.progress import DEFAULT_EVERY_SECONDS, RunOutput, TrainProgress
-from spiral.services.runtime import StopFlag
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ def pretrain_command(
     from spiral.launch.train_cli import resolve_config
     from spiral.learning.core import PolicyLearnerCore
     from spiral.learning.pretrain import PretrainStats
-    from spiral.services.runtime import StopFlag, configure_torch_threads
+    from spiral.process import StopFlag, configure_torch_threads
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -58,7 +58,7 @@ def exit_reason(returncode: int | None) -> str:
     """A child's exit status in words: ``exited with code 1``, ``was killed by SIGKILL``, …
 
     ``subprocess`` reports death by a signal as ``-N``; a service that trapped the signal itself
-    exits ``128 + N`` (:class:`spiral.services.runtime.StopFlag`).
+    exits ``128 + N`` (:class:`spiral.process.StopFlag`).
     """
     if returncode is None:
         return "is still running"

@@ -30,8 +30,8 @@ from spiral.learning.rollout import Rollout, collect_rollout
 from spiral.learning.search import search_candidates
 from spiral.learning.state import Counters, TrainingState
 from spiral.learning.updates import discriminator_update
+from spiral.process import StopFlag, configure_torch_threads
 from spiral.progress import ProgressFigures, RunOutput, TrainProgress
-from spiral.services.runtime import StopFlag, configure_torch_threads
 
 log = logging.getLogger(__name__)
 

@@ -48,9 +48,10 @@ from spiral.learning.rewards import l2_scores
 from spiral.learning.rollout import collect_rollout
 from spiral.learning.search import search_candidates
 from spiral.metrics import SpiralMetrics, create_metrics
+from spiral.process import StopFlag
 from spiral.services.client import Backoff, create_channel, translate_rpc_error
 from spiral.services.replay_client import ReplayClient
-from spiral.services.runtime import CHANNEL_OPTIONS, POLL_SECONDS, Outcome, ServeOptions, StopFlag, run_service
+from spiral.services.runtime import CHANNEL_OPTIONS, POLL_SECONDS, Outcome, ServeOptions, run_service
 from spiral.services.server import serve
 from spiral.services.tensor_codec import ImageBatch, trajectory_to_proto
 from spiral.services.trajectory_convert import rollout_to_trajectory

@@ -45,11 +45,12 @@ from spiral.learning.state import TrainingState
 from spiral.learning.tensorboard import TensorBoardWriter
 from spiral.learning.updates import DiscriminatorUpdateStats, discriminator_update
 from spiral.metrics import SpiralMetrics, create_metrics
+from spiral.process import StopFlag
 from spiral.services.client import create_channel
 from spiral.services.errors import check_protocol_version
 from spiral.services.publishing import Publication
 from spiral.services.replay_client import ReplayClient
-from spiral.services.runtime import CHANNEL_OPTIONS, POLL_SECONDS, Outcome, ServeOptions, StopFlag, run_service
+from spiral.services.runtime import CHANNEL_OPTIONS, POLL_SECONDS, Outcome, ServeOptions, run_service
 from spiral.services.server import RunningServer, discriminator_learner_binding, serve
 from spiral.services.weights import WeightsPublisher
 from spiral.v1 import PROTOCOL_VERSION, services_pb2_grpc, trajectory_pb2

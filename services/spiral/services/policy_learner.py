@@ -43,9 +43,10 @@ from spiral.learning.rollout import Rollout
 from spiral.learning.state import Counters
 from spiral.learning.updates import PolicyUpdateStats
 from spiral.metrics import SpiralMetrics, create_metrics
+from spiral.process import StopFlag
 from spiral.services.errors import check_protocol_version
 from spiral.services.publishing import Publication
-from spiral.services.runtime import POLL_SECONDS, Outcome, ServeOptions, StopFlag, run_service
+from spiral.services.runtime import POLL_SECONDS, Outcome, ServeOptions, run_service
 from spiral.services.server import RunningServer, policy_learner_binding, serve
 from spiral.services.tensor_codec import TrajectoryData, trajectory_from_proto
 from spiral.services.trajectory_convert import RejectReason, TrajectoryExpectations, check_trajectory, concat_rollouts, trajectory_to_rollout
@@ -136,6 +137,10 @@ class PolicyLearner:
             metrics=self.metrics,
             job=job,
             version_gauge=self.metrics.learner_policy_version.labels(job),
+            # While pretraining, actors wait for weights instead of acting: trajectories of the
+            # untrained policy would be hundreds of versions stale, and their sends would time out
+            # against a queue nobody drains.
+            publish_now=not self.core.pretraining_due,
         )
         self.metrics.learner_skipped_updates.labels(job, Role.POLICY_LEARNER.value)  # exported at 0, not "no data"
         for autoscaler_signal in (self.metrics.learner_data_wait, self.metrics.learner_actor_wait):
@@ -315,7 +320,7 @@ class PolicyLearner:
         core.start()
         try:
             if core.pretraining_due:
-                # Actors act with the initial weights meanwhile and then wait on the full queue.
+                # Actors wait meanwhile: the first weights are published when pretraining ends.
                 core.pretrain(stopped=self.stop.is_set, on_update=lambda _: self._show_pretraining())
                 core.state.version += 1
                 self.publication.publish()

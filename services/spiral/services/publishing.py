@@ -45,7 +45,10 @@ class Publication:
         metrics: SpiralMetrics,
         job: str,
         version_gauge: Gauge,
+        publish_now: bool = True,
     ) -> None:
+        """``publish_now=False`` holds the first publication back until :meth:`publish` (a
+        learner that pretrains first: subscribers wait rather than act with weights about to change)."""
         self.state = state
         self.module = module
         self.publisher = WeightsPublisher(services.effective_weight_chunk_bytes, metrics=metrics, job=job, role=role)
@@ -53,7 +56,8 @@ class Publication:
         self._version_gauge = version_gauge
         metrics.learner_restarts.labels(job, role.value).inc(state.restarts)
         state.version = max(state.version, self.high_water.read() + 1)
-        self.publish()
+        if publish_now:
+            self.publish()
 
     def publish(self) -> None:
         """Publish the module's weights under the state's version, and record the version."""

@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry
 from spiral.config import Role, TrainConfig
 from spiral.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from spiral.metrics import SpiralMetrics, create_metrics
+from spiral.process import StopFlag
 from spiral.replay import CheckpointResult, Table, TableInfo, restore_tables, save_tables
 from spiral.replay.table import SampledItem
 from spiral.services.errors import check_protocol_version
@@ -53,7 +54,7 @@ from spiral.services.replay_checks import (
     item_fits,
 )
 from spiral.services.replay_client import DEFAULT_TABLE
-from spiral.services.runtime import POLL_SECONDS, Outcome, ServeOptions, StopFlag, run_service
+from spiral.services.runtime import POLL_SECONDS, Outcome, ServeOptions, run_service
 from spiral.services.server import DEFAULT_GRACE_SECONDS, RunningServer, replay_binding, serve
 from spiral.services.tensor_codec import ImageBatch, images_from_proto, images_to_proto
 from spiral.v1 import replay_pb2, replay_pb2_grpc

@@ -27,7 +27,7 @@ Bounded, whatever the clients do:
 With TLS, a second, plaintext server on ``127.0.0.1:services.health_port`` serves the same health
 service only, for the pod's exec probes (:mod:`spiral.services.health_probe`): a kubelet probe
 cannot present a client certificate. Signals are not handled here: each process has one trap,
-:class:`spiral.services.runtime.StopFlag`, and stops its server when the flag is set.
+:class:`spiral.process.StopFlag`, and stops its server when the flag is set.
 
 Callers: the replay server (:mod:`spiral.services.replay_service`), the actor and both learners.
 """
