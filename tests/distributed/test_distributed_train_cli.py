@@ -46,6 +46,18 @@ def test_spiral_train_runs_the_services_to_the_budget_and_exits_0(tmp_path: Path
     assert processes_mentioning(str(tmp_path / "launch" / "config.yaml")) == []
 
 
+def test_a_run_that_pretrains_first_then_trains_with_its_actors(tmp_path: Path) -> None:
+    """The presets pretrain before RL: the actors wait for the first weights (published after
+    pretraining) and their trajectories, of that version, are accepted."""
+    proc = spiral_train(tmp_path, **{"pretrain.updates": 5, "pretrain.batch_size": 8, "total_updates": 4})
+    output, _ = proc.communicate(timeout=80)
+    assert proc.returncode == 0, output
+    payload = load_checkpoint(tmp_path / "checkpoints")
+    assert payload["counters"]["pretrain_updates"] == 5 and payload["counters"]["updates"] == 4
+    actor_log = (tmp_path / "logs" / "actor-0.log").read_text()
+    assert "newer than this learner" not in actor_log and "broke" not in actor_log, actor_log[-2000:]
+
+
 def test_ctrl_c_stops_every_process_with_checkpoints_written(tmp_path: Path) -> None:
     proc = spiral_train(tmp_path, total_updates=100_000, checkpoint_every_updates=100_000)
     try:

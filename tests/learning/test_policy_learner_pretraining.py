@@ -31,6 +31,7 @@ def test_weights_are_published_only_once_pretraining_is_done(tmp_path: Path) -> 
         assert published is not None, "no weights after pretraining"
         assert learner.core.state.counters.pretrain_updates == 3  # published after, not during, pretraining
         assert published.version >= 1
+        assert learner.version >= published.version  # trajectories of these weights are accepted, not "newer than the learner"
     finally:
         learner.stop.set()
         thread.join(timeout=30)

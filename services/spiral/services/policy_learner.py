@@ -210,9 +210,10 @@ class PolicyLearner:
         logger.warning("refused a trajectory from %s (%s): %s", peer, reason.value, error)
 
     def _show_pretraining(self) -> None:
-        """Let GetStatus (and so the launcher's progress line) count pretraining updates."""
+        """Let GetStatus (and so the launcher's progress line) count pretraining updates, and
+        accept trajectories of the version published after them."""
         with self._lock:
-            self._status = self._status._replace(counters=self.core.state.counters)
+            self._status = self._status._replace(version=self.core.state.version, counters=self.core.state.counters)
 
     def status(self) -> trajectory_pb2.LearnerStatus:
         with self._lock:
@@ -323,6 +324,7 @@ class PolicyLearner:
                 # Actors wait meanwhile: the first weights are published when pretraining ends.
                 core.pretrain(stopped=self.stop.is_set, on_update=lambda _: self._show_pretraining())
                 core.state.version += 1
+                self._show_pretraining()  # before the weights go out: their trajectories must not look newer than the learner
                 self.publication.publish()
             while not core.budget_spent and not self.stop.is_set():
                 if not self._refresh_critic(discriminator):
