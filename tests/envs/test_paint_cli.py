@@ -52,8 +52,9 @@ def test_paint_a_program_file(tmp_path, renderer):
 
 def test_paint_random_grid_with_options(tmp_path):
     out = tmp_path / "grid.png"
-    result = invoke("--random", "5", "-n", "4", "--seed", "3", "--color", "rgb", "--ink", "black_on_white",
-                    "--canvas-size", "32", "--grid-size", "16", "--brush-sizes", "1,2", "--no-pressure", "--scale", "2", "--out", str(out))
+    result = invoke("--random", "5", "-n", "4", "--seed", "3", "--set", "color=rgb", "--set", "env.ink=black_on_white",
+                    "--set", "canvas_size=32", "--set", "grid_size=16", "--set", "brush_sizes=[1,2]", "--set", "use_pressure=false",
+                    "--scale", "2", "--out", str(out))
     assert result.exit_code == 0, result.output
     image = png(out)
     assert image.shape == (2 * (2 * 32 + 3 * 2), 2 * (2 * 32 + 3 * 2), 3)  # 2×2 grid, pad 2, scale 2
@@ -133,7 +134,11 @@ def test_conflicting_and_bad_options(tmp_path):
     program.write_text(json.dumps(PROGRAM))
     result = invoke("--program", str(program), "--random", "3")
     assert result.exit_code == 2 and "either --program FILE or --random N" in result.output
-    result = invoke("--random", "3", "--brush", "classic/nope", "--renderer", "libmypaint", "--out", str(tmp_path / "x.png"))
+    result = invoke("--random", "3", "--set", "brush=classic/nope", "--renderer", "libmypaint", "--out", str(tmp_path / "x.png"))
     assert result.exit_code == 2 and "classic/nope" in result.output and "classic/dry_brush" in result.output
+    result = invoke("--random", "3", "--set", "grid_sise=16", "--out", str(tmp_path / "x.png"))
+    assert result.exit_code == 2 and "grid_sise" in result.output
+    result = invoke("--random", "3", "--set", "grid_size", "--out", str(tmp_path / "x.png"))
+    assert result.exit_code == 2 and "KEY=VALUE" in result.output
     result = invoke("--program", str(tmp_path / "missing.json"))
     assert result.exit_code == 2 and "cannot read program file" in result.output

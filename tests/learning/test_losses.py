@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from spiral.config import ConditioningMode, DiscriminatorConfig, DiscriminatorLoss as LossKind, LearnerConfig
 from spiral.learning.losses import (
     A2CLoss,
-    DiscriminatorLoss,
+    DiscriminatorLossTerms,
     OptimizerStep,
     a2c_vtrace_loss,
     baseline_loss,
@@ -161,7 +161,7 @@ def test_wgan_gp_loss_value_and_gradient_for_linear_critic():
     real, fake = _images()
     critic = LinearCritic(real.shape[1:], norm=2.0)
     out = wgan_gp_loss(critic, real, fake, gp_coef=10.0, gp_target_norm=1.0)
-    assert isinstance(out, DiscriminatorLoss)
+    assert isinstance(out, DiscriminatorLossTerms)
     w = critic.w.detach()
     d_real = (real * w).flatten(1).sum(1) + 0.3
     d_fake = (fake * w).flatten(1).sum(1) + 0.3

@@ -24,7 +24,7 @@ import torch
 import typer
 from pydantic import ValidationError
 
-from spiral.config import ColorMode, EnvConfig, InkStyle, Renderer
+from spiral.config import ConfigError, EnvConfig, Renderer, apply_overrides, parse_overrides
 from spiral.envs.base import BatchedEnv
 from spiral.envs.factory import make_env
 from spiral.envs.painting_spec import FLAG_MOVE, painting_action_spec, random_actions
@@ -155,13 +155,6 @@ def render_programs(env: BatchedEnv, actions: torch.Tensor) -> torch.Tensor:
     return torch.stack(frames)
 
 
-def _brush_sizes(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise typer.BadParameter(f"--brush-sizes must be comma-separated radii like 1,2,4,8; got {text!r}") from None
-
-
 def paint_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("paint.png"),
     program: Annotated[
@@ -181,16 +174,15 @@ def paint_command(
     ] = False,
     gif: Annotated[Path | None, typer.Option("--gif", help="Also write an animated GIF of the painting, stroke by stroke.")] = None,
     svg: Annotated[Path | None, typer.Option("--svg", help="Also write the programs as an SVG (quadratic Béziers: opens in any vector editor).")] = None,
-    canvas_size: Annotated[int | None, typer.Option("--canvas-size", help="Canvas side in pixels (default 64).")] = None,
-    grid_size: Annotated[int | None, typer.Option("--grid-size", help="Positions per canvas side (default 32).")] = None,
-    color: Annotated[ColorMode | None, typer.Option("--color", help="grayscale or rgb.")] = None,
-    ink: Annotated[InkStyle | None, typer.Option("--ink", help="white_on_black (MNIST) or black_on_white.")] = None,
-    brush: Annotated[str | None, typer.Option("--brush", help="libmypaint brush, e.g. classic/dry_brush.")] = None,
-    brush_sizes: Annotated[str | None, typer.Option("--brush-sizes", help="Comma-separated radii, e.g. 1,2,4,8,12,24.")] = None,
-    pressure: Annotated[
-        bool | None, typer.Option("--pressure/--no-pressure", help="Use the pressure component.")
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="An environment setting (the env.* keys of `spiral config keys env.`, with or without `env.`), e.g. "
+            "--set grid_size=16 --set brush_sizes=[1,2] --set color=rgb; repeatable; overrides the program file's config.",
+        ),
     ] = None,
-    device: Annotated[str | None, typer.Option("--device", help="Fast renderer device: cpu, cuda or auto.")] = None,
     scale: Annotated[int, typer.Option("--scale", help="Enlarge each canvas pixel in the PNG.")] = 1,
 ) -> None:
     """Render painting programs (from a file, or random) to a PNG grid with either backend; also
@@ -209,18 +201,12 @@ def paint_command(
             raise typer.BadParameter(str(err), param_hint="--program") from None
     # Explicit options override the program file's config, which overrides the defaults.
     settings: dict[str, Any] = dict(parsed.env) if parsed else {}
-    options = {
-        "renderer": Renderer(renderer.value) if renderer else None,
-        "canvas_size": canvas_size,
-        "grid_size": grid_size,
-        "color": color,
-        "ink": ink,
-        "brush": brush,
-        "brush_sizes": _brush_sizes(brush_sizes) if brush_sizes is not None else None,
-        "use_pressure": pressure,
-        "device": device,
-    }
-    settings.update({k: v for k, v in options.items() if v is not None})
+    try:
+        settings = apply_overrides(settings, {key.removeprefix("env."): value for key, value in parse_overrides(sets or []).items()})
+    except ConfigError as err:
+        raise typer.BadParameter(str(err), param_hint="--set") from None
+    if renderer is not None:
+        settings["renderer"] = Renderer(renderer.value)
     settings.setdefault("renderer", Renderer.FAST)
     try:
         cfg = EnvConfig.model_validate(settings)

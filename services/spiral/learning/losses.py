@@ -147,10 +147,10 @@ def relevant_components(action_masks: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------- discriminator losses ---
 
 
-class DiscriminatorLoss(NamedTuple):
+class DiscriminatorLossTerms(NamedTuple):
     """One discriminator update's loss terms.
 
-    Not to be confused with ``spiral.config.DiscriminatorLoss``, the Enum that *chooses* the loss.
+    The terms of the loss; ``spiral.config.DiscriminatorLoss`` is the Enum that *chooses* the loss.
 
     total:             what to minimise: adversarial + gp_coef · gradient_penalty.
     adversarial:       WGAN: mean D(fake) − mean D(real); non-saturating: the two cross-entropies.
@@ -193,7 +193,7 @@ def wgan_gp_loss(
     gp_coef: float,
     gp_target_norm: float,
     generator: torch.Generator | None = None,
-) -> DiscriminatorLoss:
+) -> DiscriminatorLossTerms:
     """Critic loss of WGAN-GP: ``E[D(fake)] − E[D(real)] + λ · penalty``.
 
     Args:
@@ -208,7 +208,7 @@ def wgan_gp_loss(
     d_real, d_fake = disc(real), disc(fake)
     adversarial = d_fake.mean() - d_real.mean()
     penalty = gradient_penalty(disc, real, fake, gp_target_norm, generator) if gp_coef > 0 else adversarial.new_zeros(())
-    return DiscriminatorLoss(
+    return DiscriminatorLossTerms(
         total=adversarial + gp_coef * penalty,
         adversarial=adversarial,
         gradient_penalty=penalty,
@@ -217,7 +217,7 @@ def wgan_gp_loss(
     )
 
 
-def nonsaturating_loss(disc: Critic, real: torch.Tensor, fake: torch.Tensor) -> DiscriminatorLoss:
+def nonsaturating_loss(disc: Critic, real: torch.Tensor, fake: torch.Tensor) -> DiscriminatorLossTerms:
     """Standard GAN discriminator loss on logits: ``E[softplus(−D(real))] + E[softplus(D(fake))]``
     (= −log σ(D(real)) − log(1 − σ(D(fake)))). SPIRAL++ pairs it with spectral normalisation
     instead of a gradient penalty, so ``gradient_penalty`` is zero.
@@ -229,7 +229,7 @@ def nonsaturating_loss(disc: Critic, real: torch.Tensor, fake: torch.Tensor) -> 
         raise ValueError(f"real and fake must have the same [C, H, W], got {list(real.shape)} and {list(fake.shape)}")
     d_real, d_fake = disc(real), disc(fake)
     adversarial = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-    return DiscriminatorLoss(
+    return DiscriminatorLossTerms(
         total=adversarial,
         adversarial=adversarial,
         gradient_penalty=adversarial.new_zeros(()),
@@ -244,7 +244,7 @@ def discriminator_loss(
     fake: torch.Tensor,
     cfg: DiscriminatorConfig,
     generator: torch.Generator | None = None,
-) -> DiscriminatorLoss:
+) -> DiscriminatorLossTerms:
     """The loss ``cfg.loss`` chooses: WGAN-GP (with ``cfg.gp_coef``/``gp_target_norm``) or non-saturating.
 
     Raises:
