@@ -3,7 +3,8 @@
 Every row comes from one ``examples/results/<name>.json``: the run's budget and size (minutes,
 frames, RL updates, pretraining updates), held-out error as a fraction of the blank canvas's
 (greedy, and with search at paint time when measured) on the first 256 held-out images and on the
-whole held-out split, the random-policy baseline, and the command that reproduces it.
+whole held-out split, the random-policy baseline, and the benchmark command that reproduces it
+(the ``spiral train`` command it ran is in the JSON).
 
 Usage: ``python tests/benchmarks/results_table.py [--results examples/results] [names...]``
 """
@@ -29,7 +30,7 @@ def row(summary: dict) -> str:
         size += f" (+{summary['pretrain_updates']:,} pretraining)"
     if "num_samples" in first:
         quality = f"digit score {100 * first.get('digit_confident', 0):.0f}% at p ≥ 0.9, rarest class {100 * first.get('digit_min_class', 0):.1f}%"
-        return f"| {summary['name']} | {size} | {quality} | | | `{summary['train_command']}` |"
+        return f"| {summary['name']} | {size} | {quality} | | | `{summary['bench_command']}` |"
     greedy = f"{_pct(first.get('ratio'))} / {_pct(full.get('ratio'))}"
     search = f"{_pct(first.get('ratio_search'))} / {_pct(full.get('ratio_search'))}" if "ratio_search" in first else "–"
     random = _pct(first["random_l2"] / first["blank_l2"]) if "random_l2" in first else "–"
@@ -38,9 +39,9 @@ def row(summary: dict) -> str:
         extra.append(f"object F1 {full['objects_f1']:.2f}")
     for key, value in full.items():
         if key.startswith("repainted_") and key.endswith("_relative"):
-            extra.append(f"{key.removeprefix('repainted_').removesuffix('_relative')} re-paint {100 * (value - 1):+.1f}%")
+            extra.append(f"greedy programs re-painted by {key.removeprefix('repainted_').removesuffix('_relative')}: {100 * (value - 1):+.1f}% L2")
     note = (" · " + ", ".join(extra)) if extra else ""
-    return f"| {summary['name']} | {size} | {greedy}{note} | {search} | {random} | `{summary['train_command']}` |"
+    return f"| {summary['name']} | {size} | {greedy}{note} | {search} | {random} | `{summary['bench_command']}` |"
 
 
 def main() -> None:
@@ -49,7 +50,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=ROOT / "examples" / "results")
     args = parser.parse_args()
     paths = [args.results / f"{n}.json" for n in args.names] if args.names else sorted(args.results.glob("*.json"))
-    print("| run | budget (wall · frames · updates) | held-out L2, % of blank (first 256 / all) | with search at paint time | random policy | command |")
+    print("| run | budget (wall · frames · RL updates) | greedy held-out L2, % of blank (first 256 / all) | with search at paint time | random policy | reproduce |")
     print("|---|---|---|---|---|---|")
     for path in paths:
         print(row(json.loads(path.read_text())))
