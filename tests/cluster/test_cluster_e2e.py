@@ -53,12 +53,13 @@ def cluster() -> Iterator[Cluster]:
 
 
 def tiny_spec(**sections: Any) -> dict[str, Any]:
-    """The default preset on 16×16 canvases, 8 environments per actor and an ample budget (tests end it)."""
+    """The default preset (without its pretraining) on 16×16 canvases, 8 environments per actor and an ample budget (tests end it)."""
     spec: dict[str, Any] = {
         "image": "ghcr.io/spiral-k8s/spiral:0.1.0",  # never pulled: the kubelet runs this checkout
         "preset": "default",
         "environment": {"canvasSize": 16, "gridSize": 8, "episodeLength": 3},
         "dataset": {"numShapes": 200},
+        "pretrain": {"updates": 0},  # the preset pretrains first; these tests exercise the RL services
         "training": {"totalUpdates": 1_000_000, "evalEveryUpdates": 10, "checkpointEveryUpdates": 10, "logEveryUpdates": 10, "torchThreads": 1},
         # A CPU limit (enforced by the test kubelet) keeps the actors from taking every core of a
         # small machine; the learner then mostly waits for them, and the control plane keeps up.

@@ -47,11 +47,10 @@ from spiral.learning.updates import DiscriminatorUpdateStats, discriminator_upda
 from spiral.metrics import SpiralMetrics, create_metrics
 from spiral.process import StopFlag
 from spiral.services.client import create_channel
-from spiral.services.errors import check_protocol_version
-from spiral.services.publishing import Publication
+from spiral.services.publishing import Publication, WeightsAndStatusServicer, serve_learner
 from spiral.services.replay_client import ReplayClient
 from spiral.services.runtime import CHANNEL_OPTIONS, POLL_SECONDS, Outcome, ServeOptions, run_service
-from spiral.services.server import RunningServer, discriminator_learner_binding, serve
+from spiral.services.server import RunningServer, discriminator_learner_binding
 from spiral.services.weights import WeightsPublisher
 from spiral.v1 import PROTOCOL_VERSION, services_pb2_grpc, trajectory_pb2
 
@@ -264,18 +263,8 @@ class DiscriminatorLearner:
         return self.done
 
 
-class DiscriminatorLearnerServicer(services_pb2_grpc.DiscriminatorLearnerServicer):
-    """Thin gRPC wrapper around :class:`DiscriminatorLearner`."""
-
-    def __init__(self, learner: DiscriminatorLearner) -> None:
-        self.learner = learner
-
-    def SubscribeWeights(self, request, context: grpc.ServicerContext):  # noqa: ANN001, ANN201
-        return self.learner.publisher.stream(request, context)
-
-    def GetStatus(self, request, context: grpc.ServicerContext) -> trajectory_pb2.DiscriminatorStatus:  # noqa: ANN001
-        check_protocol_version(request.protocol_version, message="StatusRequest")
-        return self.learner.status()
+class DiscriminatorLearnerServicer(WeightsAndStatusServicer, services_pb2_grpc.DiscriminatorLearnerServicer):
+    """Thin gRPC wrapper around :class:`DiscriminatorLearner`: its weights and its status."""
 
 
 def start_discriminator_learner(
@@ -295,14 +284,14 @@ def start_discriminator_learner(
     registry = CollectorRegistry()
     metrics = create_metrics(registry)
     learner = DiscriminatorLearner(cfg, job=job, registry=registry, metrics=metrics, resume=resume, stop=stop, dataset=dataset)
-    server = serve(
-        [discriminator_learner_binding(DiscriminatorLearnerServicer(learner))],
+    server = serve_learner(
+        learner,
+        discriminator_learner_binding(DiscriminatorLearnerServicer(learner)),
         cfg.services,
         role=Role.DISCRIMINATOR_LEARNER,
         job=job,
         registry=registry,
         metrics=metrics,
-        before_stop=[learner.publisher.close],
         ready_file=ready_file,
     )
     return learner, server

@@ -44,10 +44,9 @@ from spiral.learning.state import Counters
 from spiral.learning.updates import PolicyUpdateStats
 from spiral.metrics import SpiralMetrics, create_metrics
 from spiral.process import StopFlag
-from spiral.services.errors import check_protocol_version
-from spiral.services.publishing import Publication
+from spiral.services.publishing import Publication, WeightsAndStatusServicer, serve_learner
 from spiral.services.runtime import POLL_SECONDS, Outcome, ServeOptions, run_service
-from spiral.services.server import RunningServer, policy_learner_binding, serve
+from spiral.services.server import RunningServer, policy_learner_binding
 from spiral.services.tensor_codec import TrajectoryData, trajectory_from_proto
 from spiral.services.trajectory_convert import RejectReason, TrajectoryExpectations, check_trajectory, concat_rollouts, trajectory_to_rollout
 from spiral.services.weights import WeightsPublisher, WeightsSubscriber
@@ -348,11 +347,13 @@ class PolicyLearner:
 # --------------------------------------------------------------------------------- servicer ---
 
 
-class PolicyLearnerServicer(services_pb2_grpc.PolicyLearnerServicer):
+class PolicyLearnerServicer(WeightsAndStatusServicer, services_pb2_grpc.PolicyLearnerServicer):
     """Thin gRPC wrapper around :class:`PolicyLearner`; domain errors become statuses in ``serve``."""
 
+    learner: PolicyLearner
+
     def __init__(self, learner: PolicyLearner) -> None:
-        self.learner = learner
+        super().__init__(learner)
 
     def SendTrajectories(self, request_iterator, context: grpc.ServicerContext) -> trajectory_pb2.SendSummary:  # noqa: ANN001
         learner = self.learner
@@ -371,12 +372,6 @@ class PolicyLearnerServicer(services_pb2_grpc.PolicyLearnerServicer):
             raise
         return trajectory_pb2.SendSummary(num_trajectories=accepted, num_frames=frames, learner_version=learner.version)
 
-    def SubscribeWeights(self, request, context: grpc.ServicerContext):  # noqa: ANN001, ANN201
-        return self.learner.publisher.stream(request, context)
-
-    def GetStatus(self, request, context: grpc.ServicerContext) -> trajectory_pb2.LearnerStatus:  # noqa: ANN001
-        check_protocol_version(request.protocol_version, message="StatusRequest")
-        return self.learner.status()
 
 
 # ------------------------------------------------------------------------------ entry point ---
@@ -400,14 +395,14 @@ def start_policy_learner(
     registry = CollectorRegistry()
     metrics = create_metrics(registry)
     learner = PolicyLearner(cfg, job=job, registry=registry, metrics=metrics, resume=resume, stop=stop, dataset=dataset)
-    server = serve(
-        [policy_learner_binding(PolicyLearnerServicer(learner))],
+    server = serve_learner(
+        learner,
+        policy_learner_binding(PolicyLearnerServicer(learner)),
         cfg.services,
         role=Role.POLICY_LEARNER,
         job=job,
         registry=registry,
         metrics=metrics,
-        before_stop=[learner.publisher.close],
         ready_file=ready_file,
         # Every actor holds a SubscribeWeights stream and, while the queue is full, a SendTrajectories one.
         expected_clients=cfg.num_actors,

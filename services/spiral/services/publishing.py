@@ -15,19 +15,26 @@ whose weights subscribers want (the policy, or the critic), and on construction:
 After each update the learner calls :meth:`Publication.publish`. Not thread-safe: the learner's
 loop thread owns it (the :class:`~spiral.services.weights.WeightsPublisher` inside serves gRPC
 threads safely).
+
+:class:`WeightsAndStatusServicer` and :func:`serve_learner` are the rest the two learners share:
+the two RPCs they serve alike, and how each is put behind its gRPC server.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Protocol
 
+import grpc
 import torch
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 
 from spiral.config import Role, ServicesConfig
 from spiral.learning.state import TrainingState
 from spiral.metrics import SpiralMetrics
+from spiral.services.errors import check_protocol_version
 from spiral.services.runtime import VersionHighWater
+from spiral.services.server import RunningServer, ServiceBinding, serve
 from spiral.services.weights import WeightsPublisher
 
 
@@ -65,3 +72,57 @@ class Publication:
         self.publisher.publish(version, self.module.state_dict())
         self.high_water.write(version)
         self._version_gauge.set(version)
+
+
+class PublishingLearner(Protocol):
+    """What :class:`WeightsAndStatusServicer` and :func:`serve_learner` need of a learner."""
+
+    @property
+    def publisher(self) -> WeightsPublisher: ...
+
+    def status(self) -> Any: ...
+
+
+class WeightsAndStatusServicer:
+    """``SubscribeWeights`` and ``GetStatus``, served alike by both learners: mixed in before each
+    learner's generated servicer class, which adds its own RPCs."""
+
+    def __init__(self, learner: PublishingLearner) -> None:
+        self.learner = learner
+
+    def SubscribeWeights(self, request, context: grpc.ServicerContext):  # noqa: ANN001, ANN201
+        return self.learner.publisher.stream(request, context)
+
+    def GetStatus(self, request, context: grpc.ServicerContext):  # noqa: ANN001, ANN201
+        check_protocol_version(request.protocol_version, message="StatusRequest")
+        return self.learner.status()
+
+
+def serve_learner(
+    learner: PublishingLearner,
+    binding: ServiceBinding,
+    services: ServicesConfig,
+    *,
+    role: Role,
+    job: str,
+    registry: CollectorRegistry,
+    metrics: SpiralMetrics,
+    ready_file: Path | None,
+    expected_clients: int = 1,
+) -> RunningServer:
+    """Serve ``binding`` for ``learner``; its weights stream closes first when the server stops.
+
+    Raises:
+        ConfigError, OSError: see :func:`spiral.services.server.serve`.
+    """
+    return serve(
+        [binding],
+        services,
+        role=role,
+        job=job,
+        registry=registry,
+        metrics=metrics,
+        before_stop=[learner.publisher.close],
+        ready_file=ready_file,
+        expected_clients=expected_clients,
+    )
