@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import yaml
+from pydantic.alias_generators import to_camel
 
-from spiral.config import PRESETS
+from spiral.config import PRESETS, Hyperparameter
 from spiral_operator.reasons import ConditionType, Phase
 from spiral_operator.schema import model_schema
 from spiral_operator.spec import (
@@ -135,6 +136,94 @@ _GRID, _CANVAS = ("environment", "gridSize"), ("environment", "canvasSize")
 _BUDGETS = [("training", "totalFrames"), ("training", "totalUpdates")]
 _PRESETS_WITH_BUDGET = sorted({n for path in _BUDGETS for n in _presets_setting(path)}, key=PRESETS.index)
 _PRESETS_WITH_DATA_PATH = _presets_setting(("dataset", "path"))
+
+
+# spiral.config's PopulationConfig rules (and TrainConfig's metric rule), so the API server refuses
+# what the operator would: a population that replaces nobody, ranges that are not ranges, a metric
+# the job's evaluation never writes.
+_HYPERPARAMETERS = tuple(to_camel(h.value) for h in Hyperparameter)
+_POPULATION_METRIC_FITS = (
+    f"self.population.metric == 'held_out_l2' ? {effective(_MODE)} == 'conditional' : "
+    f"self.population.metric == 'digit_confident' ? ({effective(_MODE)} == 'unconditional' && {effective(_DATASET)} == 'mnist') : "
+    f"{effective(_REWARD)} == 'discriminator'"
+)
+
+
+def _population_metric_fits(spec: Mapping[str, Any]) -> bool:
+    metric, mode = spec["population"]["metric"], effective_value(spec, _MODE)
+    if metric == "held_out_l2":
+        return bool(mode == "conditional")
+    if metric == "digit_confident":
+        return bool(mode == "unconditional" and effective_value(spec, _DATASET) == "mnist")
+    return bool(effective_value(spec, _REWARD) == "discriminator")
+
+
+def _perturb_rule(key: str) -> CelRule:
+    return CelRule(
+        path=("population", "explore", "perturb"),
+        rule=f"self.{key}[0] <= 1.0 && 1.0 <= self.{key}[1]",
+        message=f"population.explore.perturb.{key} must be a factor range [low, high] with 0 < low <= 1 <= high ([1, 1] keeps the value)",
+        check=lambda s, _: bool(s[key][0] <= 1.0 <= s[key][1]),
+        field_path=f".{key}",
+    )
+
+
+def _resample_rule(key: str) -> CelRule:
+    return CelRule(
+        path=("population", "explore", "resample"),
+        rule=f"!has(self.{key}) || self.{key}[0] <= self.{key}[1]",
+        message=f"population.explore.resample.{key} must be a value range [low, high] with low <= high",
+        check=lambda s, _: s.get(key) is None or bool(s[key][0] <= s[key][1]),
+        field_path=f".{key}",
+    )
+
+
+POPULATION_RULES: tuple[CelRule, ...] = (
+    CelRule(
+        path=("population",),
+        rule="self.size < 2 || self.exploit.fraction * double(self.size) >= 1.0",
+        message="population.exploit.fraction × population.size must be at least 1 with two or more members: the bottom fraction must hold a member to replace",
+        check=lambda s, _: s["size"] < 2 or s["exploit"]["fraction"] * s["size"] >= 1.0,
+        field_path=".exploit.fraction",
+    ),
+    CelRule(
+        path=(),
+        rule=f"self.population.size < 2 || ({_POPULATION_METRIC_FITS})",
+        message=(
+            "population.metric must be one this job's evaluation writes: 'held_out_l2' needs mode 'conditional', "
+            "'digit_confident' mode 'unconditional' with dataset 'mnist', 'd_fake' reward.kind 'discriminator'"
+        ),
+        check=lambda s, _: s["population"]["size"] < 2 or _population_metric_fits(s),
+        field_path=".population.metric",
+    ),
+    *(_perturb_rule(key) for key in _HYPERPARAMETERS),
+    *(_resample_rule(key) for key in _HYPERPARAMETERS),
+    CelRule(
+        path=("population", "explore"),
+        rule="self.resampleProbability == 0.0 || (has(self.resample) && (" + " || ".join(f"has(self.resample.{k})" for k in _HYPERPARAMETERS) + "))",
+        message="population.explore.resampleProbability above 0 needs a range to redraw from: set one in population.explore.resample",
+        check=lambda s, _: s["resampleProbability"] == 0 or any((s.get("resample") or {}).get(k) is not None for k in _HYPERPARAMETERS),
+        field_path=".resampleProbability",
+    ),
+)
+
+
+def _population_ranges(schema: dict[str, Any]) -> None:
+    """Item bounds of the population's [low, high] ranges, which a validator checks in the models.
+
+    Factors and redrawn values are positive (a log-uniform draw needs it), and a redrawn value lies
+    within its config field's bounds. The resample ranges lose ``nullable``: the API server then
+    prunes an explicit null, so ``has()`` in the CEL rules means "set".
+    """
+    explore = _at(schema, ("population", "explore"))["properties"]
+    for hyperparameter, key in zip(Hyperparameter, _HYPERPARAMETERS, strict=True):
+        explore["perturb"]["properties"][key]["items"].update(minimum=0, exclusiveMinimum=True)
+        resample = explore["resample"]["properties"][key]
+        resample.pop("nullable", None)
+        resample["items"].update(minimum=0, exclusiveMinimum=True)
+        bounds = hyperparameter.bounds
+        if bounds.high != float("inf"):
+            resample["items"].update(maximum=bounds.high, **({"exclusiveMaximum": True} if bounds.high_open else {}))
 
 
 CEL_RULES: tuple[CelRule, ...] = (
@@ -264,6 +353,7 @@ CEL_RULES: tuple[CelRule, ...] = (
         check=lambda s, old: old is None or effective_value(s, _REWARD) == effective_value(old, _REWARD),
         field_path=".reward.kind",
     ),
+    *POPULATION_RULES,
 )
 
 
@@ -320,6 +410,7 @@ def spec_schema() -> dict[str, Any]:
     _without_preset_defaults(schema)
     # EnvConfig checks `brush_sizes > 0` in a validator; in the schema it is a plain item bound.
     _at(schema, ("environment",))["properties"]["brushSizes"]["items"].update(minimum=0, exclusiveMinimum=True)
+    _population_ranges(schema)
     # A spec without a budget is caught by the `training` CEL rule; keep the schema from requiring it twice.
     for rule in CEL_RULES:
         entry: dict[str, Any] = {"rule": rule.rule, "message": rule.message}

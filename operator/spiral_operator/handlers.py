@@ -27,6 +27,7 @@ from typing import Any
 import kopf
 
 from spiral.config import Role
+from spiral.population import not_yet_run
 from spiral_operator import reasons
 from spiral_operator.crd import GROUP, PLURAL, VERSION
 from spiral_operator.kube import KubeApi, KubeApiError
@@ -217,6 +218,9 @@ def sync(deps: Deps, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger 
         spec: SpiralJobSpec = parse_spec(body.spec)
     except SpecError as err:
         _reject(body, patch, reasons.INVALID_SPEC, f"invalid spec, fix it and re-apply: {err}", now, raise_permanent=raise_permanent)
+        return None
+    if (refusal := not_yet_run(spec.population)) is not None:
+        _reject(body, patch, reasons.INVALID_SPEC, f"invalid spec, fix it and re-apply: spec.{refusal}", now, raise_permanent=raise_permanent)
         return None
     # 3. Observe, decide (pure), render (pure) and apply.
     try:

@@ -88,7 +88,12 @@ def type_schema(annotation: Any) -> dict[str, Any]:
         return schema
     if origin in (list, tuple):
         item = args[0] if args else Any
-        return {"type": "array", "items": type_schema(item)}
+        array: dict[str, Any] = {"type": "array", "items": type_schema(item)}
+        if origin is tuple and args and Ellipsis not in args:
+            if len(set(args)) != 1:
+                raise SchemaError(f"tuple {annotation!r} mixes item types; a structural array has one")
+            array.update(minItems=len(args), maxItems=len(args))  # a fixed-length tuple, e.g. a [low, high] range
+        return array
     if origin is dict:
         value = args[1] if len(args) == 2 else Any
         if value is Any:

@@ -1,9 +1,9 @@
 """The SpiralJob ``spec`` as frozen pydantic models, and its translation into :class:`spiral.config.TrainConfig`.
 
 The algorithm sections (``environment``, ``agent``, ``discriminator``, ``reward``, ``training``,
-``dataset``, ``replay.buffer``) *are* the models of ``spiral.config`` with camelCase aliases
-(:func:`camel_model`), so the CRD (generated from these classes by :mod:`spiral_operator.crd`), the CLI
-and the operator can never drift apart. Rules that span sections (a budget, ``l2`` ⇒ conditional,
+``dataset``, ``replay.buffer``, ``search``, ``pretrain``, ``population``) *are* the models of
+``spiral.config`` with camelCase aliases (:func:`camel_model`), so the CRD (generated from these
+classes by :mod:`spiral_operator.crd`), the CLI and the operator can never drift apart. Rules that span sections (a budget, ``l2`` ⇒ conditional,
 renderer ↔ dataset) are :class:`TrainConfig`'s: parsing builds one and lets it raise, so no rule is
 restated here. The Kubernetes sections (per-role pods, run policy, checkpoint storage, monitoring,
 TLS) and their own rules are defined here.
@@ -34,6 +34,7 @@ from spiral.config import (
     EnvConfig,
     LearnerConfig,
     Mode,
+    PopulationConfig,
     PretrainConfig,
     ReplayConfig,
     RewardConfig,
@@ -496,6 +497,10 @@ class SpiralJobSpec(_Spec):
     pretrain: camel_model(PretrainConfig) = Field(  # type: ignore[valid-type]
         default_factory=camel_model(PretrainConfig), description="Supervised pretraining on synthetic programs before RL (the policy learner does it)."
     )
+    population: camel_model(PopulationConfig) = Field(  # type: ignore[valid-type]
+        default_factory=camel_model(PopulationConfig),
+        description="Population-based training: `size` members, the worst copying the best and exploring their hyperparameters (size 0 or 1 = one run).",
+    )
     training: TrainingSpec = Field(..., description="Learner hyperparameters and the budget.")
     actor: ActorSpec = Field(default_factory=ActorSpec, description="Actor pods.")
     policy_learner: PolicyLearnerSpec = Field(default_factory=PolicyLearnerSpec, description="Policy learner pod.")
@@ -644,6 +649,7 @@ def _train_config_data(spec: SpiralJobSpec) -> dict[str, Any]:
         "replay": dump(spec.replay.buffer),
         "search": dump(spec.search),
         "pretrain": dump(spec.pretrain),
+        "population": dump(spec.population),
         **dump(training, include=set(TRAINING_TOP_LEVEL_FIELDS)),
     }
     if not only_set or "mode" in spec.model_fields_set:

@@ -2,17 +2,19 @@
 
 The CLI (``spiral train``/``serve``), the local launcher and the Kubernetes operator all build these
 same objects (the operator from a SpiralJob spec, through :func:`load_config_dict`). Models are
-grouped by concern (env, agent, discriminator, reward, learner, data, replay, services) so each
-service reads only its part. Every model forbids unknown keys and is frozen: derived values come
+grouped by concern (env, agent, discriminator, reward, learner, data, replay, services, search,
+pretraining, population) so each service reads only its part. Every model forbids unknown keys and is frozen: derived values come
 from functions returning new objects, never from mutation.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple, cast
 
+import annotated_types
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -195,6 +197,14 @@ class LearnerConfig(_Frozen):
     )
     clip_rho_threshold: float = Field(1.0, gt=0.0)
     clip_pg_rho_threshold: float = Field(1.0, gt=0.0)
+    hyperparameters_file: Path | None = Field(
+        None,
+        description=(
+            "A JSON object of hyperparameters the learners apply while running, without a restart (keys: learning_rate, "
+            "entropy_coef, discriminator_learning_rate; each optional, each within its field's bounds): how a population "
+            "explores. Polled every few updates; a bad file is logged and ignored. None = off: the values above stay fixed."
+        ),
+    )
 
 
 # -------------------------------------------------------------------------------------- data ---
@@ -484,6 +494,236 @@ class PretrainConfig(_Frozen):
     )
 
 
+# -------------------------------------------------------------------------------- population ---
+
+
+class FieldBounds(NamedTuple):
+    """The valid range of a numeric config field, as its ``Field(ge=…, gt=…, le=…, lt=…)`` says."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False  # ``gt``: the low end itself is invalid
+    high_open: bool = False  # ``lt``: the high end itself is invalid
+
+    def contains(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def clip(self, value: float) -> float:
+        """The valid value nearest to ``value`` (an open end is approached to within one float step)."""
+        low = math.nextafter(self.low, math.inf) if self.low_open else self.low
+        high = math.nextafter(self.high, -math.inf) if self.high_open else self.high
+        return min(max(value, low), high)
+
+    def __str__(self) -> str:
+        opens = "(" if self.low_open or math.isinf(self.low) else "["
+        closes = ")" if self.high_open or math.isinf(self.high) else "]"
+        return f"{opens}{self.low:g}, {self.high:g}{closes}"
+
+
+def field_bounds(model: type[BaseModel], name: str) -> FieldBounds:
+    """The bounds of ``model``'s numeric field ``name``, read from the field itself (never restated)."""
+    bounds = FieldBounds()
+    for item in model.model_fields[name].metadata:
+        if isinstance(item, annotated_types.Ge):
+            bounds = bounds._replace(low=cast(float, item.ge), low_open=False)
+        elif isinstance(item, annotated_types.Gt):
+            bounds = bounds._replace(low=cast(float, item.gt), low_open=True)
+        elif isinstance(item, annotated_types.Le):
+            bounds = bounds._replace(high=cast(float, item.le), high_open=False)
+        elif isinstance(item, annotated_types.Lt):
+            bounds = bounds._replace(high=cast(float, item.lt), high_open=True)
+    return bounds
+
+
+class Hyperparameter(str, enum.Enum):
+    """A hyperparameter the learners apply while they run (``learner.hyperparameters_file``) and a
+    population explores. Each stands for one config field (:attr:`field`) and keeps its bounds."""
+
+    LEARNING_RATE = "learning_rate"  # learner.learning_rate: the policy's Adam
+    ENTROPY_COEF = "entropy_coef"  # learner.entropy_coef: the policy loss's entropy bonus
+    DISCRIMINATOR_LEARNING_RATE = "discriminator_learning_rate"  # discriminator.learning_rate: the critic's Adam
+
+    @property
+    def field(self) -> tuple[str, str]:
+        """``(section, key)`` of the :class:`TrainConfig` field this hyperparameter overrides."""
+        if self is Hyperparameter.DISCRIMINATOR_LEARNING_RATE:
+            return ("discriminator", "learning_rate")
+        return ("learner", self.value)
+
+    @property
+    def bounds(self) -> FieldBounds:
+        """The valid values: the config field's own bounds."""
+        section, key = self.field
+        return field_bounds(DiscriminatorConfig if section == "discriminator" else LearnerConfig, key)
+
+
+class PopulationMetric(str, enum.Enum):
+    """What ranks the members of a population: one scalar of their run logs (:attr:`record_key`)."""
+
+    HELD_OUT_L2 = "held_out_l2"  # eval/held_out_l2: greedy error on held-out targets (conditional); lower is better
+    DIGIT_CONFIDENT = "digit_confident"  # eval/digit_confident: share of samples the MNIST classifier names at p ≥ 0.9; higher is better
+    D_FAKE = "d_fake"  # charts/d_fake: the member's critic's mean score of its paintings (discriminator reward); higher is better
+
+    @property
+    def record_key(self) -> str:
+        """The run-log key holding the value (written by evaluation, or by the critic's update for ``d_fake``)."""
+        return "charts/d_fake" if self is PopulationMetric.D_FAKE else f"eval/{self.value}"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self is not PopulationMetric.HELD_OUT_L2
+
+
+class ExploitMethod(str, enum.Enum):
+    TRUNCATION = "truncation"  # the bottom fraction copies from the top fraction (Jaderberg et al. 2017, §4)
+
+
+class ExploitConfig(_Frozen):
+    """How a lagging member takes a better member's weights (PBT's *exploit*)."""
+
+    method: ExploitMethod = Field(
+        ExploitMethod.TRUNCATION,
+        description=(
+            "`truncation`: rank the measured members by `population.metric`; each of the bottom `fraction` copies a member "
+            "drawn from the top `fraction`."
+        ),
+    )
+    fraction: float = Field(
+        0.25,
+        gt=0.0,
+        le=0.5,
+        description=(
+            "Share of the measured members at the bottom (replaced) and at the top (copied from); at most 0.5 so the two "
+            "never overlap. 0.25: one of four (Jaderberg et al. use 0.2)."
+        ),
+    )
+
+
+def _factor_range(description: str) -> Any:
+    return Field((0.8, 1.25), description=description)
+
+
+class PerturbConfig(_Frozen):
+    """Factor ranges ``[low, high]`` (0 < low ≤ 1 ≤ high): an explored hyperparameter is multiplied by a
+    factor drawn log-uniformly from its range, then clipped to its field's bounds; ``[1, 1]`` keeps it.
+    [0.8, 1.25] is Jaderberg et al.'s ×0.8/×1.2, made symmetric in log so that repeated perturbations do not drift."""
+
+    learning_rate: tuple[float, float] = _factor_range("[low, high] factors of learner.learning_rate; [1, 1] = not explored.")
+    entropy_coef: tuple[float, float] = _factor_range("[low, high] factors of learner.entropy_coef; [1, 1] = not explored.")
+    discriminator_learning_rate: tuple[float, float] = _factor_range(
+        "[low, high] factors of discriminator.learning_rate (runs with the discriminator reward); [1, 1] = not explored."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> PerturbConfig:
+        for name in Hyperparameter:
+            low, high = getattr(self, name.value)
+            if not 0.0 < low <= 1.0 <= high:
+                raise ValueError(
+                    f"population.explore.perturb.{name.value} [{low:g}, {high:g}] must be a factor range [low, high] with "
+                    "0 < low ≤ 1 ≤ high (e.g. [0.8, 1.25]; [1, 1] keeps the value)"
+                )
+        return self
+
+
+class ResampleConfig(_Frozen):
+    """Value ranges ``[low, high]`` to redraw a hyperparameter from, log-uniformly, instead of perturbing it
+    (PBT's *resample*); a hyperparameter without one is always perturbed."""
+
+    learning_rate: tuple[float, float] | None = Field(None, description="[low, high] values of learner.learning_rate to redraw from; None = always perturbed.")
+    entropy_coef: tuple[float, float] | None = Field(None, description="[low, high] values of learner.entropy_coef to redraw from; None = always perturbed.")
+    discriminator_learning_rate: tuple[float, float] | None = Field(
+        None, description="[low, high] values of discriminator.learning_rate to redraw from; None = always perturbed."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ResampleConfig:
+        for name in Hyperparameter:
+            values = getattr(self, name.value)
+            if values is None:
+                continue
+            low, high = values
+            bounds = name.bounds
+            if not (0.0 < low <= high and bounds.contains(low) and bounds.contains(high)):
+                section, key = name.field
+                raise ValueError(
+                    f"population.explore.resample.{name.value} [{low:g}, {high:g}] must be a value range [low, high] with "
+                    f"0 < low ≤ high, inside {section}.{key}'s bounds {bounds}"
+                )
+        return self
+
+
+class ExploreConfig(_Frozen):
+    """How a member that copied changes its hyperparameters (PBT's *explore*), starting from the source's."""
+
+    perturb: PerturbConfig = Field(default_factory=PerturbConfig)
+    resample: ResampleConfig = Field(default_factory=ResampleConfig)
+    resample_probability: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Chance, per hyperparameter with a `resample` range, that it is redrawn from that range instead of perturbed; 0 = always perturb.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ExploreConfig:
+        if self.resample_probability > 0 and all(getattr(self.resample, name.value) is None for name in Hyperparameter):
+            raise ValueError(
+                f"population.explore.resample_probability ({self.resample_probability:g}) needs a range to redraw from: set "
+                "population.explore.resample.learning_rate, .entropy_coef or .discriminator_learning_rate (e.g. [0.0001, 0.001]), or 0"
+            )
+        return self
+
+
+class PopulationConfig(_Frozen):
+    """Population-based training (Jaderberg et al. 2017), as SPIRAL was trained (a population of 12):
+    members train side by side; every so often the worst copy the weights of the best and explore
+    around their hyperparameters (:mod:`spiral.population` decides)."""
+
+    size: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Members, each a whole run with its own actors and learners; 0 or 1 = no population (one run). The paper trained 12.",
+    )
+    metric: PopulationMetric = Field(
+        PopulationMetric.HELD_OUT_L2,
+        description=(
+            "What ranks the members: `held_out_l2` (conditional; lower is better), `digit_confident` (the digit score, "
+            "unconditional MNIST; higher is better) or `d_fake` (the member's own critic's score of its paintings, "
+            "discriminator reward; higher is better)."
+        ),
+    )
+    ready_after_updates: int = Field(
+        200,
+        ge=1,
+        le=10_000_000,
+        description=(
+            "Policy updates a member trains on its own, since its start or its last exploit, before it may be replaced: "
+            "time for its metric to measure its own weights (two evaluations at the default eval_every_updates)."
+        ),
+    )
+    exploit: ExploitConfig = Field(default_factory=ExploitConfig)
+    explore: ExploreConfig = Field(default_factory=ExploreConfig)
+
+    @property
+    def enabled(self) -> bool:
+        """Two members at least: one member alone has nobody to copy."""
+        return self.size >= 2
+
+    @model_validator(mode="after")
+    def _check(self) -> PopulationConfig:
+        fraction, size = self.exploit.fraction, self.size
+        if self.enabled and fraction * size < 1.0:
+            raise ValueError(
+                f"population.exploit.fraction ({fraction:g}) × population.size ({size}) = {fraction * size:g} selects no member "
+                f"to replace: with {size} members it must be at least 1/{size} (valid: 1/{size} ≤ fraction ≤ 0.5)"
+            )
+        return self
+
+
 # ----------------------------------------------------------------------------------- top ---
 
 
@@ -506,6 +746,7 @@ class TrainConfig(_Frozen):
     services: ServicesConfig = Field(default_factory=ServicesConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    population: PopulationConfig = Field(default_factory=PopulationConfig)
     init_from: Path | None = Field(
         None,
         description="Start a fresh run from this checkpoint's policy weights (e.g. one written by `spiral pretrain`); its pretraining then counts as done.",
@@ -556,7 +797,26 @@ class TrainConfig(_Frozen):
                 f"env.episode_length ({self.env.episode_length}) canvases of {self.canvas_bytes} bytes need at least {needed} bytes; "
                 f"raise services.max_message_bytes to at least {needed} or lower num_envs"
             )
+        self._check_population_metric()
         return self
+
+    def _check_population_metric(self) -> None:
+        # The metric must be one this run's evaluation writes, or every member stays unmeasured forever.
+        metric = self.population.metric
+        if not self.population.enabled:
+            return
+        if metric == PopulationMetric.HELD_OUT_L2 and self.mode != Mode.CONDITIONAL:
+            raise ValueError(
+                "population.metric 'held_out_l2' ranks reconstructions of held-out targets: it needs mode 'conditional'; "
+                "unconditional runs rank by 'digit_confident' (MNIST) or 'd_fake' (discriminator reward)"
+            )
+        if metric == PopulationMetric.DIGIT_CONFIDENT and (self.mode != Mode.UNCONDITIONAL or self.data.name != DatasetName.MNIST):
+            raise ValueError(
+                f"population.metric 'digit_confident' is the digit score of unconditional MNIST samples: it needs mode 'unconditional' "
+                f"and data.name 'mnist' (got mode {self.mode.value!r}, data.name {self.data.name.value!r}); use 'held_out_l2' or 'd_fake'"
+            )
+        if metric == PopulationMetric.D_FAKE and not self.uses_discriminator:
+            raise ValueError("population.metric 'd_fake' is the critic's score: it needs reward.kind 'discriminator'; use 'held_out_l2' for l2 runs")
 
 
     # ------------------------------------------------------------------ derived, read-only ---

@@ -42,6 +42,7 @@ class SpiralMetrics:
     learner_restarts: Counter
     learner_skipped_updates: Counter
     learner_rejected_trajectories: Counter
+    learner_hyperparameter: Gauge
     # discriminator learner
     discriminator_updates: Counter
     discriminator_loss: Gauge
@@ -142,6 +143,13 @@ def create_metrics(registry: CollectorRegistry) -> SpiralMetrics:
             "Trajectories the policy learner refused (INVALID_ARGUMENT / FAILED_PRECONDITION), by reason: "
             "decode, protocol, shape, value, counter, size, condition.",
             job + ["reason"],
+            registry=registry,
+        ),
+        learner_hyperparameter=Gauge(
+            "spiral_learner_hyperparameter",
+            "Current value of each hyperparameter a learner applies while running (learner.hyperparameters_file), by name: "
+            "learning_rate and entropy_coef (policy learner), discriminator_learning_rate (discriminator learner); set at start and at every change.",
+            job + ["hyperparameter"],
             registry=registry,
         ),
         discriminator_updates=Counter("spiral_discriminator_updates_total", "Discriminator optimizer steps.", job, registry=registry),

@@ -21,7 +21,22 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.alias_generators import to_camel
 
-from spiral.config import AgentConfig, DataConfig, DiscriminatorConfig, EnvConfig, LearnerConfig, ReplayConfig, RewardConfig, TrainConfig, load_preset
+from spiral.config import (
+    AgentConfig,
+    DataConfig,
+    DiscriminatorConfig,
+    EnvConfig,
+    ExploitConfig,
+    ExploreConfig,
+    LearnerConfig,
+    PerturbConfig,
+    PopulationConfig,
+    ReplayConfig,
+    ResampleConfig,
+    RewardConfig,
+    TrainConfig,
+    load_preset,
+)
 from spiral_operator.crd import CEL_RULES, build_crd, render_crd_yaml
 from spiral_operator.spec import TRAINING_TOP_LEVEL_FIELDS, SpecError, parse_spec, preset_settable_paths, to_train_config
 
@@ -153,6 +168,11 @@ def _camel_fields(model: type[BaseModel]) -> set[str]:
         (("replay", "buffer"), ReplayConfig, set()),
         (("dataset",), DataConfig, {"volume"}),
         (("training",), LearnerConfig, {to_camel(f) for f in TRAINING_TOP_LEVEL_FIELDS}),
+        (("population",), PopulationConfig, set()),
+        (("population", "exploit"), ExploitConfig, set()),
+        (("population", "explore"), ExploreConfig, set()),
+        (("population", "explore", "perturb"), PerturbConfig, set()),
+        (("population", "explore", "resample"), ResampleConfig, set()),
     ],
     ids=lambda v: ".".join(v) if isinstance(v, tuple) else None,
 )
@@ -178,7 +198,8 @@ def test_crd_sections_match_the_config_models(path: tuple[str, ...], model: type
 
 
 def test_every_train_config_field_comes_from_the_spec_or_the_operator() -> None:
-    from_spec = {"mode", "env", "agent", "discriminator", "reward", "learner", "data", "replay", "search", "pretrain", "num_envs", *TRAINING_TOP_LEVEL_FIELDS}
+    from_spec = {"mode", "env", "agent", "discriminator", "reward", "learner", "data", "replay", "search", "pretrain", "population", "num_envs",
+                 *TRAINING_TOP_LEVEL_FIELDS}
     operator_owned = {"services", "output_dir", "num_actors"}  # addresses, mount paths, actor bound
     assert set(TrainConfig.model_fields) == from_spec | operator_owned
 
@@ -248,6 +269,27 @@ BAD_SPECS = [
      "replay.buffer.samplesPerInsert must be <= replay.buffer.maxTimesSampled", "exceeds replay.max_times_sampled (2)"),
     ("replay error buffer too narrow", _with(MINIMAL, replay={"buffer": {"samplesPerInsert": 4.0, "errorBuffer": 1.0}}),
      "replay.buffer.errorBuffer must be >= max(1, samplesPerInsert)", "error_buffer 1 gives a range of 2"),
+    # Issue #16: a population that replaces nobody, ranges that are not ranges, a metric nobody writes.
+    ("population fraction selects nobody", _with(MINIMAL, population={"size": 3, "exploit": {"fraction": 0.3}}),
+     "population.exploit.fraction × population.size must be at least 1", "population.exploit.fraction (0.3) × population.size (3) = 0.9"),
+    ("population too large", _with(MINIMAL, population={"size": 65}), "65 is greater than the maximum of 64", "spec.population.size"),
+    ("population metric without targets", _with(MINIMAL, mode="unconditional", reward={"kind": "discriminator"}, population={"size": 4}),
+     "population.metric must be one this job's evaluation writes", "population.metric 'held_out_l2' ranks reconstructions"),
+    ("population digit score on shapes", _with(MINIMAL, mode="unconditional", reward={"kind": "discriminator"},
+                                               population={"size": 4, "metric": "digit_confident"}),
+     "population.metric must be one this job's evaluation writes", "needs mode 'unconditional' and data.name 'mnist'"),
+    *[(f"population perturb {key} not around 1", _with(MINIMAL, population={"explore": {"perturb": {key: [1.5, 2.0]}}}),
+       f"population.explore.perturb.{key} must be a factor range", f"population.explore.perturb.{name} [1.5, 2] must be a factor range")
+      for key, name in (("learningRate", "learning_rate"), ("entropyCoef", "entropy_coef"), ("discriminatorLearningRate", "discriminator_learning_rate"))],
+    ("population perturb factor not positive", _with(MINIMAL, population={"explore": {"perturb": {"learningRate": [0.0, 1.5]}}}),
+     "less than or equal to the minimum of 0", "population.explore.perturb.learning_rate [0, 1.5]"),
+    *[(f"population resample {key} reversed", _with(MINIMAL, population={"explore": {"resample": {key: [0.01, 0.001]}}}),
+       f"population.explore.resample.{key} must be a value range", f"population.explore.resample.{name} [0.01, 0.001] must be a value range")
+      for key, name in (("learningRate", "learning_rate"), ("entropyCoef", "entropy_coef"), ("discriminatorLearningRate", "discriminator_learning_rate"))],
+    ("population resample learning rate above 1", _with(MINIMAL, population={"explore": {"resample": {"learningRate": [0.1, 2.0]}}}),
+     "2.0 is greater than the maximum of 1", "inside learner.learning_rate's bounds (0, 1]"),
+    ("population resample probability without a range", _with(MINIMAL, population={"explore": {"resampleProbability": 0.25}}),
+     "population.explore.resampleProbability above 0 needs a range", "population.explore.resample_probability (0.25) needs a range"),
 ]
 
 
@@ -443,3 +485,18 @@ def test_job_names_whose_children_kubernetes_would_reject_are_refused(name: str,
     else:
         with pytest.raises(SpecError, match=r"metadata\.name"):
             render_children(parse_spec(MINIMAL), name, "ns")
+
+
+def test_a_population_reaches_the_config_in_spiral_terms() -> None:
+    """spec.population is spiral.config's PopulationConfig spelt camelCase: what the API server
+    stores (defaults applied) parses into the same config the local launcher would build."""
+    population = {"size": 4, "readyAfterUpdates": 50, "exploit": {"fraction": 0.5},
+                  "explore": {"perturb": {"entropyCoef": [1.0, 1.0]}, "resample": {"learningRate": [1e-4, 1e-3]}, "resampleProbability": 0.25}}
+    spec = _with(MINIMAL, population=population)
+    assert admission_errors(spec) == [] and operator_error(spec) is None
+    config = to_train_config(parse_spec(apply_defaults(_spec_schema(), spec)), "job", "ns").population
+    assert (config.size, config.ready_after_updates, config.exploit.fraction) == (4, 50, 0.5)
+    assert config.explore.perturb.entropy_coef == (1.0, 1.0) and config.explore.perturb.learning_rate == (0.8, 1.25)
+    assert config.explore.resample.learning_rate == (1e-4, 1e-3) and config.explore.resample_probability == 0.25
+    # Without a population section the job is one run, as before.
+    assert to_train_config(parse_spec(MINIMAL), "job", "ns").population.enabled is False

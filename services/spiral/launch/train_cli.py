@@ -24,6 +24,7 @@ from spiral.cli_errors import fail, usage_error
 from spiral.config import PRESETS, ConfigError, TrainConfig, load_config, load_preset, parse_overrides
 from spiral.launch.run_folder import RunFolderBusy, RunFolderLock, finished_run
 from spiral.learning.run_log import RunSummary
+from spiral.population import not_yet_run
 from spiral.progress import DEFAULT_EVERY_SECONDS, RunOutput
 
 if TYPE_CHECKING:  # pragma: no cover - the trainer (and torch) load only when training
@@ -109,6 +110,8 @@ def train_command(
         cfg = spiraljob_config(manifest, sets, output_dir) if manifest is not None else resolve_config(config, preset, sets, output_dir)
     except ConfigError as err:
         usage_error(str(err))
+    if (refusal := not_yet_run(cfg.population)) is not None:
+        usage_error(refusal)
     out = Path(cfg.output_dir)
     command = train_command_line(config, preset, set_, out, single_process, manifest)
     if resume and (done := finished_run(cfg)) is not None:

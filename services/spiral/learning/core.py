@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from spiral.agents import Discriminator
-from spiral.config import DatasetName, Mode, TrainConfig
+from spiral.config import DatasetName, Hyperparameter, Mode, TrainConfig
 from spiral.data import ImageDataset
 from spiral.envs.base import BatchedEnv
 from spiral.learning.budget import budget_spent
 from spiral.learning.cadence import ALL_DUE, Cadence, Due
 from spiral.learning.evaluate import Evaluator
+from spiral.learning.hyperparameters import RuntimeHyperparameters
 
 if TYPE_CHECKING:  # pragma: no cover - the digit classifier loads lazily
     from spiral.learning.digits import DigitScore
@@ -83,6 +84,7 @@ class PolicyLearnerCore:
         role: str,
         train_discriminator: bool,
         resume: bool,
+        export_hyperparameter: Callable[[Hyperparameter, float], None] | None = None,
     ) -> None:
         """Build fresh networks (seeded with ``cfg.seed``), then resume from the run's checkpoint
         when ``resume`` and one exists.
@@ -91,6 +93,8 @@ class PolicyLearnerCore:
             role: written into checkpoints and the start record (which driver this is).
             train_discriminator: the state also holds a critic and its optimiser (the
                 single-process trainer with the discriminator reward trains one here).
+            export_hyperparameter: told every value of :attr:`hyperparameters` at start and at
+                each change (the policy learner's Prometheus gauge).
 
         Raises:
             ValueError: the existing checkpoint is unreadable or holds no policy.
@@ -120,6 +124,15 @@ class PolicyLearnerCore:
         resumed = self.state.resume(self.checkpoint_dir) if resume else None
         if resumed is None and cfg.init_from is not None:
             self.state.initialise_policy_from(cfg.init_from, pretrained_updates=cfg.pretrain.updates)
+        # After the resume, which set the optimisers back to the config's learning rates.
+        self.hyperparameters = RuntimeHyperparameters(
+            cfg.learner.hyperparameters_file,
+            cfg.learner,
+            cfg.discriminator,
+            policy_optimizer=self.state.policy_optimizer,
+            discriminator_optimizer=self.state.discriminator_optimizer,
+            export=export_hyperparameter,
+        )
         # The update counts at which each action last ran: nothing new to log or evaluate right
         # after a resume, but every process checkpoints at least once (its restart count).
         updates = self.state.counters.updates
@@ -165,7 +178,7 @@ class PolicyLearnerCore:
             return
         s = self.state
         assert s.policy is not None and s.policy_optimizer is not None
-        lr = self.cfg.pretrain.learning_rate or self.cfg.learner.learning_rate
+        lr = self.cfg.pretrain.learning_rate or self.hyperparameters.learner.learning_rate
         for group in s.policy_optimizer.param_groups:
             group["lr"] = lr
         log.info(
@@ -193,7 +206,7 @@ class PolicyLearnerCore:
         finally:
             torch.set_num_threads(threads)
             for group in s.policy_optimizer.param_groups:
-                group["lr"] = self.cfg.learner.learning_rate
+                group["lr"] = self.hyperparameters.learner.learning_rate
         self.checkpoint()
         self.evaluate()
 
@@ -203,11 +216,12 @@ class PolicyLearnerCore:
         s = self.state
         assert s.policy is not None and s.policy_optimizer is not None
         cfg = self.cfg
+        self._poll_hyperparameters()
         stats = policy_update(
             s.policy,
             s.policy_optimizer,
             rollout,
-            cfg.learner,
+            self.hyperparameters.learner,  # cfg.learner with the learning rate and entropy applied at run time
             cfg.reward,
             cfg.mode,
             critic,
@@ -218,6 +232,13 @@ class PolicyLearnerCore:
         s.counters = s.counters.plus(frames=stats.frames, updates=1)
         s.version += 1
         return stats
+
+    def _poll_hyperparameters(self) -> None:
+        """Apply a changed ``learner.hyperparameters_file``; each change also goes into the run log
+        (``hyperparameters/<name>``, so TensorBoard and the curves show when a value moved)."""
+        changes = self.hyperparameters.poll(self.state.counters.updates)
+        if changes:
+            self.run_log.write({"event": "hyperparameters", **{f"hyperparameters/{c.name.value}": c.new for c in changes}, **self.x_axis()})
 
     def after_update(self, record: Mapping[str, float], *, final: bool) -> dict[str, float] | None:
         """Log ``record``, evaluate and checkpoint as the cadence says (all three when ``final``).

@@ -25,6 +25,7 @@ MUTABLE_ON_RESUME: tuple[str, ...] = (
     "learner.learning_rate",
     "learner.entropy_coef",
     "learner.queue_size",
+    "learner.hyperparameters_file",
     "discriminator.learning_rate",
     "total_frames",
     "total_updates",
@@ -42,6 +43,7 @@ MUTABLE_ON_RESUME: tuple[str, ...] = (
     "services.",
     "search.",
     "pretrain.",
+    "population.",  # how members are compared and changed, not what a member's checkpoint holds
 )
 
 _ABSENT = object()

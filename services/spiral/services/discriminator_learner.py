@@ -40,6 +40,7 @@ from spiral.data import ImageDataset, load_dataset
 from spiral.envs.factory import make_env
 from spiral.errors import DeadlineExceededError, SpiralServiceError, UnavailableError
 from spiral.learning.cadence import Cadence
+from spiral.learning.hyperparameters import RuntimeHyperparameters
 from spiral.learning.run_log import RunLog
 from spiral.learning.state import TrainingState
 from spiral.learning.tensorboard import TensorBoardWriter
@@ -101,6 +102,14 @@ class DiscriminatorLearner:
         )
         if resume:
             self.state.resume(self.checkpoint_dir)
+        # After the resume, which set the optimiser back to the config's learning rate.
+        self.hyperparameters = RuntimeHyperparameters(
+            cfg.learner.hyperparameters_file,
+            cfg.learner,
+            cfg.discriminator,
+            discriminator_optimizer=self.state.discriminator_optimizer,
+            export=lambda name, value: self.metrics.learner_hyperparameter.labels(job, name.value).set(value),
+        )
         self.cadence = Cadence.from_config(cfg)
         tensorboard = TensorBoardWriter(self.out / "tensorboard" / Role.DISCRIMINATOR_LEARNER.value)
         self.run_log = RunLog(self.out / "metrics-discriminator.jsonl", tensorboard=tensorboard)
@@ -159,6 +168,7 @@ class DiscriminatorLearner:
         """One critic step on replayed fakes against as many real images, then publish."""
         state = self.state
         assert state.discriminator_optimizer is not None
+        self.hyperparameters.poll(state.counters.discriminator_updates)  # a changed learning rate applies to this step
         real = self.dataset.sample(int(fake_canvases.shape[0]), state.generator)
         conditional = self.cfg.mode == Mode.CONDITIONAL
         stats = discriminator_update(

@@ -111,7 +111,15 @@ class PolicyLearner:
         # the newest weights it published. Built before the core, whose resume restores the RNG
         # states that this initialisation would otherwise consume.
         self.critic: Discriminator | None = build_discriminator(cfg, self.env) if cfg.uses_discriminator else None
-        self.core = PolicyLearnerCore(cfg, self.env, self.dataset, role=Role.POLICY_LEARNER.value, train_discriminator=False, resume=resume)
+        self.core = PolicyLearnerCore(
+            cfg,
+            self.env,
+            self.dataset,
+            role=Role.POLICY_LEARNER.value,
+            train_discriminator=False,
+            resume=resume,
+            export_hyperparameter=lambda name, value: self.metrics.learner_hyperparameter.labels(job, name.value).set(value),
+        )
         self.critic_version = -1
         self.queue: queue.Queue[_Queued] = queue.Queue(maxsize=cfg.learner.queue_size)
         self._expect = TrajectoryExpectations(
