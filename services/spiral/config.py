@@ -176,6 +176,15 @@ class LearnerConfig(_Frozen):
         le=1.0,
         description="Adam lr; 6e-4 learned fastest in our CPU sweeps (paper range 1e-5..3e-4 with far larger batches).",
     )
+    learning_rate_final_fraction: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "The policy's learning rate when the budget is spent, as a fraction of `learning_rate`, reached linearly over the "
+            "budget (its most advanced of frames, updates and wall minutes): 1 = constant; 0 = CleanRL's --anneal-lr."
+        ),
+    )
     adam_beta1: float = Field(0.5, ge=0.0, lt=1.0, description="SPIRAL uses β1 = 0.5.")
     adam_beta2: float = Field(0.999, ge=0.0, lt=1.0)
     entropy_coef: float = Field(

@@ -68,19 +68,18 @@ def _generator(rng: np.random.Generator | int) -> np.random.Generator:
 
 
 def not_yet_run(population: PopulationConfig) -> str | None:
-    """Why a run with this population cannot start yet, or None when it is one run.
+    """Why the operator cannot start a job with this population yet, or None when it is one run.
 
-    The decisions here and the learners' runtime hyperparameters exist; the parts that run members
-    side by side (the operator's population controller, ``spiral train --population``) do not yet
-    (issue #16). A population of two or more is refused, with this message, rather than trained as
-    one run that silently ignores it.
+    The decisions here, the learners' runtime hyperparameters and the local driver
+    (``spiral train --population N``, :mod:`spiral.launch.population`) exist; the operator's
+    population controller does not yet (issue #16). A SpiralJob with two members or more is
+    refused with this message rather than trained as one run that silently ignores them.
     """
     if not population.enabled:
         return None
     return (
-        f"population.size {population.size}: population-based training is not run yet — its decisions and runtime "
-        "hyperparameters exist, but neither `spiral train` nor the operator runs members side by side (issue #16); "
-        "valid today: population.size 0 or 1 (one run)"
+        f"population.size {population.size}: the operator does not run a population yet (issue #16; on one machine "
+        "`spiral train --population N` does); valid today: population.size 0 or 1 (one run)"
     )
 
 

@@ -64,9 +64,13 @@ def run(command: list[str], log_path: Path) -> None:
         raise SystemExit(f"command failed with exit code {code}: {shlex.join(command)} (log: {log_path})")
 
 
-def processes_and_threads(out: Path, single_process: bool) -> str:
+def processes_and_threads(out: Path, single_process: bool, population: int | None = None) -> str:
     """How the run used the cores (the issue's budget is stated in core-minutes)."""
     cores = os.cpu_count()
+    if population:
+        member = "1 process" if single_process else "the services"
+        threads = max(1, (cores or 1) // population)
+        return f"{population} members side by side, each {member} with {threads} torch thread(s); pretrained once first with {cores} threads"
     if single_process:
         return f"1 process, torch's default intra-op threads ({cores} on {cores} cores)"
     services = sorted(p.stem for p in (out / "logs").glob("*.log"))
@@ -89,6 +93,9 @@ def main() -> None:
         "--search-all", action="store_true", help="Search on the whole held-out split too (K× the evaluation's cost; default: the first 256 only)."
     )
     parser.add_argument("--repaint", default=None, help="Also re-paint the chosen programs with this renderer (e.g. libmypaint).")
+    parser.add_argument(
+        "--population", type=int, default=None, metavar="N", help="Train N members with population-based training; the best member is evaluated."
+    )
     parser.add_argument("--name", default=None, help="Result name (default: the preset).")
     parser.add_argument("--results", type=Path, default=ROOT / "examples" / "results", help="Where summaries and pictures go.")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench", help="Where the run folders go.")
@@ -110,11 +117,18 @@ def main() -> None:
     train += ["--set", f"max_wall_minutes={args.minutes}", "--set", "total_frames=1000000000000", "--set", "total_updates=null"]
     if args.single_process:
         train.append("--single-process")
+    if args.population:
+        train += ["--population", str(args.population)]
     started = time.monotonic()
     run(train, log_path)
     wall = time.monotonic() - started
 
-    checkpoint = out / "checkpoints"
+    run_folder, population = out, None
+    if args.population:  # the best member is the population's result; the whole population's plot goes beside it
+        done_record = last_record(out / "population.jsonl", "best")
+        population = {"size": args.population, "best_member": done_record["best"], "members": done_record["members"]}
+        run_folder = out / "members" / str(done_record["best"])
+    checkpoint = run_folder / "checkpoints"
     evals = {}
     for label, limit in (("first_256", ["--limit", "256"]), ("all_held_out", [])):
         report = out / f"eval-{label}.json"
@@ -128,7 +142,7 @@ def main() -> None:
         if evals[label].get("num_samples"):  # unconditional: one evaluation of samples is all there is
             break
 
-    metrics = out / "metrics.jsonl"
+    metrics = run_folder / "metrics.jsonl"
     done = last_record(metrics, "updates")
     summary = {
         "name": name,
@@ -141,7 +155,8 @@ def main() -> None:
         "updates": done.get("updates"),
         "pretrain_updates": done.get("pretrain_updates", 0),
         "search_candidates": args.search,
-        "processes_and_threads": processes_and_threads(out, args.single_process),
+        "processes_and_threads": processes_and_threads(run_folder, args.single_process, args.population),
+        **({"population": population} if population else {}),
         "evaluation": evals,
         "train_command": "spiral " + shlex.join(train[3:]),
         "bench_command": "python tests/benchmarks/bench_learning.py " + shlex.join(sys.argv[1:]),
@@ -150,7 +165,12 @@ def main() -> None:
         "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     (args.results / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    for source, target in ((out / "curves.png", f"{name}-curves.png"), (out / "eval-first_256.png", f"{name}-eval.png")):
+    pictures = (
+        (run_folder / "curves.png", f"{name}-curves.png"),
+        (out / "eval-first_256.png", f"{name}-eval.png"),
+        (out / "population.png", f"{name}-population.png"),
+    )
+    for source, target in pictures:
         if source.exists():
             shutil.copyfile(source, args.results / target)
     print(json.dumps({k: summary[k] for k in ("name", "wall_minutes", "frames", "updates", "pretrain_updates")}, indent=2))

@@ -439,14 +439,14 @@ async def test_invalid_spec_fails_with_a_message_and_no_retry_loop(running: Any)
 
 
 async def test_a_population_is_refused_until_the_controller_runs_it(running: Any) -> None:
-    """Issue #16 in progress: spec.population passes the CRD and the config rules, but no part runs
-    members side by side yet, so the job fails by name instead of training one run that ignores it."""
+    """Issue #16 in progress: spec.population passes the CRD and the config rules, but the operator
+    does not run members side by side yet, so the job fails by name instead of training one run that ignores it."""
     cluster, _, _ = running
     await cluster.create_job({**SPEC, "population": {"size": 2, "exploit": {"fraction": 0.5}}})
     job = await eventually(lambda: (j := cluster.job()) and j.get("status", {}).get("phase") == "Failed" and j, what="Failed")
     failed = condition(job, "Failed")
     assert failed["reason"] == "InvalidSpec"
-    assert "spec.population.size 2: population-based training is not run yet" in failed["message"]
+    assert "spec.population.size 2: the operator does not run a population yet" in failed["message"]
     assert cluster.obj("apps/v1/statefulsets", f"{JOB}-policy-learner") is None
 
 

@@ -96,16 +96,6 @@ def test_config_show_rejects_a_bad_key_like_train():
     assert result.exit_code == 2 and "learner.lr: unknown key" in result.output
 
 
-def test_train_refuses_a_population_it_cannot_run_yet_before_touching_the_run_folder(tmp_path):
-    """Issue #16 in progress: a population of two is refused by name, not trained as one run that ignores it."""
-    out = tmp_path / "run"
-    result = runner.invoke(app, ["train", "--set", "population.size=2", "--set", "population.exploit.fraction=0.5", "-o", str(out)])
-    assert result.exit_code == 2, result.output
-    assert "population.size 2: population-based training is not run yet" in result.output
-    assert "valid today: population.size 0 or 1" in result.output
-    assert not out.exists()
-
-
 def test_config_keys_lists_every_leaf_with_type_default_and_description():
     result = runner.invoke(app, ["config", "keys"])
     assert result.exit_code == 0

@@ -24,7 +24,6 @@ from spiral.cli_errors import fail, usage_error
 from spiral.config import PRESETS, ConfigError, TrainConfig, load_config, load_preset, parse_overrides
 from spiral.launch.run_folder import RunFolderBusy, RunFolderLock, finished_run
 from spiral.learning.run_log import RunSummary
-from spiral.population import not_yet_run
 from spiral.progress import DEFAULT_EVERY_SECONDS, RunOutput
 
 if TYPE_CHECKING:  # pragma: no cover - the trainer (and torch) load only when training
@@ -94,6 +93,16 @@ def train_command(
         Path | None,
         typer.Option("--init-from", help="Start from this checkpoint's policy weights (e.g. from `spiral pretrain`); same as --set init_from=PATH."),
     ] = None,
+    population: Annotated[
+        int | None,
+        typer.Option(
+            "--population",
+            metavar="N",
+            min=2,
+            max=64,
+            help="Train N members side by side with population-based training (same as --set population.size=N); see README.",
+        ),
+    ] = None,
     progress_every: Annotated[
         float,
         typer.Option(
@@ -105,15 +114,15 @@ def train_command(
     _setup_logging()
     if manifest is not None and config is not None:
         usage_error("--file and --config both name the run's config: use one of them")
-    sets = [*set_, *([f"init_from={init_from}"] if init_from is not None else [])]
+    sets = [*set_, *([f"init_from={init_from}"] if init_from is not None else []), *([f"population.size={population}"] if population else [])]
     try:
         cfg = spiraljob_config(manifest, sets, output_dir) if manifest is not None else resolve_config(config, preset, sets, output_dir)
     except ConfigError as err:
         usage_error(str(err))
-    if (refusal := not_yet_run(cfg.population)) is not None:
-        usage_error(refusal)
     out = Path(cfg.output_dir)
     command = train_command_line(config, preset, set_, out, single_process, manifest)
+    if cfg.population.enabled:
+        raise typer.Exit(_train_population(cfg, resume, single_process, progress_every, command))
     if resume and (done := finished_run(cfg)) is not None:
         _report_finished(out, done)
         return
@@ -127,6 +136,25 @@ def train_command(
         lock.release()
     if code:
         raise typer.Exit(code)
+
+
+def _train_population(cfg: TrainConfig, resume: bool, single_process: bool, progress_every: float, command: str) -> int:
+    """``population.size`` members side by side (:mod:`spiral.launch.population`); returns the exit code."""
+    from spiral.launch.population import POPULATION_LOG, PopulationRun
+
+    out = Path(cfg.output_dir)
+    if (out / POPULATION_LOG).exists() and resume:
+        usage_error(
+            f"{out} holds a population run already ({out / POPULATION_LOG}); a population does not resume: start afresh with --no-resume, or use another -o"
+        )
+    try:
+        lock = RunFolderLock(out, command).acquire()
+    except (RunFolderBusy, OSError) as err:
+        fail(str(err))
+    try:
+        return PopulationRun(cfg, single_process=single_process, fresh=not resume).run(progress_every=progress_every)
+    finally:
+        lock.release()
 
 
 def _train(cfg: TrainConfig, resume: bool, single_process: bool, quiet: bool, progress_every: float, command: str) -> int:
@@ -199,9 +227,7 @@ def sample_command(
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(process)d %(name)s:%(lineno)d %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(process)d %(name)s:%(lineno)d %(message)s")
 
 
 __all__ = ["resolve_config", "sample_command", "spiraljob_config", "train_command", "train_command_line"]

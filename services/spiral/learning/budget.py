@@ -31,3 +31,16 @@ def budget_spent(cfg: TrainConfig, frames: int, updates: int, started_monotonic:
         or (cfg.total_frames is not None and frames >= cfg.total_frames)
         or (cfg.total_updates is not None and updates >= cfg.total_updates)
     )
+
+
+def budget_fraction(cfg: TrainConfig, frames: int, updates: int, started_monotonic: float) -> float:
+    """How much of the budget is spent, in [0, 1]: the most advanced of frames, updates and
+    wall-clock minutes (whichever are set), so it reaches 1 exactly when :func:`budget_spent` turns true."""
+    fractions = [0.0]
+    if cfg.max_wall_minutes is not None:
+        fractions.append((time.monotonic() - started_monotonic) / (60 * cfg.max_wall_minutes))
+    if cfg.total_frames is not None:
+        fractions.append(frames / cfg.total_frames)
+    if cfg.total_updates is not None:
+        fractions.append(updates / max(cfg.total_updates, 1))
+    return min(1.0, max(fractions))

@@ -34,7 +34,7 @@ from spiral.agents import Discriminator
 from spiral.config import DatasetName, Hyperparameter, Mode, TrainConfig
 from spiral.data import ImageDataset
 from spiral.envs.base import BatchedEnv
-from spiral.learning.budget import budget_spent
+from spiral.learning.budget import budget_fraction, budget_spent
 from spiral.learning.cadence import ALL_DUE, Cadence, Due
 from spiral.learning.evaluate import Evaluator
 from spiral.learning.hyperparameters import RuntimeHyperparameters
@@ -139,6 +139,7 @@ class PolicyLearnerCore:
         self._logged_at: int | None = updates
         self._evaluated_at: int | None = updates
         self._checkpointed_at: int | None = None
+        self._rl_started_at: float | None = None  # budget fraction at this process's first RL update
 
     # ------------------------------------------------------------------------------ budget ---
 
@@ -217,6 +218,7 @@ class PolicyLearnerCore:
         assert s.policy is not None and s.policy_optimizer is not None
         cfg = self.cfg
         self._poll_hyperparameters()
+        self._anneal_learning_rate()
         stats = policy_update(
             s.policy,
             s.policy_optimizer,
@@ -233,6 +235,33 @@ class PolicyLearnerCore:
         s.version += 1
         return stats
 
+    def _anneal_learning_rate(self) -> None:
+        """Set the policy's learning rate on ``learner.learning_rate_final_fraction``'s linear schedule.
+
+        It spans RL's share of the budget, from this run's first RL update to the budget's end, so
+        pretraining's wall time does not eat into it. A process that resumes after RL began (its
+        clock restarted) counts from the start of the budget. The base is the runtime value, so a
+        population's explore scales the whole schedule.
+        """
+        final = self.hyperparameters.learner.learning_rate_final_fraction
+        if final == 1.0:
+            return
+        s = self.state
+        assert s.policy_optimizer is not None
+        spent = budget_fraction(self.cfg, s.counters.frames, s.counters.updates, self._started)
+        if self._rl_started_at is None:
+            self._rl_started_at = spent if s.counters.updates == 0 else 0.0
+        progress = min(1.0, (spent - self._rl_started_at) / max(1.0 - self._rl_started_at, 1e-9))
+        lr = self.hyperparameters.learner.learning_rate * (1.0 - (1.0 - final) * progress)
+        for group in s.policy_optimizer.param_groups:
+            group["lr"] = lr
+
+    @property
+    def policy_learning_rate(self) -> float:
+        """The learning rate the policy's optimiser steps with now (annealed, when the schedule is on)."""
+        assert self.state.policy_optimizer is not None
+        return float(self.state.policy_optimizer.param_groups[0]["lr"])
+
     def _poll_hyperparameters(self) -> None:
         """Apply a changed ``learner.hyperparameters_file``; each change also goes into the run log
         (``hyperparameters/<name>``, so TensorBoard and the curves show when a value moved)."""
@@ -246,6 +275,8 @@ class PolicyLearnerCore:
         Returns the evaluation's record when one ran, else None.
         """
         self._last_record = dict(record)
+        if self.hyperparameters.learner.learning_rate_final_fraction != 1.0:
+            self._last_record["charts/learning_rate"] = self.policy_learning_rate
         return self._act(self.cadence.due(self.state.counters.updates, final=final))
 
     def finish(self) -> dict[str, float] | None:

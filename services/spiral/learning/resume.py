@@ -25,6 +25,7 @@ MUTABLE_ON_RESUME: tuple[str, ...] = (
     "learner.learning_rate",
     "learner.entropy_coef",
     "learner.queue_size",
+    "learner.learning_rate_final_fraction",
     "learner.hyperparameters_file",
     "discriminator.learning_rate",
     "total_frames",
