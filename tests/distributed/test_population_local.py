@@ -99,3 +99,33 @@ def test_a_population_run_does_not_resume_over_an_earlier_one(tmp_path) -> None:
     (out / "population.jsonl").write_text("{}\n")
     result = CliRunner().invoke(app, ["train", "--population", "2", "--set", "population.exploit.fraction=0.5", "-o", str(out)])
     assert result.exit_code == 2 and "a population does not resume: start afresh with --no-resume" in result.output
+
+
+def _log_eval(folder: Path, updates: int, l2: float) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "metrics.jsonl").open("a") as fh:
+        fh.write(json.dumps({"eval/held_out_l2": l2, "updates": updates, "frames": 64 * updates}) + "\n")
+
+
+def test_one_round_replaces_only_the_bottom_fraction_and_the_survivors_wait_a_ready_period(tmp_path) -> None:
+    """Before this rule each exploit re-ranked the rest: the next poll found a new bottom member, and
+    three of four members copied the same one within 30 s (the MNIST population run)."""
+    cfg = _config(tmp_path / "p", population={"size": 4, "ready_after_updates": 100, "exploit": {"fraction": 0.25}})
+    run = PopulationRun(cfg, single_process=True)
+    for slot, l2 in enumerate([0.30, 0.20, 0.10, 0.40]):
+        _log_eval(run.runs[slot].folder, 200, l2)
+    run.poll()
+    run.carry_out = lambda exploit: None  # no member processes here: the round's bookkeeping is what is tested
+    (exploit,) = run.decide_and_carry_out()
+    assert (exploit.target, exploit.source) == (3, 2)
+    # Member 3 left the ranking (its copy is not measured yet): member 0 is now the bottom of three,
+    # but it survived this round, so it is not replaced before another ready period.
+    _log_eval(run.runs[3].folder, 200, 0.40)
+    run.runs[3].forget_weights()
+    run.poll()
+    assert run.members[0].ready_since == 200 and run.decide_and_carry_out() == []
+    for slot, l2 in enumerate([0.30, 0.20, 0.10]):
+        _log_eval(run.runs[slot].folder, 300, l2)
+    run.poll()
+    (again,) = run.decide_and_carry_out()
+    assert again.target == 0  # a ready period later it is judged again

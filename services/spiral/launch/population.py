@@ -41,7 +41,7 @@ import yaml
 from spiral.config import Hyperparameter, PopulationMetric, TrainConfig
 from spiral.learning.plots import Panel, Series, plot_panels
 from spiral.learning.run_log import DISCRIMINATOR_METRICS_FILE, METRICS_FILE, read_log
-from spiral.population import Exploit, Member, after_exploit, decide, initial_members
+from spiral.population import Exploit, Member, after_exploit, decide, initial_members, is_ready
 from spiral.process import StopFlag
 from spiral.progress import RunOutput
 
@@ -68,6 +68,7 @@ class MemberRun:
         self.process: subprocess.Popen[bytes] | None = None
         #: Per run log, the records before this index measure weights the member no longer holds.
         self.stale_records = dict.fromkeys(MEMBER_LOGS, 0)
+        self.ready_since = 0  # its updates when it last took part in a decision (spiral.population.Member.ready_since)
         self.exit_code: int | None = None
 
     @property
@@ -234,7 +235,7 @@ class PopulationRun:
         """Read every member's figures; log a ``members`` record when any changed."""
         for i, run in enumerate(self.runs):
             seen = observe(run, self.cfg.population.metric)
-            self.members[i] = self.members[i]._replace(updates=seen.updates, metric=seen.metric)
+            self.members[i] = self.members[i]._replace(updates=seen.updates, metric=seen.metric, ready_since=run.ready_since)
         state = [(m.updates, m.metric, tuple(m.hyperparameters.values())) for m in self.members]
         if state != self._last_logged:
             self._last_logged = state
@@ -249,6 +250,24 @@ class PopulationRun:
             "lineage": [step._asdict() for step in member.lineage],
             "running": self.runs[member.slot].running,
         }
+
+    def decide_and_carry_out(self) -> list[Exploit]:
+        """One round of PBT's exploit step: every ready member is judged against the same ranking.
+
+        A ready member that is not replaced survived this round: its readiness counts again from
+        now (Jaderberg et al.: each member runs the step once per ready period). Without that, each
+        exploit would re-rank the rest and push the next member into the bottom fraction at the
+        next poll — measured before this rule: three of four members copied the same one within 30 s.
+        """
+        exploits = decide(self.members, self.cfg.population, self.rng)
+        targets = {e.target for e in exploits}
+        for member in self.members:
+            if member.slot not in targets and is_ready(member, self.cfg.population):
+                self.runs[member.slot].ready_since = member.updates
+                self.members[member.slot] = member._replace(ready_since=member.updates)
+        for exploit in exploits:
+            self.carry_out(exploit)
+        return exploits
 
     def carry_out(self, exploit: Exploit) -> None:
         """Stop the target, give it the source's checkpoint and the explored values, start it again."""
@@ -267,6 +286,7 @@ class PopulationRun:
         copied_updates = int(load_checkpoint(latest)["counters"]["updates"])
         self.seeds[exploit.target] = self.seeds[exploit.source]
         target.forget_weights()
+        target.ready_since = copied_updates
         self.members[exploit.target] = after_exploit(self.members[exploit.target], exploit, copied_updates)
         self.start_member(self.members[exploit.target])
         self.write({"event": "exploit", "seconds": self.seconds, **exploit._asdict(), "hyperparameters": _values(exploit.hyperparameters),
@@ -307,8 +327,7 @@ class PopulationRun:
             shown = 0.0
             while not interrupt.is_set():
                 self.poll()
-                for exploit in decide(self.members, population, self.rng):
-                    self.carry_out(exploit)
+                self.decide_and_carry_out()
                 if time.monotonic() - shown >= progress_every:
                     self.output.echo(self.progress_line())
                     shown = time.monotonic()
