@@ -39,9 +39,10 @@ import numpy as np
 import yaml
 
 from spiral.config import Hyperparameter, PopulationMetric, TrainConfig
+from spiral.learning.hyperparameters import write_hyperparameters
 from spiral.learning.plots import Panel, Series, plot_panels
 from spiral.learning.run_log import DISCRIMINATOR_METRICS_FILE, METRICS_FILE, read_log
-from spiral.population import Exploit, Member, after_exploit, decide, initial_members, is_ready
+from spiral.population import Exploit, Member, after_exploit, decide, initial_members, is_ready, ranked
 from spiral.process import StopFlag
 from spiral.progress import RunOutput
 
@@ -100,9 +101,9 @@ class Observation(NamedTuple):
 def observe(run: MemberRun, metric: PopulationMetric) -> Observation:
     """The member's latest policy updates and the latest value of ``metric`` measured on its current
     weights (records logged before its last exploit do not count)."""
-    policy_log = read_log(run.folder / METRICS_FILE)
-    counted = [r for r in policy_log if isinstance(r.get("updates"), int)]
-    fresh = [record for name in MEMBER_LOGS for record in read_log(run.folder / name)[run.stale_records[name] :]]
+    logs = {name: read_log(run.folder / name) for name in MEMBER_LOGS}  # each file read once per poll
+    counted = [r for r in logs[METRICS_FILE] if isinstance(r.get("updates"), int)]
+    fresh = [record for name, records in logs.items() for record in records[run.stale_records[name] :]]
     values = [float(r[metric.record_key]) for r in fresh if isinstance(r.get(metric.record_key), (int, float))]
     return Observation(int(counted[-1]["updates"]) if counted else 0, values[-1] if values else None)
 
@@ -130,6 +131,10 @@ def copy_checkpoint(source: Path, target: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target / "latest.pt"
+
+
+def _write_config(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def _values(hyperparameters: Any) -> dict[str, float]:
@@ -180,7 +185,7 @@ class PopulationRun:
         data["population"] = {}
         config = folder / "pretrain.yaml"
         folder.mkdir(parents=True, exist_ok=True)
-        config.write_text(yaml.safe_dump(data, sort_keys=False))
+        _write_config(config, data)
         self.output.echo(f"population: pretraining once for all {len(self.members)} members ({self.cfg.pretrain.updates} updates) → {folder}")
         with (folder / "pretrain.out").open("ab") as sink:
             code = subprocess.call([sys.executable, "-m", "spiral", "pretrain", "-c", str(config)], stdout=sink, stderr=subprocess.STDOUT)
@@ -204,8 +209,8 @@ class PopulationRun:
         if self.single_process and data.get("torch_threads") is None:
             data["torch_threads"] = max(1, (os.cpu_count() or 1) // len(self.members))
         run.folder.mkdir(parents=True, exist_ok=True)
-        run.config_path.write_text(yaml.safe_dump(data, sort_keys=False))
-        run.hyperparameters_path.write_text(json.dumps(_values(member.hyperparameters), indent=2, sort_keys=True) + "\n")
+        _write_config(run.config_path, data)
+        write_hyperparameters(run.hyperparameters_path, member.hyperparameters)  # atomic: the member may be polling it
         return run.config_path
 
     def start_member(self, member: Member) -> None:
@@ -346,8 +351,6 @@ class PopulationRun:
         return 1 if any(r.exit_code not in (0, None) for r in self.runs) else 0
 
     def best(self) -> Member | None:
-        from spiral.population import ranked
-
         order = ranked(self.members, self.cfg.population.metric)
         return order[0] if order else None
 

@@ -153,6 +153,8 @@ def _train_population(cfg: TrainConfig, resume: bool, single_process: bool, prog
         fail(str(err))
     try:
         return PopulationRun(cfg, single_process=single_process, fresh=not resume).run(progress_every=progress_every)
+    except RuntimeError as err:  # the shared pretraining failed: its message names its output file
+        fail(str(err))
     finally:
         lock.release()
 
