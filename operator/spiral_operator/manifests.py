@@ -10,6 +10,8 @@ ServiceMonitor ``NAME``. Which roles a job runs is :meth:`spiral.config.TrainCon
 config, the answer the local launcher uses too. Each kind has its ``render_*`` function;
 :func:`render_children` only decides which to call, in order.
 
+With ``hyperparametersConfigMap`` the learner pods also mount that ConfigMap as a folder.
+
 The handlers add owner references (``kopf.adopt``) afterwards. Two pod-template annotations drive
 roll-outs: ``spiral.dev/config-hash`` (a config change restarts the pods that read it) and
 ``spiral.dev/restart-generation`` (bumped by the operator for a coordinated restart of learners and
@@ -32,6 +34,7 @@ from spiral_operator.spec import (
     DATA_DIR,
     GRPC_PORT,
     HEALTH_PORT,
+    HYPERPARAMETERS_DIR,
     METRICS_PORT,
     TLS_DIR,
     AccessMode,
@@ -57,6 +60,8 @@ RUN_AS_USER = 10001
 STATEFUL_ROLES: tuple[Role, ...] = (Role.POLICY_LEARNER, Role.DISCRIMINATOR_LEARNER, Role.REPLAY)
 #: Roles that read and write checkpoints (the replay buffer's, so that its items survive a restart).
 CHECKPOINTING_ROLES: frozenset[Role] = frozenset({Role.POLICY_LEARNER, Role.DISCRIMINATOR_LEARNER, Role.REPLAY})
+#: Roles that apply runtime hyperparameters (``spec.hyperparametersConfigMap``).
+LEARNER_ROLES: frozenset[Role] = frozenset({Role.POLICY_LEARNER, Role.DISCRIMINATOR_LEARNER})
 
 
 def stateful_roles(roles: Iterable[Role]) -> tuple[Role, ...]:
@@ -144,11 +149,7 @@ def merge_template(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict
         current = result.get(key)
         if isinstance(current, Mapping) and isinstance(value, Mapping):
             result[key] = merge_template(current, value)
-        elif (
-            isinstance(current, list)
-            and isinstance(value, list)
-            and all(isinstance(v, Mapping) and "name" in v for v in [*current, *value])
-        ):
+        elif isinstance(current, list) and isinstance(value, list) and all(isinstance(v, Mapping) and "name" in v for v in [*current, *value]):
             merged = [copy.deepcopy(item) for item in current]
             index = {item["name"]: i for i, item in enumerate(merged)}
             for item in value:
@@ -206,6 +207,10 @@ def _volumes(spec: SpiralJobSpec, name: str, role: Role) -> _Volumes:
     if role in CHECKPOINTING_ROLES:
         mounts.append({"name": "checkpoints", "mountPath": CHECKPOINT_DIR})
         volumes.append({"name": "checkpoints", "persistentVolumeClaim": {"claimName": checkpoint_claim_name(name, spec)}})
+    if spec.hyperparameters_config_map is not None and role in LEARNER_ROLES:
+        # A folder, never subPath: the kubelet swaps a mounted ConfigMap's files only without subPath.
+        mounts.append({"name": "hyperparameters", "mountPath": HYPERPARAMETERS_DIR, "readOnly": True})
+        volumes.append({"name": "hyperparameters", "configMap": {"name": spec.hyperparameters_config_map}})
     if spec.dataset.volume is not None:
         mounts.append({"name": "data", "mountPath": DATA_DIR, "readOnly": True})
         volumes.append({**copy.deepcopy(spec.dataset.volume), "name": "data"})
@@ -256,9 +261,7 @@ def _checkpoint_affinity(spec: SpiralJobSpec, name: str, role: Role) -> dict[str
     }
 
 
-def _pod_template(
-    spec: SpiralJobSpec, name: str, role: Role, role_spec: RoleSpec, config_digest: str, restart_generation: int
-) -> dict[str, Any]:
+def _pod_template(spec: SpiralJobSpec, name: str, role: Role, role_spec: RoleSpec, config_digest: str, restart_generation: int) -> dict[str, Any]:
     volumes = _volumes(spec, name, role)
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,

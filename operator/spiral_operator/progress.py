@@ -31,6 +31,8 @@ class Progress(NamedTuple):
     #: The autoscaler's counters: seconds the learner waited for trajectories, and the actors for room in its queue.
     learner_wait_seconds: float | None = None
     actor_wait_seconds: float | None = None
+    #: The digit score of unconditional MNIST samples (a population's ``digit_confident`` metric).
+    digit_confident: float | None = None
 
 
 def metrics_url(name: str, namespace: str) -> str:
@@ -85,6 +87,8 @@ def parse_progress(text: str, job_name: str | None = None) -> Progress:
                 values["learner_wait_seconds"] = sample.value
             elif sample.name == "spiral_learner_actor_wait_seconds_total":
                 values["actor_wait_seconds"] = sample.value
+            elif sample.name == "spiral_learner_digit_confident":
+                values["digit_confident"] = sample.value
 
     def as_int(key: str) -> int | None:
         return int(values[key]) if key in values else None
@@ -97,4 +101,5 @@ def parse_progress(text: str, job_name: str | None = None) -> Progress:
         queue_depth=values.get("queue_depth"),
         learner_wait_seconds=values.get("learner_wait_seconds"),
         actor_wait_seconds=values.get("actor_wait_seconds"),
+        digit_confident=values.get("digit_confident"),
     )

@@ -49,6 +49,9 @@ CONFIG_PATH = "/etc/spiral/config.yaml"
 TLS_DIR = "/etc/spiral/tls"
 CHECKPOINT_DIR = "/checkpoints"
 DATA_DIR = "/data"
+#: Where ``hyperparametersConfigMap`` is mounted in the learner pods (a folder: the kubelet updates it in place), and its key.
+HYPERPARAMETERS_DIR = "/etc/spiral/hyperparameters"
+HYPERPARAMETERS_KEY = "hyperparameters.json"
 GRPC_PORT = 50051
 METRICS_PORT = 9400
 #: With TLS: the plaintext health service on 127.0.0.1 only, for the exec probes.
@@ -263,8 +266,7 @@ class ActorSpec(RoleSpec):
     def _check(self) -> ActorSpec:
         if not self.min_replicas <= self.replicas <= self.max_replicas:
             raise ValueError(
-                f"actor.replicas ({self.replicas}) must lie within [actor.minReplicas ({self.min_replicas}), "
-                f"actor.maxReplicas ({self.max_replicas})]"
+                f"actor.replicas ({self.replicas}) must lie within [actor.minReplicas ({self.min_replicas}), actor.maxReplicas ({self.max_replicas})]"
             )
         return self
 
@@ -510,6 +512,18 @@ class SpiralJobSpec(_Spec):
     run_policy: RunPolicy = Field(default_factory=RunPolicy, description="Restarts, deadline, TTL, suspension, cleanup.")
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Prometheus integration.")
     tls: TLSSpec | None = Field(None, description="Mutual TLS between the services; without it the NetworkPolicy confines plaintext gRPC to the job's pods.")
+    hyperparameters_config_map: str | None = Field(
+        None,
+        min_length=1,
+        max_length=253,
+        description=(
+            f"A ConfigMap whose key `{HYPERPARAMETERS_KEY}` (a JSON object: learning_rate, entropy_coef, discriminator_learning_rate, "
+            f"each optional) the learners poll and apply while they run (learner.hyperparameters_file, mounted at {HYPERPARAMETERS_DIR}): "
+            "`kubectl edit configmap` changes a running job's learning rates and entropy cost without a restart; every change is "
+            "logged and exported as spiral_learner_hyperparameter. A population sets it for each member. The learner pods wait "
+            "until the ConfigMap exists."
+        ),
+    )
 
     def roles(self) -> tuple[Role, ...]:
         """The services this job runs: :meth:`TrainConfig.roles` of its config (an ``l2`` job has no replay
@@ -518,6 +532,12 @@ class SpiralJobSpec(_Spec):
 
     @model_validator(mode="after")
     def _check_train_config(self) -> SpiralJobSpec:
+        if self.hyperparameters_config_map is not None and self.training.hyperparameters_file is not None:
+            raise ValueError(
+                f"training.hyperparametersFile ({self.training.hyperparameters_file}) and hyperparametersConfigMap "
+                f"({self.hyperparameters_config_map}) both name the learners' hyperparameters file; set only hyperparametersConfigMap "
+                "(the operator mounts it and points the learners at it)"
+            )
         # The rules across sections are TrainConfig's: build one and let it raise. Its `services`
         # only address the job's peers by name and no rule reads them, so the defaults stand in here.
         try:
@@ -656,6 +676,8 @@ def _train_config_data(spec: SpiralJobSpec) -> dict[str, Any]:
         sections["mode"] = spec.mode.value
     if not only_set or "environments_per_actor" in spec.actor.model_fields_set:
         sections["num_envs"] = spec.actor.environments_per_actor
+    if spec.hyperparameters_config_map is not None:
+        sections["learner"]["hyperparameters_file"] = f"{HYPERPARAMETERS_DIR}/{HYPERPARAMETERS_KEY}"
     base = preset_config(preset) if preset is not None else {}
     return {**_deep_merged(base, sections), "num_actors": spec.actor.max_replicas, "output_dir": str(PurePosixPath(CHECKPOINT_DIR))}
 

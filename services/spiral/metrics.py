@@ -39,6 +39,7 @@ class SpiralMetrics:
     learner_loss: Gauge
     learner_reward: Gauge
     learner_l2: Gauge
+    learner_digit_confident: Gauge
     learner_restarts: Counter
     learner_skipped_updates: Counter
     learner_rejected_trajectories: Counter
@@ -129,6 +130,13 @@ def create_metrics(registry: CollectorRegistry) -> SpiralMetrics:
             "spiral_learner_l2",
             "Mean per-pixel squared error between final canvas and target (train batch or held-out set).",
             job + ["split"],
+            registry=registry,
+        ),
+        learner_digit_confident=Gauge(
+            "spiral_learner_digit_confident",
+            "Share of the latest evaluation's unconditional samples the MNIST digit classifier names at p >= 0.9 (the digit score; "
+            "MNIST runs without a target only). Unset until the first evaluation of the current weights.",
+            job,
             registry=registry,
         ),
         learner_restarts=Counter("spiral_learner_restarts_total", "Learner process starts that resumed from a checkpoint.", job + ["role"], registry=registry),

@@ -99,9 +99,7 @@ def initial_members(cfg: TrainConfig, rng: np.random.Generator | int) -> tuple[M
     contains the run it is compared against, the others explored around them."""
     generator = _generator(rng)
     configured = configured_hyperparameters(cfg)
-    return tuple(
-        Member(slot, 0, configured if slot == 0 else explore(configured, cfg.population.explore, generator)) for slot in range(cfg.population.size)
-    )
+    return tuple(Member(slot, 0, configured if slot == 0 else explore(configured, cfg.population.explore, generator)) for slot in range(cfg.population.size))
 
 
 def is_ready(member: Member, population: PopulationConfig) -> bool:
@@ -213,3 +211,18 @@ def decide(members: Sequence[Member], population: PopulationConfig, rng: np.rand
         )
         decisions.append(Exploit(target.slot, source.slot, hyperparameters, source.metric, reason))
     return decisions
+
+
+def decide_round(members: Sequence[Member], population: PopulationConfig, rng: np.random.Generator | int) -> tuple[list[Exploit], list[Member]]:
+    """One round of PBT's exploit step: :func:`decide`'s exploits, and ``members`` with every ready
+    member that is not replaced counting its readiness again from now.
+
+    Jaderberg et al.: each member runs the step once per ready period. Without the reset, each
+    exploit would re-rank the rest and push the next member into the bottom fraction at the next
+    poll — measured before this rule: three of four members copied the same one within 30 s. The
+    targets keep their record; the caller replaces it with :func:`after_exploit`'s once the copy is done.
+    """
+    exploits = decide(members, population, rng)
+    targets = {e.target for e in exploits}
+    survived = [m._replace(ready_since=m.updates) if m.slot not in targets and is_ready(m, population) else m for m in members]
+    return exploits, survived

@@ -27,6 +27,7 @@ from spiral.population import (
     after_exploit,
     configured_hyperparameters,
     decide,
+    decide_round,
     explore,
     initial_members,
     is_ready,
@@ -235,27 +236,54 @@ def _train(population: dict[str, Any], **top: Any) -> dict[str, Any]:
 BAD_CONFIGS = [
     ("too many members", _train({"size": 65}), "population.size: Input should be less than or equal to 64 (got 65)"),
     ("fraction above one half", _train({"exploit": {"fraction": 0.6}}), "population.exploit.fraction: Input should be less than or equal to 0.5"),
-    ("fraction selects nobody", _train({"size": 3, "exploit": {"fraction": 0.3}}),
-     "population.exploit.fraction (0.3) × population.size (3) = 0.9 selects no member to replace: with 3 members it must be at least 1/3"),
-    ("perturb range above 1", _train({"explore": {"perturb": {"learning_rate": [1.5, 2.0]}}}),
-     "population.explore.perturb.learning_rate [1.5, 2] must be a factor range [low, high] with 0 < low ≤ 1 ≤ high"),
+    (
+        "fraction selects nobody",
+        _train({"size": 3, "exploit": {"fraction": 0.3}}),
+        "population.exploit.fraction (0.3) × population.size (3) = 0.9 selects no member to replace: with 3 members it must be at least 1/3",
+    ),
+    (
+        "perturb range above 1",
+        _train({"explore": {"perturb": {"learning_rate": [1.5, 2.0]}}}),
+        "population.explore.perturb.learning_rate [1.5, 2] must be a factor range [low, high] with 0 < low ≤ 1 ≤ high",
+    ),
     ("perturb range below 1", _train({"explore": {"perturb": {"entropy_coef": [0.5, 0.9]}}}), "population.explore.perturb.entropy_coef [0.5, 0.9]"),
-    ("perturb factor zero", _train({"explore": {"perturb": {"discriminator_learning_rate": [0.0, 2.0]}}}),
-     "population.explore.perturb.discriminator_learning_rate [0, 2]"),
+    (
+        "perturb factor zero",
+        _train({"explore": {"perturb": {"discriminator_learning_rate": [0.0, 2.0]}}}),
+        "population.explore.perturb.discriminator_learning_rate [0, 2]",
+    ),
     ("perturb range of one number", _train({"explore": {"perturb": {"learning_rate": [0.8]}}}), "population.explore.perturb.learning_rate"),
-    ("resample range reversed", _train({"explore": {"resample": {"learning_rate": [1e-3, 1e-4]}}}),
-     "population.explore.resample.learning_rate [0.001, 0.0001] must be a value range [low, high] with 0 < low ≤ high"),
-    ("resample beyond the field's bounds", _train({"explore": {"resample": {"discriminator_learning_rate": [0.1, 2.0]}}}),
-     "inside discriminator.learning_rate's bounds (0, 1]"),
-    ("resample probability without a range", _train({"explore": {"resample_probability": 0.25}}),
-     "population.explore.resample_probability (0.25) needs a range to redraw from"),
-    ("held-out L2 without targets", _train({"size": 4}, mode="unconditional", reward={"kind": "discriminator"}),
-     "population.metric 'held_out_l2' ranks reconstructions of held-out targets: it needs mode 'conditional'"),
-    ("digit score outside MNIST", _train({"size": 4, "metric": "digit_confident"}, mode="unconditional", reward={"kind": "discriminator"}),
-     "population.metric 'digit_confident' is the digit score of unconditional MNIST samples: it needs mode 'unconditional' and data.name 'mnist' "
-     "(got mode 'unconditional', data.name 'shapes')"),
-    ("critic score without a critic", _train({"size": 4, "metric": "d_fake"}),
-     "population.metric 'd_fake' is the critic's score: it needs reward.kind 'discriminator'"),
+    (
+        "resample range reversed",
+        _train({"explore": {"resample": {"learning_rate": [1e-3, 1e-4]}}}),
+        "population.explore.resample.learning_rate [0.001, 0.0001] must be a value range [low, high] with 0 < low ≤ high",
+    ),
+    (
+        "resample beyond the field's bounds",
+        _train({"explore": {"resample": {"discriminator_learning_rate": [0.1, 2.0]}}}),
+        "inside discriminator.learning_rate's bounds (0, 1]",
+    ),
+    (
+        "resample probability without a range",
+        _train({"explore": {"resample_probability": 0.25}}),
+        "population.explore.resample_probability (0.25) needs a range to redraw from",
+    ),
+    (
+        "held-out L2 without targets",
+        _train({"size": 4}, mode="unconditional", reward={"kind": "discriminator"}),
+        "population.metric 'held_out_l2' ranks reconstructions of held-out targets: it needs mode 'conditional'",
+    ),
+    (
+        "digit score outside MNIST",
+        _train({"size": 4, "metric": "digit_confident"}, mode="unconditional", reward={"kind": "discriminator"}),
+        "population.metric 'digit_confident' is the digit score of unconditional MNIST samples: it needs mode 'unconditional' and data.name 'mnist' "
+        "(got mode 'unconditional', data.name 'shapes')",
+    ),
+    (
+        "critic score without a critic",
+        _train({"size": 4, "metric": "d_fake"}),
+        "population.metric 'd_fake' is the critic's score: it needs reward.kind 'discriminator'",
+    ),
     ("unknown metric", _train({"metric": "reward"}), "population.metric: Input should be 'held_out_l2', 'digit_confident' or 'd_fake'"),
 ]
 
@@ -290,3 +318,21 @@ def test_metric_keys_are_what_evaluation_and_the_critic_write() -> None:
     assert digits.as_record()[PopulationMetric.DIGIT_CONFIDENT.record_key] == 0.7 and PopulationMetric.DIGIT_CONFIDENT.higher_is_better
     critic = DiscriminatorUpdateStats(total_loss=0.0, adversarial=0.0, gradient_penalty=0.0, d_real=1.0, d_fake=-1.0)
     assert critic.as_record()[PopulationMetric.D_FAKE.record_key] == -1.0 and PopulationMetric.D_FAKE.higher_is_better
+
+
+def test_a_round_restarts_the_readiness_of_the_ready_survivors_only() -> None:
+    """decide_round: targets keep their record (the copy replaces it), ready survivors count again from now,
+    members not yet ready are untouched; so the next poll cannot cascade into more exploits."""
+    group = members(L2)
+    group[3] = group[3]._replace(ready_since=450)  # not ready: 50 of 100 updates on its own
+    exploits, after = decide_round(group, population(), 0)
+    targets = {e.target for e in exploits}
+    assert targets == {2, 4}
+    for before, now in zip(group, after, strict=True):
+        if before.slot in targets or before.slot == 3:
+            assert now == before
+        else:
+            assert now == before._replace(ready_since=before.updates)
+    copied = {e.target: e for e in exploits}
+    after = [after_exploit(m, copied[m.slot], m.updates) if m.slot in copied else m for m in after]
+    assert decide_round(after, population(), 0)[0] == []  # nobody is ready again until it trained 100 more updates

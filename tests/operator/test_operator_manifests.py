@@ -30,10 +30,14 @@ FULL: dict[str, Any] = {
     "imagePullSecrets": ["regcred"],
     "dataset": {"name": "mnist", "path": "/data/mnist", "volume": {"persistentVolumeClaim": {"claimName": "datasets", "readOnly": True}}},
     "actor": {
-        "replicas": 3, "maxReplicas": 6, "nodeSelector": {"pool": "cpu"},
+        "replicas": 3,
+        "maxReplicas": 6,
+        "nodeSelector": {"pool": "cpu"},
         "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "spiral", "effect": "NoSchedule"}],
-        "template": {"metadata": {"annotations": {"team": "paint"}},
-                     "spec": {"priorityClassName": "low", "containers": [{"name": "actor", "env": [{"name": "OMP_NUM_THREADS", "value": "1"}]}]}},
+        "template": {
+            "metadata": {"annotations": {"team": "paint"}},
+            "spec": {"priorityClassName": "low", "containers": [{"name": "actor", "env": [{"name": "OMP_NUM_THREADS", "value": "1"}]}]},
+        },
     },
     "checkpoint": {"existingClaim": "ckpt", "accessMode": "ReadWriteMany"},
     "monitoring": {"serviceMonitor": True, "interval": "15s", "metricsNamespaceSelector": {"kubernetes.io/metadata.name": "monitoring"}},
@@ -47,18 +51,29 @@ def children(spec: dict[str, Any], **kwargs: Any) -> dict[tuple[str, str], dict[
 
 def _labels(component: str) -> dict[str, str]:
     return {
-        "app.kubernetes.io/name": "spiral", "app.kubernetes.io/instance": NAME, "app.kubernetes.io/component": component,
-        "app.kubernetes.io/managed-by": "spiral-operator", "spiral.dev/job-name": NAME, "spiral.dev/role": component,
+        "app.kubernetes.io/name": "spiral",
+        "app.kubernetes.io/instance": NAME,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": "spiral-operator",
+        "spiral.dev/job-name": NAME,
+        "spiral.dev/role": component,
     }
 
 
 def test_children_names_and_order() -> None:
     assert list(children(DISCRIMINATOR)) == [
-        ("ConfigMap", "paint-config"), ("ServiceAccount", "paint-pods"), ("PersistentVolumeClaim", "paint-checkpoints"),
-        ("Service", "paint-policy-learner"), ("StatefulSet", "paint-policy-learner"),
-        ("Service", "paint-discriminator-learner"), ("StatefulSet", "paint-discriminator-learner"),
-        ("Service", "paint-replay"), ("StatefulSet", "paint-replay"),
-        ("Service", "paint-actor"), ("Deployment", "paint-actor"), ("NetworkPolicy", "paint-grpc"),
+        ("ConfigMap", "paint-config"),
+        ("ServiceAccount", "paint-pods"),
+        ("PersistentVolumeClaim", "paint-checkpoints"),
+        ("Service", "paint-policy-learner"),
+        ("StatefulSet", "paint-policy-learner"),
+        ("Service", "paint-discriminator-learner"),
+        ("StatefulSet", "paint-discriminator-learner"),
+        ("Service", "paint-replay"),
+        ("StatefulSet", "paint-replay"),
+        ("Service", "paint-actor"),
+        ("Deployment", "paint-actor"),
+        ("NetworkPolicy", "paint-grpc"),
     ]
     full = children(FULL)
     assert ("ServiceMonitor", "paint") in full and ("PersistentVolumeClaim", "paint-checkpoints") not in full
@@ -66,9 +81,14 @@ def test_children_names_and_order() -> None:
 
 def test_l2_job_renders_no_replay_and_no_discriminator_learner() -> None:
     assert list(children(MINIMAL)) == [
-        ("ConfigMap", "paint-config"), ("ServiceAccount", "paint-pods"), ("PersistentVolumeClaim", "paint-checkpoints"),
-        ("Service", "paint-policy-learner"), ("StatefulSet", "paint-policy-learner"),
-        ("Service", "paint-actor"), ("Deployment", "paint-actor"), ("NetworkPolicy", "paint-grpc"),
+        ("ConfigMap", "paint-config"),
+        ("ServiceAccount", "paint-pods"),
+        ("PersistentVolumeClaim", "paint-checkpoints"),
+        ("Service", "paint-policy-learner"),
+        ("StatefulSet", "paint-policy-learner"),
+        ("Service", "paint-actor"),
+        ("Deployment", "paint-actor"),
+        ("NetworkPolicy", "paint-grpc"),
     ]
     l2_full = children({**FULL, "reward": {"kind": "l2"}})
     assert not [key for key, child in l2_full.items() if child["metadata"]["labels"]["spiral.dev/role"] in ("replay", "discriminator-learner")]
@@ -105,36 +125,48 @@ def test_exact_policy_learner_statefulset_and_service() -> None:
             "updateStrategy": {"type": "RollingUpdate"},
             "selector": {"matchLabels": {"spiral.dev/job-name": NAME, "spiral.dev/role": "policy-learner"}},
             "template": {
-                "metadata": {"labels": _labels("policy-learner"),
-                             "annotations": {CONFIG_HASH_ANNOTATION: digest, RESTART_GENERATION_ANNOTATION: "0"}},
+                "metadata": {"labels": _labels("policy-learner"), "annotations": {CONFIG_HASH_ANNOTATION: digest, RESTART_GENERATION_ANNOTATION: "0"}},
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": 60,
                     "serviceAccountName": "paint-pods",
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [{
-                        "name": "policy-learner",
-                        "image": "ghcr.io/spiral-k8s/spiral:0.1.0",
-                        "imagePullPolicy": "IfNotPresent",
-                        "command": ["spiral", "serve", "policy-learner", "--config", "/etc/spiral/config.yaml"],
-                        "env": [{"name": "SPIRAL_JOB_NAME", "value": NAME}, {"name": "HOME", "value": "/tmp"},
-                                {"name": "PYTHONUNBUFFERED", "value": "1"}],
-                        "ports": [{"name": "grpc", "containerPort": 50051, "protocol": "TCP"},
-                                  {"name": "metrics", "containerPort": 9400, "protocol": "TCP"}],
-                        "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": 30},
-                        "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
-                        "livenessProbe": {**probe, "periodSeconds": 20, "failureThreshold": 3},
-                        "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "4", "memory": "8Gi"}},
-                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-                                            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
-                        "volumeMounts": [
-                            {"name": "config", "mountPath": "/etc/spiral/config.yaml", "subPath": "config.yaml", "readOnly": True},
-                            {"name": "tmp", "mountPath": "/tmp"},
-                            {"name": "checkpoints", "mountPath": "/checkpoints"},
-                        ],
-                    }],
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "runAsGroup": 10001,
+                        "fsGroup": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "policy-learner",
+                            "image": "ghcr.io/spiral-k8s/spiral:0.1.0",
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["spiral", "serve", "policy-learner", "--config", "/etc/spiral/config.yaml"],
+                            "env": [{"name": "SPIRAL_JOB_NAME", "value": NAME}, {"name": "HOME", "value": "/tmp"}, {"name": "PYTHONUNBUFFERED", "value": "1"}],
+                            "ports": [
+                                {"name": "grpc", "containerPort": 50051, "protocol": "TCP"},
+                                {"name": "metrics", "containerPort": 9400, "protocol": "TCP"},
+                            ],
+                            "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": 30},
+                            "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+                            "livenessProbe": {**probe, "periodSeconds": 20, "failureThreshold": 3},
+                            "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "4", "memory": "8Gi"}},
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "runAsNonRoot": True,
+                                "capabilities": {"drop": ["ALL"]},
+                                "seccompProfile": {"type": "RuntimeDefault"},
+                            },
+                            "volumeMounts": [
+                                {"name": "config", "mountPath": "/etc/spiral/config.yaml", "subPath": "config.yaml", "readOnly": True},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                                {"name": "checkpoints", "mountPath": "/checkpoints"},
+                            ],
+                        }
+                    ],
                     "volumes": [
                         {"name": "config", "configMap": {"name": "paint-config", "items": [{"key": "config.yaml", "path": "config.yaml"}]}},
                         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
@@ -151,8 +183,10 @@ def test_exact_policy_learner_statefulset_and_service() -> None:
         "spec": {
             "clusterIP": "None",
             "selector": {"spiral.dev/job-name": NAME, "spiral.dev/role": "policy-learner"},
-            "ports": [{"name": "grpc", "port": 50051, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"},
-                      {"name": "metrics", "port": 9400, "targetPort": "metrics", "protocol": "TCP", "appProtocol": "http"}],
+            "ports": [
+                {"name": "grpc", "port": 50051, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"},
+                {"name": "metrics", "port": 9400, "targetPort": "metrics", "protocol": "TCP", "appProtocol": "http"},
+            ],
             "publishNotReadyAddresses": True,
         },
     }
@@ -168,11 +202,11 @@ def test_exact_network_policy_pvc_and_service_monitor() -> None:
             {"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": 9400}]},
         ],
     }
-    assert got[("PersistentVolumeClaim", "paint-checkpoints")]["spec"] == {
-        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    assert got[("PersistentVolumeClaim", "paint-checkpoints")]["spec"] == {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
     full = children(FULL)
     assert full[("NetworkPolicy", "paint-grpc")]["spec"]["ingress"][1]["from"] == [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
     monitor = full[("ServiceMonitor", "paint")]
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["spec"] == {
@@ -279,8 +313,10 @@ def test_config_change_rolls_every_pod_through_the_config_hash() -> None:
 def test_suspend_and_stopped_roles_scale_workloads_to_zero() -> None:
     suspended = children({**DISCRIMINATOR, "runPolicy": {"suspend": True}})
     assert {k: c["spec"]["replicas"] for k, c in suspended.items() if "replicas" in c.get("spec", {})} == {
-        ("StatefulSet", "paint-policy-learner"): 0, ("StatefulSet", "paint-discriminator-learner"): 0,
-        ("StatefulSet", "paint-replay"): 0, ("Deployment", "paint-actor"): 0,
+        ("StatefulSet", "paint-policy-learner"): 0,
+        ("StatefulSet", "paint-discriminator-learner"): 0,
+        ("StatefulSet", "paint-replay"): 0,
+        ("Deployment", "paint-actor"): 0,
     }
     assert ("PersistentVolumeClaim", "paint-checkpoints") in suspended  # checkpoints survive the suspension
     stopped = children(DISCRIMINATOR, stopped=frozenset({Role.ACTOR, Role.REPLAY}))
@@ -301,8 +337,13 @@ def test_merge_template_merges_named_lists_and_replaces_the_rest() -> None:
     base = {"spec": {"containers": [{"name": "a", "image": "x", "args": ["1"]}], "dnsPolicy": "ClusterFirst", "volumes": [{"name": "v", "emptyDir": {}}]}}
     override = {"spec": {"containers": [{"name": "a", "args": ["2"]}, {"name": "sidecar", "image": "y"}], "dnsPolicy": "None"}}
     merged = merge_template(base, override)
-    assert merged == {"spec": {"containers": [{"name": "a", "image": "x", "args": ["2"]}, {"name": "sidecar", "image": "y"}],
-                               "dnsPolicy": "None", "volumes": [{"name": "v", "emptyDir": {}}]}}
+    assert merged == {
+        "spec": {
+            "containers": [{"name": "a", "image": "x", "args": ["2"]}, {"name": "sidecar", "image": "y"}],
+            "dnsPolicy": "None",
+            "volumes": [{"name": "v", "emptyDir": {}}],
+        }
+    }
     assert base["spec"]["containers"][0]["args"] == ["1"]  # inputs untouched
 
 
@@ -348,3 +389,28 @@ def test_spec_model_is_frozen() -> None:
     with pytest.raises(Exception, match="frozen"):
         spec.image = "other"  # type: ignore[misc]
     assert yaml.safe_load(render_config_yaml(spec, NAME, NS))["num_actors"] == spec.actor.max_replicas
+
+
+def test_hyperparameters_config_map_is_mounted_as_a_folder_in_the_learners_only_and_named_in_their_config() -> None:
+    """``spec.hyperparametersConfigMap``: the learners poll its file (no subPath, so the kubelet's updates reach them)."""
+    rendered = children({**DISCRIMINATOR, "hyperparametersConfigMap": "paint-hp"})
+    for role in (Role.POLICY_LEARNER, Role.DISCRIMINATOR_LEARNER, Role.REPLAY, Role.ACTOR):
+        kind = "Deployment" if role == Role.ACTOR else "StatefulSet"
+        pod = rendered[(kind, f"{NAME}-{role.value}")]["spec"]["template"]["spec"]
+        mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        if role in (Role.POLICY_LEARNER, Role.DISCRIMINATOR_LEARNER):
+            assert mounts["hyperparameters"] == {"name": "hyperparameters", "mountPath": "/etc/spiral/hyperparameters", "readOnly": True}
+            assert volumes["hyperparameters"] == {"name": "hyperparameters", "configMap": {"name": "paint-hp"}}
+        else:
+            assert "hyperparameters" not in mounts and "hyperparameters" not in volumes
+    config = to_train_config(parse_spec({**DISCRIMINATOR, "hyperparametersConfigMap": "paint-hp"}), NAME, NS)
+    assert str(config.learner.hyperparameters_file) == "/etc/spiral/hyperparameters/hyperparameters.json"
+    assert to_train_config(parse_spec(DISCRIMINATOR), NAME, NS).learner.hyperparameters_file is None
+
+
+def test_hyperparameters_config_map_and_an_explicit_hyperparameters_file_are_refused_together() -> None:
+    from spiral_operator.spec import SpecError
+
+    with pytest.raises(SpecError, match=r"training.hyperparametersFile .*hyperparametersConfigMap"):
+        parse_spec({**MINIMAL, "training": {"totalFrames": 1000, "hyperparametersFile": "/x.json"}, "hyperparametersConfigMap": "hp"})

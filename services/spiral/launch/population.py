@@ -42,7 +42,7 @@ from spiral.config import Hyperparameter, PopulationMetric, TrainConfig
 from spiral.learning.hyperparameters import write_hyperparameters
 from spiral.learning.plots import Panel, Series, plot_panels
 from spiral.learning.run_log import DISCRIMINATOR_METRICS_FILE, METRICS_FILE, read_log
-from spiral.population import Exploit, Member, after_exploit, decide, initial_members, is_ready, ranked
+from spiral.population import Exploit, Member, after_exploit, decide_round, initial_members, ranked
 from spiral.process import StopFlag
 from spiral.progress import RunOutput
 
@@ -257,19 +257,11 @@ class PopulationRun:
         }
 
     def decide_and_carry_out(self) -> list[Exploit]:
-        """One round of PBT's exploit step: every ready member is judged against the same ranking.
-
-        A ready member that is not replaced survived this round: its readiness counts again from
-        now (Jaderberg et al.: each member runs the step once per ready period). Without that, each
-        exploit would re-rank the rest and push the next member into the bottom fraction at the
-        next poll — measured before this rule: three of four members copied the same one within 30 s.
-        """
-        exploits = decide(self.members, self.cfg.population, self.rng)
-        targets = {e.target for e in exploits}
+        """One round of PBT's exploit step (:func:`spiral.population.decide_round`): every ready
+        member is judged against the same ranking; the survivors' readiness counts again from now."""
+        exploits, self.members = decide_round(self.members, self.cfg.population, self.rng)
         for member in self.members:
-            if member.slot not in targets and is_ready(member, self.cfg.population):
-                self.runs[member.slot].ready_since = member.updates
-                self.members[member.slot] = member._replace(ready_since=member.updates)
+            self.runs[member.slot].ready_since = member.ready_since
         for exploit in exploits:
             self.carry_out(exploit)
         return exploits

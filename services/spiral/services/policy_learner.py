@@ -309,8 +309,12 @@ class PolicyLearner:
         return stats
 
     def _export(self, evaluation: dict[str, float] | None) -> None:
-        if evaluation is not None and "eval/held_out_l2" in evaluation:
+        if evaluation is None:
+            return
+        if "eval/held_out_l2" in evaluation:
             self.metrics.learner_l2.labels(self.job, "held_out").set(evaluation["eval/held_out_l2"])
+        if "eval/digit_confident" in evaluation:  # a population ranks unconditional MNIST members by it
+            self.metrics.learner_digit_confident.labels(self.job).set(evaluation["eval/digit_confident"])
 
     def evaluate(self) -> dict[str, float]:
         """Held-out L2 and a PNG grid (conditional), or a grid of samples (unconditional)."""
@@ -379,7 +383,6 @@ class PolicyLearnerServicer(WeightsAndStatusServicer, services_pb2_grpc.PolicyLe
             learner.record_rejection(err, context.peer())
             raise
         return trajectory_pb2.SendSummary(num_trajectories=accepted, num_frames=frames, learner_version=learner.version)
-
 
 
 # ------------------------------------------------------------------------------ entry point ---
