@@ -109,3 +109,23 @@ def test_unconditional_mnist_runs_report_the_digit_score(tmp_path: Path, dataset
     report = json.loads(result.output[result.output.index("{") :])
     assert report["num_samples"] == 40 and len(report["digit_histogram"]) == 10
     assert abs(sum(report["digit_histogram"]) - report["digit_confident"]) < 1e-3
+
+
+def test_the_policy_learner_exports_the_digit_score_it_evaluates(tmp_path: Path, datasets_dir: Path, monkeypatch) -> None:
+    """A population on Kubernetes ranks unconditional MNIST members by ``spiral_learner_digit_confident``:
+    the policy learner service sets it from its own evaluation (a 30-step classifier here)."""
+    import spiral.learning.digits as digits
+    from spiral.config import load_config_dict
+    from spiral.services.policy_learner import PolicyLearner
+
+    cfg = load_preset("mnist", {"data.path": str(datasets_dir / "mnist")})
+    tiny = digits.train_digit_classifier(cfg.data, 32, max_steps=30, seconds_budget=30)
+    monkeypatch.setattr(digits, "load_or_train_digit_classifier", lambda *args, **kwargs: tiny)
+    raw = cfg.model_dump(mode="json")
+    raw.update(mode="unconditional", output_dir=str(tmp_path / "gen"), num_envs=4)
+    raw["reward"]["kind"] = "discriminator"
+    raw["env"].update(canvas_size=32, grid_size=8, episode_length=4)
+    learner = PolicyLearner(load_config_dict(raw), job="digits", resume=False)
+    evaluation = learner.evaluate()
+    exported = learner.registry.get_sample_value("spiral_learner_digit_confident", {"spiral_job": "digits"})
+    assert exported is not None and exported == evaluation["eval/digit_confident"]
