@@ -430,6 +430,65 @@ def _role_status() -> dict[str, Any]:
     }
 
 
+def _population_status(time: dict[str, Any]) -> dict[str, Any]:
+    """``status.population`` of a population parent: the population's memory (spiral_operator.population)."""
+    hyperparameters = {
+        "type": "object", "additionalProperties": {"type": "number"}, "description": "By name (learning_rate, entropy_coef, discriminator_learning_rate).",
+    }  # fmt: skip
+    member = {
+        "type": "object",
+        "required": ["slot", "name", "seed"],
+        "properties": {
+            "slot": {"type": "integer"},
+            "name": {"type": "string", "description": "The member SpiralJob."},
+            "seed": {"type": "integer", "description": "training.seed of its run (the source's after an exploit)."},
+            "hyperparameters": {**hyperparameters, "description": "What its learners train with now (its ConfigMap)."},
+            "updates": {"type": "integer", "description": "Its policy updates, as last read from its learner."},
+            "metric": {"type": "number", "description": "spec.population.metric on its current weights; absent before their first evaluation."},
+            "metricNotFinite": {"type": "boolean", "description": "The metric is NaN or infinite (a diverged member; ranks last)."},
+            "readySince": {"type": "integer", "description": "Updates at its start or last exploit; absent until first seen since."},
+            "phase": {"type": "string", "description": "The member SpiralJob's phase."},
+            "lineage": {
+                "type": "array",
+                "description": "Each exploit it took, oldest first.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "source": {"type": "integer"}, "updates": {"type": "integer"}, "sourceMetric": {"type": "number"}, "time": {"type": "string"},
+                    },
+                },
+            },
+            "exploit": {
+                "type": "object",
+                "description": "An exploit under way: Stopping (the member is suspended), then Copying (the copy Job runs).",
+                "properties": {
+                    "stage": {"type": "string", "enum": ["Stopping", "Copying"]},
+                    "source": {"type": "integer"},
+                    "sourceMetric": {"type": "number"},
+                    "hyperparameters": hyperparameters,
+                    "seed": {"type": "integer"},
+                    "job": {"type": "string", "description": "The batch/v1 Job that copies the checkpoint."},
+                    "startTime": time,
+                    "reason": {"type": "string"},
+                },
+            },
+        },
+    }  # fmt: skip
+    return {
+        "type": "object",
+        "description": "A population parent's members and PBT rounds (spec.population.size >= 2).",
+        "properties": {
+            "size": {"type": "integer"},
+            "metric": {"type": "string", "description": "spec.population.metric."},
+            "rounds": {"type": "integer", "description": "Exploit rounds decided so far (seeds the next round's draws)."},
+            "exploits": {"type": "integer", "description": "Exploits started so far."},
+            "bestMember": {"type": "integer", "description": "Slot of the best measured member."},
+            "bestMetric": {"type": "number"},
+            "members": {"type": "array", "items": member},
+        },
+    }
+
+
 def status_schema() -> dict[str, Any]:
     """The ``status`` schema (written only by the operator, through the status subresource)."""
     time = {"type": "string", "format": "date-time"}
@@ -487,6 +546,7 @@ def status_schema() -> dict[str, Any]:
                     "actorWaitRatio": {"type": "number", "description": "Seconds per second the actors (together) waited for room in the learner's queue."},
                 },
             },
+            "population": _population_status(time),
             "podRestarts": {
                 "type": "object",
                 "description": "Container restarts already accounted for, by pod name (bookkeeping for failure detection).",
@@ -506,6 +566,8 @@ PRINTER_COLUMNS = (
     {"name": "Frames", "type": "integer", "jsonPath": ".status.progress.frames"},
     {"name": "Version", "type": "integer", "jsonPath": ".status.progress.policyVersion", "description": "Policy version."},
     {"name": "Restarts", "type": "integer", "jsonPath": ".status.restartCount", "priority": 1},
+    {"name": "Best", "type": "integer", "jsonPath": ".status.population.bestMember", "description": "A population's best member.", "priority": 1},
+    {"name": "Metric", "type": "number", "jsonPath": ".status.population.bestMetric", "description": "Its population metric.", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 )
 

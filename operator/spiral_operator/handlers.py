@@ -9,6 +9,11 @@ Every handler runs the same level-based pass, :func:`sync`:
 5. delete old-generation learner/replay pods for a coordinated restart, patch the autoscaled actor
    count, post Events for every decision, patch ``status``, delete the job when its TTL expired.
 
+A population parent (``spec.population.size`` ≥ 2) takes :func:`sync_population` instead: it
+observes its member SpiralJobs, :func:`population.decide_population` (pure), applies each member
+and its hyperparameters ConfigMap, creates the exploit copy Jobs, and exports the per-member gauges.
+The members themselves are ordinary SpiralJobs that :func:`sync` reconciles.
+
 ``on.create``/``on.update`` (spec only)/``on.resume`` react at once; the ``monitor`` timer repeats the
 pass so crashes, completion, deadlines and progress are noticed without spec changes. Handler ids are
 explicit because Kopf stores progress under them. No state lives in memory: everything the next
@@ -27,7 +32,6 @@ from typing import Any
 import kopf
 
 from spiral.config import Role
-from spiral.population import not_yet_run
 from spiral_operator import reasons
 from spiral_operator.crd import GROUP, PLURAL, VERSION
 from spiral_operator.kube import KubeApi, KubeApiError
@@ -42,11 +46,22 @@ from spiral_operator.lifecycle import (
     with_children_applied,
     workload_counts,
 )
-from spiral_operator.manifests import JOB_NAME_LABEL, child_name, render_children, stateful_roles
-from spiral_operator.metrics import OperatorMetrics
+from spiral_operator.manifests import CHECKPOINTING_ROLES, JOB_NAME_LABEL, ROLE_LABEL, child_name, render_children, stateful_roles
+from spiral_operator.metrics import MemberFigures, OperatorMetrics, export_population, forget_population
+from spiral_operator.population import (
+    MemberObservation,
+    PendingExploit,
+    PopulationPlan,
+    check_parent,
+    copy_job_state,
+    decide_population,
+    member_name,
+    record_from_status,
+)
+from spiral_operator.population_manifests import render_copy_job, render_hyperparameters_config_map, render_member
 from spiral_operator.progress import MetricsFetcher, Progress, parse_progress
 from spiral_operator.reasons import ConditionType, Phase
-from spiral_operator.spec import SpecError, SpiralJobSpec, parse_spec
+from spiral_operator.spec import SpecError, SpiralJobSpec, parse_spec, to_train_config
 
 #: How often the monitor timer re-runs the pass (seconds): crash detection latency vs API load.
 DEFAULT_MONITOR_INTERVAL = 10.0
@@ -194,6 +209,22 @@ def carry_out(deps: Deps, body: kopf.Body, patch: kopf.Patch, plan: Plan, applie
         deps.api.delete(f"{GROUP}/{VERSION}", "SpiralJob", body.meta["namespace"], body.meta["name"])
 
 
+def _api_failed(
+    err: KubeApiError, body: kopf.Body, patch: kopf.Patch, rejected: str, now: dt.datetime, *, raise_permanent: bool
+) -> None:  # fmt: skip
+    """A 4xx other than 404/409/429 is the spec's fault: the job fails with ``rejected`` and the
+    server's message. Anything else is transient: Kopf retries (soon after a conflict).
+
+    Raises:
+        kopf.PermanentError: rejected, with ``raise_permanent``.
+        kopf.TemporaryError: transient.
+    """
+    if 400 <= err.status < 500 and err.status not in (404, 409, 429):
+        _reject(body, patch, reasons.CHILD_REJECTED, f"{rejected}: {err.api_message}", now, raise_permanent=raise_permanent)
+        return
+    raise kopf.TemporaryError(f"Kubernetes API: {err}", delay=10 if err.status != 409 else 1) from err
+
+
 def sync(deps: Deps, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger | logging.LoggerAdapter, *, raise_permanent: bool) -> Plan | None:
     """One reconcile pass over a SpiralJob (see the module docstring). Returns the plan it carried out.
 
@@ -219,8 +250,8 @@ def sync(deps: Deps, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger 
     except SpecError as err:
         _reject(body, patch, reasons.INVALID_SPEC, f"invalid spec, fix it and re-apply: {err}", now, raise_permanent=raise_permanent)
         return None
-    if (refusal := not_yet_run(spec.population)) is not None:
-        _reject(body, patch, reasons.INVALID_SPEC, f"invalid spec, fix it and re-apply: spec.{refusal}", now, raise_permanent=raise_permanent)
+    if spec.population.enabled:
+        sync_population(deps, body, patch, spec, status, logger, raise_permanent=raise_permanent)
         return None
     # 3. Observe, decide (pure), render (pure) and apply.
     try:
@@ -231,13 +262,128 @@ def sync(deps: Deps, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger 
         if plan.restart:
             replace_stale_pods(deps.api, name, namespace, plan.restart_generation, roles)
     except KubeApiError as err:
-        if 400 <= err.status < 500 and err.status not in (404, 409, 429):
-            message = f"the API server rejected a child rendered from the spec; fix the spec (often a pod template override): {err.api_message}"
-            _reject(body, patch, reasons.CHILD_REJECTED, message, now, raise_permanent=raise_permanent)
-            return None
-        raise kopf.TemporaryError(f"Kubernetes API: {err}", delay=10 if err.status != 409 else 1) from err
+        _api_failed(err, body, patch, "the API server rejected a child rendered from the spec; fix the spec (often a pod template override)", now,
+                    raise_permanent=raise_permanent)  # fmt: skip
+        return None
     # 4. Events, the autoscaled actor count, status, TTL deletion.
     carry_out(deps, body, patch, plan, applied, now)
+    return plan
+
+
+# ------------------------------------------------------------------------------ population ---
+
+
+def observe_members(
+    api: KubeApi, fetch: MetricsFetcher, name: str, namespace: str, size: int, pending: dict[int, PendingExploit],
+    logger: logging.Logger | logging.LoggerAdapter,
+) -> tuple[dict[int, MemberObservation], dict[int, int]]:  # fmt: skip
+    """What each member of population ``name`` shows (see :class:`MemberObservation`) and the actor
+    count each live member's spec holds (its autoscaler's; the parent must not undo it). I/O only.
+
+    Raises:
+        KubeApiError: the API server failed.
+    """
+    seen: dict[int, MemberObservation] = {}
+    actors: dict[int, int] = {}
+    for slot in range(size):
+        member = member_name(name, slot)
+        child = api.get(f"{GROUP}/{VERSION}", "SpiralJob", namespace, member)
+        if child is None:
+            seen[slot] = MemberObservation(None)
+            continue
+        if (replicas := ((child.get("spec") or {}).get("actor") or {}).get("replicas")) is not None:
+            actors[slot] = int(replicas)
+        status = child.get("status") or {}
+        phase = status.get("phase")
+        exploit = pending.get(slot)
+        if exploit is not None:
+            pods = api.list("v1", "Pod", namespace, {JOB_NAME_LABEL: member})
+            checkpointing = {role.value for role in CHECKPOINTING_ROLES}
+            stopped = phase == Phase.SUSPENDED.value and not any((p["metadata"].get("labels") or {}).get(ROLE_LABEL) in checkpointing for p in pods)
+            job = api.get("batch/v1", "Job", namespace, exploit.job)
+            seen[slot] = MemberObservation(phase, stopped=stopped, copy_job=copy_job_state(job))
+            continue
+        progress: Progress | None = None
+        if int((status.get("policyLearner") or {}).get("ready") or 0) > 0:
+            try:
+                progress = parse_progress(fetch(member, namespace), member)
+            except (OSError, ValueError) as err:
+                logger.debug("cannot read member %s's metrics: %s", member, err)
+        seen[slot] = MemberObservation(phase, progress=progress)
+    return seen, actors
+
+
+def population_children(spec: SpiralJobSpec, body: kopf.Body, plan: PopulationPlan, actors: dict[int, int]) -> list[dict[str, Any]]:
+    """Each member's hyperparameters ConfigMap (first: its learner pods wait for it) and SpiralJob."""
+    name, namespace = body.meta["name"], body.meta["namespace"]
+    children: list[dict[str, Any]] = []
+    for record in plan.records:
+        slot = record.member.slot
+        children.append(render_hyperparameters_config_map(name, namespace, record))
+        suspended = spec.run_policy.suspend or slot in plan.suspended
+        children.append(render_member(body.spec, name, namespace, record, suspended=suspended, actor_replicas=actors.get(slot)))
+    return children
+
+
+def export_population_metrics(metrics: OperatorMetrics, namespace: str, name: str, plan: PopulationPlan) -> None:
+    figures = [
+        MemberFigures(
+            slot=r.member.slot,
+            metric=r.member.metric,
+            updates=r.member.updates,
+            hyperparameters={k.value: v for k, v in r.member.hyperparameters.items()},
+            exploits=len(r.member.lineage),
+            source=r.member.lineage[-1].source if r.member.lineage else None,
+        )
+        for r in plan.records
+    ]
+    export_population(metrics, namespace, name, figures, plan.best.slot if plan.best is not None else None)
+
+
+def sync_population(
+    deps: Deps, body: kopf.Body, patch: kopf.Patch, spec: SpiralJobSpec, status: dict[str, Any], logger: logging.Logger | logging.LoggerAdapter,
+    *, raise_permanent: bool,
+) -> PopulationPlan | None:  # fmt: skip
+    """One pass over a population parent (:mod:`spiral_operator.population`): observe the members,
+    decide (pure), apply the members, their ConfigMaps and the copy Jobs, post Events, patch status.
+
+    Raises:
+        kopf.PermanentError: the population cannot run (only with ``raise_permanent``).
+        kopf.TemporaryError: the API server failed or conflicted.
+    """
+    name, namespace = body.meta["name"], body.meta["namespace"]
+    now = deps.clock()
+    try:
+        check_parent(spec, name)
+        cfg = to_train_config(spec, name, namespace)
+    except SpecError as err:
+        _reject(body, patch, reasons.INVALID_SPEC, f"invalid spec, fix it and re-apply: {err}", now, raise_permanent=raise_permanent)
+        return None
+    stored = [record_from_status(m) for m in (status.get("population") or {}).get("members") or []]
+    pending = {r.member.slot: r.exploit for r in stored if r.exploit is not None}
+    try:
+        seen, actors = observe_members(deps.api, deps.fetch_metrics, name, namespace, spec.population.size, pending, logger)
+        plan = decide_population(spec, cfg, name, status, seen, now, body.meta.get("generation"))
+        applied = apply_children(deps.api, body, population_children(spec, body, plan, actors))
+        for target, source, job_name in plan.copy_jobs:
+            job = render_copy_job(spec, name, namespace, target, source, job_name)
+            kopf.adopt(job, owner=body)
+            if deps.api.create_if_absent(job) == "created":
+                logger.info("population: Job %s copies member %d's checkpoint over member %d's", job_name, source, target)
+    except KubeApiError as err:
+        _api_failed(err, body, patch, "the API server rejected a member rendered from the spec; fix the spec", now, raise_permanent=raise_permanent)
+        return None
+    new_status, created_event = with_children_applied(plan.status, applied, now)
+    if created_event is not None:
+        _post(body, created_event.warning, created_event.reason, created_event.message)
+    for event in plan.events:
+        _post(body, event.warning, event.reason, event.message)
+        logger.info("population: %s", event.message)
+    patch.status.update(_status_patch(body.status or {}, new_status))
+    export_population_metrics(deps.metrics, namespace, name, plan)
+    if plan.delete_job:
+        deps.api.delete(f"{GROUP}/{VERSION}", "SpiralJob", namespace, name)
+        forget_population(deps.metrics, namespace, name)
     return plan
 
 
@@ -291,6 +437,11 @@ def build_registry(
     kopf.on.create(*resource, id="create", registry=registry, retries=10, backoff=5)(on_change("create"))
     kopf.on.update(*resource, id="update", field="spec", registry=registry, retries=10, backoff=5)(on_change("update"))
     kopf.on.resume(*resource, id="resume", registry=registry, retries=10, backoff=5)(on_change("resume"))
+
+    # Optional: no finalizer holds a deletion for it; it only drops a deleted population's gauges.
+    @kopf.on.delete(*resource, id="delete", registry=registry, optional=True)
+    def spiraljob_deleted(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+        forget_population(memo.deps.metrics, namespace or "", name)
 
     @kopf.index(*resource, id="spiraljob_phases", registry=registry)
     def spiraljob_phases(namespace: str | None, status: kopf.Status, **_: Any) -> dict[tuple[str | None, str], None]:

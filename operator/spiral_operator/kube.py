@@ -32,6 +32,7 @@ _RESOURCES: dict[str, str] = {
     "NetworkPolicy": "networkpolicies",
     "ServiceMonitor": "servicemonitors",
     "SpiralJob": "spiraljobs",
+    "Job": "jobs",
     "Event": "events",
 }
 
@@ -159,6 +160,25 @@ class KubeApi:
             content_type="application/apply-patch+yaml",
         )
         return "patched"
+
+    def create_if_absent(self, manifest: Mapping[str, Any]) -> ApplyResult:
+        """Create ``manifest`` unless an object of its name exists; never patch (for objects whose spec
+        is immutable, such as a batch/v1 Job's template).
+
+        Raises:
+            KubeApiError: rejected or the server failed (409, created meanwhile, counts as existing).
+        """
+        api_version, kind = manifest["apiVersion"], manifest["kind"]
+        namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+        if self.get(api_version, kind, namespace, name) is not None:
+            return "unchanged"
+        try:
+            self.request("POST", collection_path(api_version, kind, namespace), query={"fieldManager": FIELD_MANAGER}, body=dict(manifest))
+        except KubeApiError as err:
+            if err.status != 409:
+                raise
+            return "unchanged"
+        return "created"
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.request("GET", object_path(api_version, kind, namespace, name))

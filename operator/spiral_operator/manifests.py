@@ -163,7 +163,18 @@ def merge_template(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict
     return result
 
 
-def _container_security_context() -> dict[str, Any]:
+def pod_security_context() -> dict[str, Any]:
+    """The pod-level security context of every pod the operator creates: the image's non-root user."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "fsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
     return {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -242,7 +253,7 @@ def _container(spec: SpiralJobSpec, name: str, role: Role, role_spec: RoleSpec, 
         "readinessProbe": _probe(spec, period=10, failures=3),
         "livenessProbe": _probe(spec, period=20, failures=3),
         "resources": role_spec.resources.model_dump(mode="json", exclude_defaults=False),
-        "securityContext": _container_security_context(),
+        "securityContext": container_security_context(),
         "volumeMounts": mounts,
     }
 
@@ -268,13 +279,7 @@ def _pod_template(spec: SpiralJobSpec, name: str, role: Role, role_spec: RoleSpe
         "enableServiceLinks": False,
         # Learners write a final checkpoint on SIGTERM; give them time before SIGKILL.
         "terminationGracePeriodSeconds": 60,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "fsGroup": RUN_AS_USER,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security_context(),
         "containers": [_container(spec, name, role, role_spec, volumes.mounts)],
         "volumes": volumes.volumes,
     }

@@ -46,11 +46,11 @@ class Grant(NamedTuple):
 
 REQUIRED_RULES: tuple[PolicyRule, ...] = (
     PolicyRule(
-        GROUP, (PLURAL,), ("list", "watch", "patch", "delete"),
+        GROUP, (PLURAL,), ("get", "list", "watch", "create", "patch", "delete"),
         "Kopf lists and watches SpiralJobs (create/update/resume handlers, the monitor timer, the"
         " spiraljob_phases index) and patches them (finalizer, spiral.dev/* progress annotations,"
         " the autoscaler's spec.actor.replicas); sync() deletes a job whose ttlSecondsAfterFinished expired."
-        " No get: nothing reads one job by name.",
+        " A population parent gets, creates and patches (server-side apply) its member SpiralJobs.",
     ),
     PolicyRule(
         GROUP, (f"{PLURAL}/status",), ("patch",),
@@ -85,6 +85,11 @@ REQUIRED_RULES: tuple[PolicyRule, ...] = (
         "apps", ("statefulsets", "deployments"), ("get", "create", "patch"),
         "KubeApi.apply() of the learner/replay StatefulSets and the actor Deployment; observe() gets"
         " them by name for their ready replicas.",
+    ),
+    PolicyRule(
+        "batch", ("jobs",), ("get", "create"),
+        "A population's exploit copies a member's checkpoint in a one-pod Job: created once"
+        " (KubeApi.create_if_absent, never patched: a Job's template is immutable), then read for its outcome.",
     ),
     PolicyRule(
         "networking.k8s.io", ("networkpolicies",), ("get", "create", "patch"),

@@ -85,3 +85,17 @@ PODS_CLEANED = "PodsCleaned"
 TTL_EXPIRED = "TTLExpired"
 #: Event: an actor pod crashed; only that actor restarts (its Deployment replaces it).
 ACTOR_CRASHED = "ActorCrashed"
+
+# Populations (spec.population.size ≥ 2; spiral_operator.population).
+#: Running=True: at least one member trains (message: how many, and the best member).
+MEMBERS_RUNNING = "MembersRunning"
+#: Running=False: no member trains yet (their pods are starting).
+MEMBERS_STARTING = "MembersStarting"
+#: Succeeded/Failed=True: every member finished; Succeeded when one of them did.
+MEMBERS_FINISHED = "MembersFinished"
+#: Event: an exploit starts (the target is stopped to take the source's checkpoint).
+POPULATION_EXPLOIT = "PopulationExploit"
+#: Event: the target resumes from the copied checkpoint with explored hyperparameters.
+POPULATION_EXPLORE = "PopulationExplore"
+#: Warning Event: an exploit's copy failed or could not happen; the target resumes unchanged.
+POPULATION_EXPLOIT_FAILED = "PopulationExploitFailed"

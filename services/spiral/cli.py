@@ -18,6 +18,7 @@ from spiral.data.mujoco_scenes import mujoco_scenes_command
 from spiral.envs.paint_cli import paint_command
 from spiral.launch.eval_cli import eval_command
 from spiral.launch.export_cli import export_command
+from spiral.launch.population_cli import copy_checkpoint_command
 from spiral.launch.pretrain_cli import pretrain_command
 from spiral.launch.train_cli import sample_command, train_command
 from spiral.services.serve_cli import serve_command
@@ -63,6 +64,10 @@ data_app = _app(help="Download datasets and render the MuJoCo Scenes dataset.")
 data_app.command("download")(download_command)
 data_app.command("mujoco-scenes")(mujoco_scenes_command)
 app.add_typer(data_app, name="data")
+
+population_app = _app(help="Population-based training's parts (the operator's exploit Jobs run these).")
+population_app.command("copy-checkpoint")(copy_checkpoint_command)
+app.add_typer(population_app, name="population")
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m spiral.cli`

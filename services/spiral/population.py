@@ -67,22 +67,6 @@ def _generator(rng: np.random.Generator | int) -> np.random.Generator:
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
-def not_yet_run(population: PopulationConfig) -> str | None:
-    """Why the operator cannot start a job with this population yet, or None when it is one run.
-
-    The decisions here, the learners' runtime hyperparameters and the local driver
-    (``spiral train --population N``, :mod:`spiral.launch.population`) exist; the operator's
-    population controller does not yet (issue #16). A SpiralJob with two members or more is
-    refused with this message rather than trained as one run that silently ignores them.
-    """
-    if not population.enabled:
-        return None
-    return (
-        f"population.size {population.size}: the operator does not run a population yet (issue #16; on one machine "
-        "`spiral train --population N` does); valid today: population.size 0 or 1 (one run)"
-    )
-
-
 # ------------------------------------------------------------------------------- members ---
 
 

@@ -61,7 +61,12 @@ def test_training_dashboard_covers_the_required_signals() -> None:
 
 def test_operator_dashboard_covers_rate_errors_latency_and_phases() -> None:
     used = {n for q in dashboard_queries(DASHBOARDS["operator.json"]) for n in promql_metric_names(q.expr)}
-    assert used == {"spiral_operator_reconciles_total", "spiral_operator_reconcile_errors_total", "spiral_operator_reconcile_seconds_bucket", "spiral_operator_jobs"}
+    assert used == {
+        "spiral_operator_reconciles_total", "spiral_operator_reconcile_errors_total", "spiral_operator_reconcile_seconds_bucket", "spiral_operator_jobs",
+        # The Population row: every per-member series the operator exports for a population parent.
+        "spiral_operator_population_member_metric", "spiral_operator_population_member_updates", "spiral_operator_population_member_hyperparameter",
+        "spiral_operator_population_member_exploits", "spiral_operator_population_member_source", "spiral_operator_population_best_member",
+    }  # fmt: skip
 
 
 def test_training_dashboard_is_templated_by_namespace_job_and_role() -> None:

@@ -80,6 +80,19 @@ def test_copy_checkpoint_replaces_every_latest_file_and_keeps_nothing_of_the_tar
     assert (target / "discriminator" / "latest.pt").read_bytes() == b"critic"
 
 
+def test_the_copy_jobs_command_copies_and_names_a_missing_source(tmp_path) -> None:
+    """``spiral population copy-checkpoint``: what the operator's exploit Job runs in its pod."""
+    source, target = tmp_path / "source" / "checkpoints", tmp_path / "target" / "checkpoints"
+    source.mkdir(parents=True)
+    (source / "latest.pt").write_bytes(b"policy")
+    result = CliRunner().invoke(app, ["population", "copy-checkpoint", str(source), str(target)])
+    assert result.exit_code == 0, result.output
+    assert (target / "latest.pt").read_bytes() == b"policy" and "copied latest.pt" in result.output
+    result = CliRunner().invoke(app, ["population", "copy-checkpoint", str(tmp_path / "nothing"), str(target)])
+    assert result.exit_code == 1 and "cannot copy" in result.output and "holds no checkpoint" in result.output
+    assert (target / "latest.pt").read_bytes() == b"policy"  # a failed copy leaves the target as it was
+
+
 def test_the_plot_has_one_series_per_member_for_the_metric_and_each_hyperparameter() -> None:
     records = [
         {"event": "members", "seconds": 1.0, "members": [{"slot": 0, "metric": None, "hyperparameters": {"learning_rate": 1e-3, "entropy_coef": 0.05}},

@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import re
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from wsgiref.simple_server import WSGIServer
@@ -53,7 +55,7 @@ def _declare_resources(server: kmock.KubernetesEmulator) -> None:
                       ("v1/serviceaccounts", "ServiceAccount"),
                       ("v1/persistentvolumeclaims", "PersistentVolumeClaim"), ("apps/v1/statefulsets", "StatefulSet"),
                       ("apps/v1/deployments", "Deployment"), ("networking.k8s.io/v1/networkpolicies", "NetworkPolicy"),
-                      ("monitoring.coreos.com/v1/servicemonitors", "ServiceMonitor")]:
+                      ("monitoring.coreos.com/v1/servicemonitors", "ServiceMonitor"), ("batch/v1/jobs", "Job")]:
         server.resources[key] = kmock.ResourceInfo(kind=kind, namespaced=True, verbs={"get", "list", "watch", "create", "patch", "delete"})
     # Kopf waits for these two to be discoverable before it starts watching anything.
     server.resources["v1/namespaces"] = kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs={"get", "list", "watch"})
@@ -68,6 +70,7 @@ class VersionedEmulator(kmock.KubernetesEmulator):
       comparing them, and guards its JSON patches with a ``test`` on it.
     * A failed JSON-patch ``test`` is HTTP 422 (Kopf then retries on the next cycle), not 500.
     * ``metadata.generateName`` makes a unique name (Kopf's Events use it).
+    * A created object gets a ``metadata.uid`` and ``generation`` 1 when it has none.
     """
 
     _counter = itertools.count(2)
@@ -79,6 +82,11 @@ class VersionedEmulator(kmock.KubernetesEmulator):
                 meta = request.data.setdefault("metadata", {})
                 if request.action == kmock.action.CREATE and not meta.get("name") and meta.get("generateName"):
                     meta["name"] = f"{meta['generateName']}{version}"
+                if request.action == kmock.action.CREATE:
+                    # Kopf keeps per-object memory by uid: two objects the operator created itself
+                    # (a population's members) would otherwise share one, and one would never be handled.
+                    meta.setdefault("uid", f"uid-{uuid.uuid4()}")
+                    meta.setdefault("generation", 1)
                 meta["resourceVersion"] = version
             elif isinstance(request.data, list):
                 request.data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
@@ -438,16 +446,84 @@ async def test_invalid_spec_fails_with_a_message_and_no_retry_loop(running: Any)
     await eventually(lambda: cluster.job()["status"]["phase"] == "Created", what="Created after fix")
 
 
-async def test_a_population_is_refused_until_the_controller_runs_it(running: Any) -> None:
-    """Issue #16 in progress: spec.population passes the CRD and the config rules, but the operator
-    does not run members side by side yet, so the job fails by name instead of training one run that ignores it."""
-    cluster, _, _ = running
-    await cluster.create_job({**SPEC, "population": {"size": 2, "exploit": {"fraction": 0.5}}})
-    job = await eventually(lambda: (j := cluster.job()) and j.get("status", {}).get("phase") == "Failed" and j, what="Failed")
-    failed = condition(job, "Failed")
-    assert failed["reason"] == "InvalidSpec"
-    assert "spec.population.size 2: the operator does not run a population yet" in failed["message"]
+#: What only a population parent asks for: its member SpiralJobs (read by name, created) and its copy Jobs.
+POPULATION_GRANTS = {Grant("spiral.dev", "spiraljobs", "get"), Grant("spiral.dev", "spiraljobs", "create"),
+                     Grant("batch", "jobs", "get"), Grant("batch", "jobs", "create")}
+
+
+async def test_a_population_runs_members_and_one_exploit_stops_copies_and_resumes_the_worse_member(running: Any, kmock: kmock.KubernetesEmulator) -> None:
+    """Issue #16 on the operator: a parent of two members. The stand-in learner exports both members'
+    updates and held-out L2 (labelled by member job); the test plays the StatefulSet controllers and
+    the batch Job controller (it sets the copy Job's status; nothing copies files here — the
+    cluster-in-a-box test and ``spiral population copy-checkpoint``'s own test do)."""
+    cluster, learner, registry = running
+    spec = {**SPEC, "reward": {"kind": "l2"}, "population": {"size": 2, "readyAfterUpdates": 5, "exploit": {"fraction": 0.5}}}
+    await cluster.create_job(spec)
+    members = [await eventually(lambda slot=slot: cluster.job(f"{JOB}-m{slot}"), what=f"member {slot}") for slot in (0, 1)]
+    for slot, member in enumerate(members):
+        assert member["metadata"]["ownerReferences"][0]["uid"] == f"uid-{JOB}"
+        assert member["metadata"]["labels"]["spiral.dev/population"] == JOB and member["metadata"]["labels"]["spiral.dev/member"] == str(slot)
+        assert "population" not in member["spec"] and member["spec"]["hyperparametersConfigMap"] == f"{JOB}-m{slot}-hyperparameters"
+        assert member["spec"]["runPolicy"]["suspend"] is False
+    seeds = [m["spec"]["training"]["seed"] for m in members]
+    assert seeds[1] == seeds[0] + 1  # each member its own seed
+    config_maps = [await eventually(lambda slot=slot: cluster.obj("v1/configmaps", f"{JOB}-m{slot}-hyperparameters"), what="ConfigMap") for slot in (0, 1)]
+    before = [json.loads(c["data"]["hyperparameters.json"]) for c in config_maps]
+    assert set(before[0]) == set(before[1]) == {"learning_rate", "entropy_coef"}  # l2 reward: no critic
+    assert before[0] != before[1]  # member 0 trains with the configured values, the others with values explored around them
+    # The parent runs no workloads of its own; each member is reconciled as a SpiralJob of its own.
     assert cluster.obj("apps/v1/statefulsets", f"{JOB}-policy-learner") is None
+    for slot in (0, 1):
+        await cluster.all_ready(job=f"{JOB}-m{slot}", stateful=("policy-learner",))
+
+    # Both members report; member 1 is worse. Ready after 5 updates since first seen.
+    for slot, l2 in ((0, 0.1), (1, 0.3)):
+        learner.metrics.learner_policy_version.labels(f"{JOB}-m{slot}").set(3)
+        learner.metrics.learner_l2.labels(f"{JOB}-m{slot}", "held_out").set(l2)
+    await eventually(lambda: cluster.job()["status"]["population"].get("bestMember") == 0, what="members measured")
+    parent = cluster.job()
+    assert parent["status"]["phase"] == "Running" and parent["status"]["population"]["exploits"] == 0
+    await eventually(lambda: registry.get_sample_value("spiral_operator_population_member_metric", {"namespace": NS, "job": JOB, "member": "1"}) == 0.3,
+                     what="member metric gauge")
+    for slot in (0, 1):
+        learner.metrics.learner_policy_version.labels(f"{JOB}-m{slot}").set(20)
+
+    # 1. Stopping: only member 1 is suspended; member 0 keeps training.
+    await eventually(lambda: cluster.job(f"{JOB}-m1")["spec"]["runPolicy"]["suspend"] is True, what="member 1 stopping")
+    assert cluster.job(f"{JOB}-m0")["spec"]["runPolicy"]["suspend"] is False
+    await eventually(lambda: "PopulationExploit" in cluster.event_reasons(), what="PopulationExploit event")
+    exploit_event = next(e for e in cluster.events() if e["reason"] == "PopulationExploit")
+    assert "member 1 (held_out_l2 0.3)" in exploit_event["message"] and "member 0 (held_out_l2 0.1" in exploit_event["message"]
+
+    # 2. Copying: member 1 is Suspended with no learner pods left, so the copy Job is created.
+    copy_job = await eventually(lambda: cluster.obj("batch/v1/jobs", f"{JOB}-m1-exploit-1"), what="copy Job")
+    assert copy_job["metadata"]["ownerReferences"][0]["uid"] == f"uid-{JOB}"
+    pod = copy_job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["containers"][0]["command"] == ["spiral", "population", "copy-checkpoint", "/source/checkpoints", "/target/checkpoints"]
+    claims = {v["name"]: v["persistentVolumeClaim"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    assert claims == {"source": {"claimName": f"{JOB}-m0-checkpoints", "readOnly": True}, "target": {"claimName": f"{JOB}-m1-checkpoints"}}
+    await eventually(lambda: cluster.job()["status"]["population"]["members"][1]["exploit"]["stage"] == "Copying", what="Copying stage")
+
+    # 3. The Job succeeds: member 1 resumes from the copy with member 0's seed and explored hyperparameters.
+    kmock.objects["batch/v1/jobs", NS, f"{JOB}-m1-exploit-1"].patch({"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}})
+    await eventually(lambda: cluster.job(f"{JOB}-m1")["spec"]["runPolicy"]["suspend"] is False, what="member 1 resumed")
+    resumed = cluster.job(f"{JOB}-m1")
+    assert resumed["spec"]["training"]["seed"] == seeds[0]  # its checkpoint was trained with member 0's seed
+    after = json.loads(cluster.obj("v1/configmaps", f"{JOB}-m1-hyperparameters")["data"]["hyperparameters.json"])
+    assert after != before[1] and set(after) == set(before[1])
+    record = await eventually(lambda: (r := cluster.job()["status"]["population"]["members"][1]) and "exploit" not in r and r, what="exploit done")
+    assert [step["source"] for step in record["lineage"]] == [0]
+    await eventually(lambda: "PopulationExplore" in cluster.event_reasons(), what="PopulationExplore event")
+    labels = {"namespace": NS, "job": JOB, "member": "1"}
+    await eventually(lambda: registry.get_sample_value("spiral_operator_population_member_exploits", labels) == 1, what="exploit gauge")
+    assert registry.get_sample_value("spiral_operator_population_member_source", labels) == 0
+    assert registry.get_sample_value("spiral_operator_population_best_member", {"namespace": NS, "job": JOB}) == 0
+    for name, value in after.items():
+        assert registry.get_sample_value("spiral_operator_population_member_hyperparameter", {**labels, "name": name}) == value
+    assert cluster.job()["status"]["population"]["exploits"] == 1
+    used, _ = audit(kmock)
+    assert POPULATION_GRANTS <= used
 
 
 async def test_autoscaler_adds_an_actor_while_the_learner_starves_and_removes_one_while_actors_wait(running: Any) -> None:
@@ -536,6 +612,7 @@ async def test_operator_needs_every_rbac_rule_and_reverts_drift_in_its_children(
 
     used, denied = audit(kmock)
     assert not denied, denied
-    requested = grants(rule for rule in REQUIRED_RULES if rule.requested)
+    # A single job asks for everything but the population's grants (used by the population test above).
+    requested = grants(rule for rule in REQUIRED_RULES if rule.requested) - POPULATION_GRANTS
     assert sorted(requested - used) == [], "granted but never used; drop them from REQUIRED_RULES or explain"
     assert used == requested
