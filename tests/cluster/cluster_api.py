@@ -47,6 +47,7 @@ RESOURCES: dict[str, str] = {
     "apps/v1/deployments": "Deployment",
     "networking.k8s.io/v1/networkpolicies": "NetworkPolicy",
     "monitoring.coreos.com/v1/servicemonitors": "ServiceMonitor",
+    "batch/v1/jobs": "Job",
 }
 
 

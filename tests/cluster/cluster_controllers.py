@@ -1,4 +1,4 @@
-"""The kube-controller-manager of the cluster-in-a-box: StatefulSet, Deployment and garbage-collector controllers.
+"""The kube-controller-manager of the cluster-in-a-box: StatefulSet, Deployment, Job and garbage-collector controllers.
 
 One thread polls the emulated API and, like the real controllers, only through it:
 
@@ -7,6 +7,11 @@ One thread polls the emulated API and, like the real controllers, only through i
   back on the new revision once its old incarnation is gone; ``status.readyReplicas`` counts Ready pods.
 * **Deployment**: pods ``NAME-<template hash>-<n>`` owned by the Deployment (no ReplicaSet in
   between); scaling creates or deletes pods, a template change replaces the old pods.
+* **Job** (batch/v1): one pod ``NAME-<n>`` at a time from the template, owned by the Job, labelled
+  ``job-name``; a Succeeded pod completes the Job (``status.succeeded``, condition ``Complete``), a
+  Failed one is replaced until ``spec.backoffLimit`` failures, then the Job is ``Failed``
+  (``BackoffLimitExceeded``). Not emulated: parallelism and completions above 1,
+  ``activeDeadlineSeconds``, ``ttlSecondsAfterFinished``, pod failure policies.
 * **Garbage collector**: an object whose every owner (``ownerReferences[].uid``) is gone is deleted,
   so deleting a SpiralJob removes its children and, through them, their pods (background propagation).
 
@@ -16,6 +21,7 @@ Not emulated: ReplicaSets, surge/unavailability budgets, ordered pod management,
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -36,6 +42,7 @@ COLLECTIONS: dict[str, str] = {
     "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
     "StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets",
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+    "Job": "/apis/batch/v1/namespaces/{ns}/jobs",
     "Pod": "/api/v1/namespaces/{ns}/pods",
 }
 
@@ -54,7 +61,7 @@ def owned_by(pod: dict[str, Any], owner: dict[str, Any]) -> bool:
 
 
 class Controllers:
-    """The three controllers of the module docstring, in one polling thread."""
+    """The four controllers of the module docstring, in one polling thread."""
 
     #: The garbage collector lists every kind; it runs on every this-many passes only.
     GC_EVERY_PASSES = 5
@@ -100,13 +107,15 @@ class Controllers:
     def sync(self) -> None:
         self._passes += 1
         collect = self._passes % self.GC_EVERY_PASSES == 0
-        kinds = COLLECTIONS if collect else ("Pod", "StatefulSet", "Deployment")
+        kinds = COLLECTIONS if collect else ("Pod", "StatefulSet", "Deployment", "Job")
         objects = {kind: self._list(kind) for kind in kinds}
         pods = objects["Pod"]
         for sts in objects["StatefulSet"]:
             self._statefulset(sts, [p for p in pods if owned_by(p, sts)])
         for deployment in objects["Deployment"]:
             self._deployment(deployment, [p for p in pods if owned_by(p, deployment)])
+        for job in objects["Job"]:
+            self._job(job, [p for p in pods if owned_by(p, job)])
         if collect:
             self._collect_garbage(objects)
 
@@ -192,6 +201,29 @@ class Controllers:
             "readyReplicas": sum(1 for p in current if is_ready(p)),
             "updatedReplicas": len(current),
         })  # fmt: skip
+
+    def _job(self, job: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+        status = job.get("status") or {}
+        if any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in status.get("conditions") or []):
+            return  # finished: its pods stay for their logs
+        phases = [(p.get("status") or {}).get("phase") for p in pods]
+        succeeded, failed = phases.count("Succeeded"), phases.count("Failed")
+        active = sum(1 for p, phase in zip(pods, phases, strict=True) if phase in (None, "Pending", "Running") and not p["metadata"].get("deletionTimestamp"))
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if succeeded:
+            condition = {"type": "Complete", "status": "True", "reason": "Completed", "lastTransitionTime": now}
+            self._status("Job", job, {"active": 0, "succeeded": succeeded, "failed": failed, "completionTime": now, "conditions": [condition]})
+            return
+        if failed > int(job["spec"].get("backoffLimit", 6)):
+            condition = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "lastTransitionTime": now,
+                         "message": "Job has reached the specified backoff limit"}  # fmt: skip
+            self._status("Job", job, {"active": 0, "failed": failed, "conditions": [condition]})
+            return
+        if active == 0:
+            self._counter += 1
+            name = job["metadata"]["name"]
+            self._create(self._pod(job, f"{name}-{self._counter}", template_hash(job["spec"]["template"]), {"job-name": name}))
+        self._status("Job", job, {"active": max(active, 1), "failed": failed, "startTime": status.get("startTime") or now})
 
     # --------------------------------------------------------------------------------- gc ---
 

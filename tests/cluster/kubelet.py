@@ -11,7 +11,8 @@ A thread (:class:`Kubelet`) polls the API for Pods and, for each new one:
   Dockerfile's ``ENV`` with ``/opt/spiral/bin`` being this virtualenv's ``bin``);
 * runs the container's startup, readiness and liveness probes (gRPC health, through the pod's
   port sockets) and restarts the container when a liveness or startup probe gives up;
-* writes the pod's ``status`` back: phase, the Ready condition, and a container status with
+* writes the pod's ``status`` back: phase (Succeeded or Failed once a container that its
+  ``restartPolicy`` does not restart has exited), the Ready condition, and a container status with
   ``state``, ``lastState.terminated.exitCode`` and ``restartCount``, as a kubelet reports them.
 
 Pods are deleted gracefully: the kubelet puts a finalizer on each pod it runs, so a DELETE only
@@ -409,6 +410,7 @@ class Kubelet:
             "container": runtime.container,
             "grace_seconds": max(3.0, grace * TIME_SCALE),
             "restart_backoff": [0.0, 300 * TIME_SCALE],
+            "restart_policy": spec.get("restartPolicy", "Always"),
             "cpu_limit": cpu_cores(((container.get("resources") or {}).get("limits") or {}).get("cpu")),
             "services_file": str(self.table.services_file),
             "endpoints_file": str(self.table.endpoints_file),
@@ -564,8 +566,11 @@ class Kubelet:
             code = int(state["last_exit_code"])
             container_status["lastState"] = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}}
         ever_started = int(state.get("restart_count", 0)) > 0 or state.get("state") != "waiting" or state.get("last_exit_code") is not None
+        phase = "Running" if ever_started else "Pending"
+        if state.get("state") == "terminated" and (pod.get("spec") or {}).get("restartPolicy", "Always") != "Always":
+            phase = "Succeeded" if state.get("exit_code") == 0 else "Failed"  # not restarted: the pod is done
         status = {
-            "phase": "Running" if ever_started else "Pending",
+            "phase": phase,
             "hostIP": "127.0.0.1",
             "startTime": runtime.start_time,
             "conditions": [

@@ -21,9 +21,10 @@ namespaces, and reads ``POD_DIR/pod.json`` (written by the kubelet). It then
    namespace is covered by the container's own ``0.0.0.0`` listeners on the same ports (a cluster's
    Service IPs are not local to the pod; ours have to be). The listeners are bound before the
    container starts, so its wildcard gRPC bind falls back from dual-stack to IPv4, and both coexist;
-4. runs the container's ``command``/``args`` with its ``env``, restarts it when it exits
-   (``restartPolicy: Always``, with a crash-loop back-off), and records its state in
-   ``POD_DIR/status.json`` for the kubelet. A CPU limit below one core is enforced by pausing the
+4. runs the container's ``command``/``args`` with its ``env``, restarts it when it exits as its
+   ``restartPolicy`` says (``Always``: every exit; ``OnFailure``: a non-zero exit; ``Never``: none;
+   with a crash-loop back-off), and records its state in ``POD_DIR/status.json`` for the kubelet.
+   A container that is not restarted stays terminated; the sandbox waits for SIGTERM. A CPU limit below one core is enforced by pausing the
    container (SIGSTOP/SIGCONT) for the rest of each 100 ms period, the way the CFS quota throttles it.
 
 Signals: SIGTERM stops the pod (SIGTERM to the container, SIGKILL after the grace period, then
@@ -298,8 +299,11 @@ class Proxy:
 class Container:
     """The pod's one container: started, restarted on exit, throttled, stopped. Main thread only."""
 
-    def __init__(self, spec: dict[str, Any], pod_dir: str, cpu_limit: float | None, backoff: tuple[float, float]) -> None:
+    def __init__(
+        self, spec: dict[str, Any], pod_dir: str, cpu_limit: float | None, backoff: tuple[float, float], restart_policy: str = "Always"
+    ) -> None:
         self.spec = spec
+        self.restart_policy = restart_policy
         self.pod_dir = pod_dir
         self.cpu_limit = cpu_limit
         self.backoff = backoff
@@ -396,8 +400,12 @@ class Container:
                 code = self.exit_code(self.process.returncode)
             self.last_exit_code = code
             self.log.write(f"==> {time.strftime('%H:%M:%S')} exited with code {code}\n".encode())
+            if self.restart_policy == "Never" or (self.restart_policy == "OnFailure" and code == 0):
+                self.write_status("terminated", exit_code=code)  # done: the pod is Succeeded or Failed
+                self.stop_requested.wait()
+                return
             self.write_status("waiting", reason="CrashLoopBackOff", exit_code=code)
-            # restartPolicy Always: the kubelet restarts the container after a growing back-off.
+            # Restarted (Always, or OnFailure after a failure) after a growing back-off.
             if self.stop_requested.wait(delay):
                 self.write_status("terminated", exit_code=code)
                 return
@@ -418,7 +426,7 @@ def main(pod_dir: str) -> None:
     build_root(os.path.join(pod_dir, "root"), pod["mounts"], pod["hosts_file"])
     os.chroot(os.path.join(pod_dir, "root"))
     os.chdir("/")
-    container = Container(pod["container"], pod_dir, pod.get("cpu_limit"), tuple(pod["restart_backoff"]))
+    container = Container(pod["container"], pod_dir, pod.get("cpu_limit"), tuple(pod["restart_backoff"]), pod.get("restart_policy", "Always"))
     container.write_status("waiting", reason="ContainerCreating")
     Proxy(Tables(pod["services_file"], pod["endpoints_file"]), pod_dir, pod["container"]["ports"]).start()
     signal.signal(signal.SIGTERM, lambda *_: container.stop_requested.set())

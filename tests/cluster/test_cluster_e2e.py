@@ -14,6 +14,10 @@ What is emulated (see each module): the API server (KMock + :mod:`cluster_api`),
 network, mount and UTS namespace per pod, Unix sockets between them), CPU limits (the container is
 paused for the rest of each 100 ms period) and time (probe periods, back-offs and grace periods ×0.1).
 
+A population (issue #16) runs the same way: its member SpiralJobs' pods, and its exploit's copy
+Job, whose one pod (``restartPolicy: Never``) runs ``spiral population copy-checkpoint`` between the
+two members' volumes (the source's mounted read-only) and is Succeeded when it exits 0.
+
 Not covered: the image (no container runtime here; the processes run from this checkout's
 virtualenv with the Dockerfile's ``ENV``), security contexts and users, scheduling and affinity,
 NetworkPolicy enforcement, Secret volumes (TLS) and exec probes, the chart's operator Deployment.
@@ -269,5 +273,53 @@ def test_autoscaler_adds_an_actor_for_a_starving_learner_and_removes_one_when_ac
     wait_for(lambda: cluster.status(job)["actors"]["desired"] == 1, 20, "the Deployment at one actor")
     # Never beyond [minReplicas, maxReplicas]: each message reads "actors FROM → TO: why".
     assert all(1 <= int(m.split()[3].rstrip(":")) <= 2 for m in scaling_events(cluster, job)), scaling_events(cluster, job)
+    assert not cluster.errors, cluster.errors
+    delete_and_check_everything_stops(cluster, job)
+
+
+def test_a_population_copies_the_better_members_checkpoint_in_a_job_and_the_worse_resumes_from_it(cluster: Cluster) -> None:
+    """Issue #16 end to end: a parent of two members, each a SpiralJob with its own pods. When both
+    are measured and ready, the worse one is suspended (its learner checkpoints on SIGTERM), a
+    batch/v1 Job runs ``spiral population copy-checkpoint`` between the two real volumes, and the
+    target resumes from the copy with the source's seed and its explored hyperparameters."""
+    from spiral.learning.checkpoint import load_checkpoint
+
+    job = "pbt"
+    cluster.create_job(job, tiny_spec(
+        # A few pretraining updates make each member's greedy policy paint (from scratch both paint
+        # blank at first: equal held-out L2, a tie, and a tie never exploits).
+        pretrain={"updates": 150, "batchSize": 16},
+        training={"evalEveryUpdates": 5, "checkpointEveryUpdates": 5},
+        population={"size": 2, "readyAfterUpdates": 10, "exploit": {"fraction": 0.5}},
+    ))  # fmt: skip
+    members = [f"{job}-m0", f"{job}-m1"]
+    wait_for(lambda: all(cluster.status(m).get("phase") == "Running" for m in members), 150, "both members Running",
+             explain=lambda: cluster.debug_dump(members[0]) + cluster.debug_dump(members[1]))  # fmt: skip
+    assert cluster.obj("apps/v1", "StatefulSet", f"{job}-policy-learner") is None  # the parent runs no workloads of its own
+
+    record = wait_for(lambda: next((m for m in cluster.status(job)["population"]["members"] if m.get("exploit")), None), 150,
+                      "an exploit to start", explain=lambda: json.dumps(cluster.status(job), indent=1))  # fmt: skip
+    target, source, copy_job = record["slot"], record["exploit"]["source"], record["exploit"]["job"]
+    target_name = members[target]
+    assert cluster.job(target_name)["spec"]["runPolicy"]["suspend"] is True
+    assert cluster.job(members[source])["spec"]["runPolicy"]["suspend"] is False  # the source keeps training
+
+    completed = wait_for(lambda: (j := cluster.obj("batch/v1", "Job", copy_job)) and (j.get("status") or {}).get("succeeded") and j, 120,
+                         "the copy Job to succeed", explain=lambda: json.dumps(cluster.obj("batch/v1", "Job", copy_job), indent=1))  # fmt: skip
+    assert completed["metadata"]["ownerReferences"][0]["name"] == job
+    copy_pod = next(p for p in cluster.kubelet.pods.values() if p.name.startswith(f"{copy_job}-"))  # type: ignore[union-attr]
+    assert "copied latest.pt from /source/checkpoints to /target/checkpoints" in copy_pod.log_path.read_text()
+    copied = load_checkpoint(cluster.pvc_folder(f"{target_name}-checkpoints") / "checkpoints" / "latest.pt")
+    copied_updates = int(copied["counters"]["updates"])
+    assert copied_updates >= 10  # the source's weights: it was ready (10 updates) when it was chosen
+
+    resumed = wait_for(lambda: (j := cluster.job(target_name)) and j["spec"]["runPolicy"]["suspend"] is False and j, 60, "the target to resume")
+    parent = cluster.status(job)["population"]
+    assert resumed["spec"]["training"]["seed"] == parent["members"][source]["seed"]
+    assert [step["source"] for step in parent["members"][target]["lineage"]] == [source]
+    # Its learner starts from the copy: its policy version continues from the source's counter.
+    wait_for(lambda: cluster.status(target_name).get("phase") == "Running" and cluster.status(target_name)["progress"]["policyVersion"] >= copied_updates,
+             120, "the target to train on from the copied checkpoint", explain=lambda: cluster.debug_dump(target_name))  # fmt: skip
+    assert {"PopulationExploit", "PopulationExplore"} <= set(cluster.event_reasons(job))
     assert not cluster.errors, cluster.errors
     delete_and_check_everything_stops(cluster, job)
