@@ -317,9 +317,17 @@ def test_a_population_copies_the_better_members_checkpoint_in_a_job_and_the_wors
     parent = cluster.status(job)["population"]
     assert resumed["spec"]["training"]["seed"] == parent["members"][source]["seed"]
     assert [step["source"] for step in parent["members"][target]["lineage"]] == [source]
+    explored = parent["members"][target]["hyperparameters"]
+    assert explored == record["exploit"]["hyperparameters"] != record["hyperparameters"]  # perturbed from the source's
+    config_map = cluster.obj("v1", "ConfigMap", f"{target_name}-hyperparameters")
+    assert json.loads(config_map["data"]["hyperparameters.json"]) == explored
     # Its learner starts from the copy: its policy version continues from the source's counter.
     wait_for(lambda: cluster.status(target_name).get("phase") == "Running" and cluster.status(target_name)["progress"]["policyVersion"] >= copied_updates,
              120, "the target to train on from the copied checkpoint", explain=lambda: cluster.debug_dump(target_name))  # fmt: skip
+    # ... and applies the explored values (read from its mounted ConfigMap, exported by name).
+    learner_metrics = cluster.pod_metrics(f"{target_name}-policy-learner-0")
+    for name, value in explored.items():
+        assert learner_metrics[f'spiral_learner_hyperparameter{{hyperparameter="{name}"}}'] == pytest.approx(value)
     assert {"PopulationExploit", "PopulationExplore"} <= set(cluster.event_reasons(job))
     assert not cluster.errors, cluster.errors
     delete_and_check_everything_stops(cluster, job)
