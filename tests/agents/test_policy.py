@@ -351,3 +351,32 @@ def test_policy_learns_a_rewarded_component_with_the_vtrace_loss():
     after = paint_probability()
     assert 0.3 < before < 0.7
     assert after > 0.9, (before, after)
+
+
+def test_built_policies_keep_channels_last_convolutions_and_the_wire_and_checkpoints_keep_their_values(tmp_path) -> None:
+    """build_policy stores conv weights channels-last (oneDNN's fast layout on CPU, issue #15);
+    a contiguous copy of the same policy, the wire codec and a checkpoint all see equal values and
+    equal outputs (only the summation order of the convolutions may differ)."""
+    from spiral.agents.build import build_policy
+    from spiral.config import load_preset
+    from spiral.envs.factory import make_env
+    from spiral.learning.checkpoint import load_checkpoint, save_checkpoint
+    from spiral.services.tensor_codec import decode_state_dict, encode_state_dict
+
+    cfg = load_preset("default", {"env.canvas_size": 32, "env.grid_size": 8})
+    env = make_env(cfg.env)
+    policy = build_policy(cfg, env)
+    convs = [m for m in policy.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) and not m.weight.is_contiguous() for m in convs if m.kernel_size != (1, 1))
+    wire = decode_state_dict(encode_state_dict(policy.state_dict()))
+    save_checkpoint(tmp_path, {"config": cfg.model_dump(mode="json"), "policy": policy.state_dict()})
+    stored = load_checkpoint(tmp_path / "latest.pt")["policy"]
+    plain = build_policy(cfg, env).to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    plain.load_state_dict(wire)
+    for name, value in policy.state_dict().items():
+        assert torch.equal(wire[name], value) and torch.equal(stored[name], value), name
+    obs = env.reset(4)
+    out_fast, _ = policy(obs, obs.canvas, None, policy.initial_state(4), sample=False)
+    out_plain, _ = plain(obs, obs.canvas, None, plain.initial_state(4), sample=False)
+    assert torch.equal(out_fast.actions, out_plain.actions)
+    torch.testing.assert_close(out_fast.log_prob, out_plain.log_prob, rtol=1e-4, atol=1e-5)

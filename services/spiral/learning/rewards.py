@@ -71,11 +71,20 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
     kernel = torch.exp(-(x**2) / (2 * sigma**2))
     kernel = kernel / kernel.sum()
-    shape = images.shape
-    flat = images.reshape(-1, 1, shape[-2], shape[-1])
-    flat = F.conv2d(flat, kernel.view(1, 1, 1, -1), padding=(0, radius))
-    flat = F.conv2d(flat, kernel.view(1, 1, -1, 1), padding=(radius, 0))
-    return flat.reshape(shape)
+    # Each 1-D pass is a product with a banded matrix (zero padding = the band cut at the borders):
+    # two batched matmuls, ~25× faster on CPU than single-channel conv2d, which took a quarter of
+    # an update of the default preset (tests/benchmarks/bench_profile.py).
+    rows = _band_matrix(images.shape[-2], kernel, radius)
+    cols = rows if images.shape[-1] == images.shape[-2] else _band_matrix(images.shape[-1], kernel, radius)
+    return rows @ images @ cols
+
+
+def _band_matrix(size: int, kernel: torch.Tensor, radius: int) -> torch.Tensor:
+    """``M[i, j] = kernel[j - i + radius]`` where ``|j - i| ≤ radius``, else 0 (symmetric: so is the kernel)."""
+    index = torch.arange(size, device=kernel.device)
+    offset = index[None, :] - index[:, None] + radius
+    inside = (offset >= 0) & (offset <= 2 * radius)
+    return torch.where(inside, kernel[offset.clamp(0, 2 * radius)], torch.zeros((), dtype=kernel.dtype, device=kernel.device))
 
 
 def discriminator_scores(logits: torch.Tensor, loss: DiscriminatorLoss) -> torch.Tensor:
