@@ -49,6 +49,7 @@ from spiral_operator.lifecycle import (
 from spiral_operator.manifests import CHECKPOINTING_ROLES, JOB_NAME_LABEL, ROLE_LABEL, child_name, render_children, stateful_roles
 from spiral_operator.metrics import MemberFigures, OperatorMetrics, export_population, forget_population
 from spiral_operator.population import (
+    POPULATION_LABEL,
     MemberObservation,
     PendingExploit,
     PopulationPlan,
@@ -285,9 +286,12 @@ def observe_members(
     """
     seen: dict[int, MemberObservation] = {}
     actors: dict[int, int] = {}
+    # One list per pass, not a GET per member (only this parent's members carry its label).
+    listed = api.list(f"{GROUP}/{VERSION}", "SpiralJob", namespace, {POPULATION_LABEL: name})
+    by_name = {item["metadata"]["name"]: item for item in listed}
     for slot in range(size):
         member = member_name(name, slot)
-        child = api.get(f"{GROUP}/{VERSION}", "SpiralJob", namespace, member)
+        child = by_name.get(member)
         if child is None:
             seen[slot] = MemberObservation(None)
             continue
