@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_networks import best_seconds  # the benchmarks' folder is on sys.path when run as a script
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -84,17 +85,6 @@ def time_run(env, episodes: list[list[torch.Tensor]], device: torch.device) -> t
     return elapsed, canvas.cpu()
 
 
-def best_of(fn, repeats: int) -> float:
-    """Best wall seconds of ``repeats`` calls after one warm-up call."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def search_cost(repeats: int, seed: int) -> dict[str, float]:
     """Seconds of one policy inference step, a K-candidate preview and a whole search step, with
     the default preset's environments and policy (one step in the middle of an episode)."""
@@ -115,9 +105,9 @@ def search_cost(repeats: int, seed: int) -> dict[str, float]:
             policy(obs, targets, None, state, generator=generator)
 
     return {
-        "inference": best_of(inference, repeats),
-        "preview": best_of(lambda: env.preview(candidates), repeats),
-        "search_step": best_of(lambda: search_step(env, policy, obs, targets, None, state, SEARCH_CANDIDATES, generator=generator), repeats),
+        "inference": best_seconds(inference, repeats),
+        "preview": best_seconds(lambda: env.preview(candidates), repeats),
+        "search_step": best_seconds(lambda: search_step(env, policy, obs, targets, None, state, SEARCH_CANDIDATES, generator=generator), repeats),
         "batch": batch,
     }
 
