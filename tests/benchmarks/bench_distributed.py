@@ -13,11 +13,29 @@ Threads: the single-process trainer gets 2 (both cores); each service process ge
 
 Usage: ``python tests/benchmarks/bench_distributed.py [--frames 30000] [--actors 2]``
 (the default preset; ~3 minutes per trainer on 2 idle cores).
+
+**Scaling mode** (``--scaling 1 2 4 8 [--seconds 60] [--num-envs 16]``, issue #15): one
+``spiral train`` per actor count against one policy learner, tiny envs (``num_envs`` 16 per actor
+and per update, no pretraining, no evaluation), each for ``--seconds`` of RL. Scraped from the
+learner's /metrics every second, over the window from its second update to the last scrape:
+
+* **learner utilisation**: 1 − (time its update loop waited for data) / wall time;
+* **queue wait**: that data wait per update (ms);
+* **actor send wait**: the time actors' SendTrajectories were blocked on a full queue, as a
+  fraction of the actors' wall time (the back-pressure signal);
+* **policy lag**: mean versions between the weights an episode was played with and the update
+  that trains on it; frames/s and updates/s.
+
+The sizing rule comes from the one-actor run, the only one whose processes each have a core here
+(the 2-core machine is oversubscribed beyond it): the learner is busy a fraction ``u`` of the time
+training what one actor core plays, so one learner core keeps up with ``1 / u`` actor cores of
+this preset. The larger counts show how the same learner behaves when actors contend for cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -138,13 +156,95 @@ def run_distributed(frames: int, out: Path, actors: int) -> dict[str, float]:
     }
 
 
+def scaling_overrides(out: Path, actors: int, seconds: float, num_envs: int) -> dict[str, object]:
+    # Wall budget = RL window + start-up; no pretraining or evaluation inside the window.
+    return {
+        "output_dir": str(out), "total_frames": 10**9, "max_wall_minutes": (seconds + 20.0) / 60.0, "num_actors": actors,
+        "num_envs": num_envs, "pretrain.updates": 0, "eval_every_updates": 10**9, "checkpoint_every_updates": 10**9,
+        "log_every_updates": 10,
+    }  # fmt: skip
+
+
+def run_scaling(actors: int, out: Path, seconds: float, num_envs: int) -> dict[str, float]:
+    """One ``spiral train`` with ``actors`` actors; the learner's figures over its RL window."""
+    args = [sys.executable, "-m", "spiral", "train", "--quiet", "--no-resume"]
+    for key, value in scaling_overrides(out, actors, seconds, num_envs).items():
+        args += ["--output-dir", str(value)] if key == "output_dir" else ["--set", f"{key}={value}"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ready = out / "launch" / "ready" / f"{Role.POLICY_LEARNER.value}.json"
+    while not ready.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stdout.read() if proc.stdout else "")
+        time.sleep(0.2)
+    port = json.loads(ready.read_text())["metrics_port"]
+    scrapes: list[tuple[float, dict[str, float]]] = []
+    while proc.poll() is None:
+        with contextlib.suppress(OSError):  # the learner closes its port on the way out
+            scrapes.append((time.monotonic(), scrape(port)))
+        time.sleep(1.0)
+    output = proc.stdout.read() if proc.stdout else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"spiral train exited {proc.returncode}:\n{output}")
+    started = [i for i, (_, m) in enumerate(scrapes) if m.get("spiral_learner_updates_total", 0) >= 2]
+    if not started or started[0] == len(scrapes) - 1:
+        raise RuntimeError(f"fewer than two scrapes after the learner's second update ({len(scrapes)} scrapes)")
+    (t0, a), (t1, b) = scrapes[started[0]], scrapes[-1]
+    wall = t1 - t0
+
+    def delta(name: str) -> float:
+        return b.get(name, 0.0) - a.get(name, 0.0)
+
+    updates = delta("spiral_learner_updates_total")
+    data_wait = delta("spiral_learner_data_wait_seconds_total")
+    lag_count = delta("spiral_learner_policy_lag_versions_count")
+    return {
+        "actors": actors,
+        "wall": wall,
+        "fps": delta("spiral_learner_frames_total") / wall,
+        "updates_per_s": updates / wall,
+        "utilisation": 1.0 - data_wait / wall,
+        "queue_wait_ms": 1e3 * data_wait / max(updates, 1.0),
+        "actor_send_wait": delta("spiral_learner_actor_wait_seconds_total") / (actors * wall),
+        "lag": delta("spiral_learner_policy_lag_versions_sum") / max(lag_count, 1.0),
+    }
+
+
+def scaling(counts: list[int], seconds: float, num_envs: int) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for actors in counts:
+            console.print(f"[bold]scaling[/]: {actors} actor(s), {seconds:.0f} s of RL, num_envs {num_envs} …")
+            rows.append(run_scaling(actors, Path(tmp) / f"actors-{actors}", seconds, num_envs))
+    table = Table(title=f"one policy learner, 1..{max(counts)} actors (default preset, num_envs {num_envs}, {os.cpu_count()} cores, 1 thread per process)")
+    for column in ("actors", "frames/s", "updates/s", "learner utilisation", "queue wait / update (ms)", "actor send wait", "policy lag (versions)"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(
+            f"{r['actors']:.0f}", f"{r['fps']:,.0f}", f"{r['updates_per_s']:.2f}", f"{100 * r['utilisation']:.0f} %",
+            f"{r['queue_wait_ms']:.0f}", f"{100 * r['actor_send_wait']:.0f} %", f"{r['lag']:.2f}",
+        )  # fmt: skip
+    console.print(table)
+    one = next((r for r in rows if r["actors"] == 1), None)
+    if one is not None and one["utilisation"] > 0:
+        console.print(
+            f"sizing rule (from the 1-actor run, one core each): the learner is busy {100 * one['utilisation']:.0f} % of the time on one actor's "
+            f"frames, so one policy learner core feeds ≈ {1.0 / one['utilisation']:.1f} actor cores of this preset"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=30_000)
     parser.add_argument("--actors", type=int, default=2)
     parser.add_argument("--single-threads", type=int, default=2, help="torch threads of the single-process trainer")
+    parser.add_argument("--scaling", type=int, nargs="+", metavar="ACTORS", help="scaling mode: these actor counts against one learner")
+    parser.add_argument("--seconds", type=float, default=60.0, help="scaling mode: seconds of RL per actor count")
+    parser.add_argument("--num-envs", type=int, default=16, help="scaling mode: environments per actor (and episodes per update)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.scaling:
+        scaling(args.scaling, args.seconds, args.num_envs)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         console.print(f"[bold]distributed[/] spiral train, default preset, {args.frames} frames, {args.actors} actors …")
         dist = run_distributed(args.frames, Path(tmp) / "dist", args.actors)
