@@ -74,6 +74,25 @@ def test_rows_render_independently_of_their_batch():
         assert torch.allclose(single[0], batched[row], atol=1e-5)
 
 
+def test_batches_above_the_row_chunk_render_chunk_by_chunk_into_reused_buffers(monkeypatch):
+    """Large batches split into ROW_CHUNK rows; each chunk's scratch is reused, so the result must
+    be copied out before the next chunk overwrites it (a view would hold the last chunk's rows)."""
+    env = FastPaintEnv(EnvConfig())
+    generator = torch.Generator().manual_seed(5)
+    programme = [random_actions(env.action_spec, 10, generator, paint_only=True) for _ in range(3)]
+
+    def paint() -> torch.Tensor:
+        env.reset(10)
+        for actions in programme:
+            canvas = env.step(actions).canvas
+        return canvas
+
+    whole = paint()
+    monkeypatch.setattr(fast_backend, "ROW_CHUNK", 4)  # 10 rows → chunks of 4, 4, 2
+    chunked = paint()
+    assert torch.allclose(chunked, whole, atol=1e-6)
+
+
 def test_same_programme_same_canvas():
     env = FastPaintEnv(EnvConfig())
     programme = [random_actions(env.action_spec, 4, torch.Generator().manual_seed(s)) for s in range(5)]
