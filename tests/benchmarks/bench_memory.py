@@ -10,9 +10,10 @@ the launcher's ready files. Reports:
 
 * **actor at rest**: each actor's RSS when it has announced itself ready (connected, weights not
   yet in use) and its median while playing;
-* **learner growth**: the policy learner's RSS at the first sample after its first RL update and
-  at the end, and the growth between them (pretraining and the first rollouts allocate the
-  working set; what must not happen is growth after that).
+* **learner growth**: the policy learner's RSS from its first RL update to the end (pretraining
+  and the first rollouts allocate the working set; what must not happen is growth after that), as
+  the median of the first five minutes against the median of the last five — its RSS swings by
+  ±10 % around evaluations and checkpoints, so two single samples would mostly measure the swing.
 
 Targets (issue #15): idle actor ≤ 300 MB; the learner's growth over 30 minutes ≤ 5 %.
 Memory is insensitive to CPU contention, but the run takes the cores it is given for ``--minutes``.
@@ -103,23 +104,30 @@ def main() -> None:
     learner = "policy-learner"
     offset = (first_update - started) if first_update is not None else 0.0
     learner_rows = [(float(s["t"]), s[learner]["rss"]) for s in samples if learner in s]  # type: ignore[index]
-    after = [rss for t, rss in learner_rows if t >= offset]
-    growth = (after[-1] - after[0]) / after[0] if len(after) >= 2 else float("nan")
+    after = [(t, rss) for t, rss in learner_rows if t >= offset]
+    window = 300.0
+    early = [rss for t, rss in after if t <= after[0][0] + window] if after else []
+    late = [rss for t, rss in after if t >= after[-1][0] - window] if after else []
+    growth = statistics.median(late) / statistics.median(early) - 1.0 if early and late else float("nan")
     actors = sorted(name for name in at_ready if name.startswith("actor"))
     table = Table(title=f"resident memory, default preset, {args.minutes:.0f} min of spiral train, a sample every {args.every:.0f} s")
-    for column in ("process", "RSS when ready (MB)", "median RSS (MB)", "median PSS (MB)", "first → last after 1st update (MB)"):
+    for column in ("process", "RSS when ready (MB)", "median RSS (MB)", "median PSS (MB)", "first → last 5 min after 1st update, medians (MB)"):
         table.add_column(column, justify="right")
     for name in [learner, *actors]:
         rss = [s[name]["rss"] for s in samples if name in s]  # type: ignore[index]
         pss = [s[name]["pss"] for s in samples if name in s]  # type: ignore[index]
-        span = f"{after[0]:.0f} → {after[-1]:.0f} ({100 * growth:+.1f} %)" if name == learner and after else ""
+        span = f"{statistics.median(early):.0f} → {statistics.median(late):.0f} ({100 * growth:+.1f} %)" if name == learner and early else ""
         table.add_row(name, f"{at_ready[name]:.0f}", f"{statistics.median(rss):.0f}", f"{statistics.median(pss):.0f}", span)
     console.print(table)
     idle = max(at_ready[name] for name in actors) if actors else float("nan")
     console.print(f"target actor at rest ≤ 300 MB: {idle:.0f} MB — {'met' if idle <= 300 else 'NOT met'}")
     console.print(f"target learner growth ≤ 5 %: {100 * growth:+.1f} % — {'met' if growth <= 0.05 else 'NOT met'}")
     if args.out is not None:
-        summary = {"minutes": args.minutes, "actor_rss_at_ready_mb": at_ready, "learner_growth": growth, "first_update_s": offset}
+        summary = {
+            "minutes": args.minutes, "actor_rss_at_ready_mb": at_ready, "learner_growth": growth, "first_update_s": offset,
+            "learner_rss_mb_first_5_min_median": statistics.median(early) if early else None,
+            "learner_rss_mb_last_5_min_median": statistics.median(late) if late else None,
+        }  # fmt: skip
         args.out.write_text(json.dumps({"summary": summary, "samples": samples}, indent=1))
         console.print(f"samples → {args.out}")
 
