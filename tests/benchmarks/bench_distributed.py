@@ -27,9 +27,11 @@ learner's /metrics every second, over the window from its second update to the l
   that trains on it; frames/s and updates/s.
 
 The sizing rule comes from the one-actor run, the only one whose processes each have a core here
-(the 2-core machine is oversubscribed beyond it): the learner is busy a fraction ``u`` of the time
-training what one actor core plays, so one learner core keeps up with ``1 / u`` actor cores of
-this preset. The larger counts show how the same learner behaves when actors contend for cores.
+(the 2-core machine is oversubscribed beyond it). There the learner is busy a fraction ``u`` of
+the time and the actor is blocked on a full queue a fraction ``w``: one learner core trains
+``fps / u`` frames/s and one actor core plays ``fps / (1 − w)``, so one learner core keeps up with
+``(1 − w) / u`` actor cores of this preset (``1 / u`` when the learner starves, ``1 − w`` when it is
+the bottleneck). The larger counts show what more actors do to one saturated learner here.
 """
 
 from __future__ import annotations
@@ -226,9 +228,12 @@ def scaling(counts: list[int], seconds: float, num_envs: int) -> None:
     console.print(table)
     one = next((r for r in rows if r["actors"] == 1), None)
     if one is not None and one["utilisation"] > 0:
+        learner_core = one["fps"] / one["utilisation"]
+        actor_core = one["fps"] / max(1.0 - one["actor_send_wait"], 1e-9)
         console.print(
-            f"sizing rule (from the 1-actor run, one core each): the learner is busy {100 * one['utilisation']:.0f} % of the time on one actor's "
-            f"frames, so one policy learner core feeds ≈ {1.0 / one['utilisation']:.1f} actor cores of this preset"
+            f"sizing rule (the 1-actor run, a core each): one learner core trains {learner_core:,.0f} frames/s "
+            f"(busy {100 * one['utilisation']:.0f} %), one actor core plays {actor_core:,.0f} frames/s (blocked {100 * one['actor_send_wait']:.0f} %) "
+            f"→ one policy learner core feeds ≈ {learner_core / actor_core:.2f} actor cores of this preset"
         )
 
 
