@@ -53,7 +53,11 @@ def main() -> None:
     print("| run | budget (wall · frames · RL updates) | greedy held-out L2, % of blank (first 256 / all) | with search at paint time | random policy | reproduce |")
     print("|---|---|---|---|---|---|")
     for path in paths:
-        print(row(json.loads(path.read_text())))
+        summary = json.loads(path.read_text())
+        # Other benchmarks (bench_memory's memory.json) keep their figures here too; only
+        # bench_learning's summaries carry an evaluation.
+        if "evaluation" in summary:
+            print(row(summary))
 
 
 if __name__ == "__main__":
