@@ -38,8 +38,13 @@ def row(summary: dict) -> str:
     if "objects_f1" in full:
         extra.append(f"object F1 {full['objects_f1']:.2f}")
     for key, value in full.items():
-        if key.startswith("repainted_") and key.endswith("_relative"):
-            extra.append(f"greedy programs re-painted by {key.removeprefix('repainted_').removesuffix('_relative')}: {100 * (value - 1):+.1f}% L2")
+        if key.startswith("repainted_") and key.endswith("_relative") and not key.endswith("_expected_relative"):
+            renderer = key.removeprefix("repainted_").removesuffix("_relative")
+            text = f"programs re-painted by {renderer}: {100 * (value - 1):+.1f}% L2"
+            expected = full.get(f"repainted_{renderer}_expected_relative")
+            if expected is not None:  # summaries from before spiral eval separated the brush's speckle lack it
+                text += f" (its expected canvas: {100 * (expected - 1):+.1f}%)"
+            extra.append(text)
     note = (" · " + ", ".join(extra)) if extra else ""
     return f"| {summary['name']} | {size} | {greedy}{note} | {search} | {random} | `{summary['bench_command']}` |"
 

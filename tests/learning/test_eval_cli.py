@@ -62,6 +62,28 @@ def test_eval_repaints_the_programs_with_libmypaint(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{") :])
     assert report["repainted_libmypaint_l2"] > 0 and report["repainted_libmypaint_relative"] > 0
+    # dry_brush scatters its dabs at random: two re-paints differ, and removing that speckle leaves
+    # an expected canvas at least as close to the targets as one re-paint (up to estimation noise).
+    assert report["repainted_libmypaint_speckle_l2"] > 0
+    assert report["repainted_libmypaint_expected_l2"] <= report["repainted_libmypaint_l2"] + report["repainted_libmypaint_speckle_l2"] / 2
+
+
+def test_speckle_decomposition_recovers_the_expected_canvas_l2() -> None:
+    """Two noisy renders of a known expectation: the estimate finds the noise and the expectation's L2."""
+    from spiral.launch.eval_cli import speckle_and_expected_l2
+    from spiral.learning.evaluate import mean_l2
+
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.rand(64, 1, 32, 32, generator=generator)
+    expected = (targets + 0.2 * torch.rand(64, 1, 32, 32, generator=generator)).clamp(0, 1)
+    first, second = (expected + 0.3 * torch.randn(64, 1, 32, 32, generator=generator) for _ in range(2))
+    speckle, estimate = speckle_and_expected_l2(first, second, targets)
+    truth = mean_l2(expected, targets)
+    assert mean_l2(first, targets) > 2 * truth  # the noise dominates one render's L2 ...
+    assert abs(estimate - truth) < 0.1 * truth  # ... and the estimate removes it
+    assert speckle > 0
+    same, estimate_noiseless = speckle_and_expected_l2(expected, expected, targets)
+    assert same == 0 and abs(estimate_noiseless - truth) < 1e-9
 
 
 def test_eval_names_a_missing_checkpoint(tmp_path: Path) -> None:
