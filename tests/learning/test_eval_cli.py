@@ -70,8 +70,7 @@ def test_eval_repaints_the_programs_with_libmypaint(tmp_path: Path) -> None:
 
 def test_speckle_decomposition_recovers_the_expected_canvas_l2() -> None:
     """Two noisy renders of a known expectation: the estimate finds the noise and the expectation's L2."""
-    from spiral.launch.eval_cli import speckle_and_expected_l2
-    from spiral.learning.evaluate import mean_l2
+    from spiral.learning.evaluate import mean_l2, speckle_and_expected_l2
 
     generator = torch.Generator().manual_seed(0)
     targets = torch.rand(64, 1, 32, 32, generator=generator)

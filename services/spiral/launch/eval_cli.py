@@ -84,31 +84,19 @@ def _repaint(cfg: Any, painted: Any, renderer: Renderer) -> dict[str, float]:
     canvas is the L2 of their mean minus half of that variance — what the programs themselves
     lose in transfer, beside what the brush's randomness adds.
     """
-    from spiral.learning.evaluate import mean_l2
+    from spiral.learning.evaluate import mean_l2, speckle_and_expected_l2
 
     first, second = (_render_with(cfg, painted.actions, renderer, seed) for seed in (cfg.seed, cfg.seed + 1))
     l2 = mean_l2(first, painted.targets)
     speckle, expected = speckle_and_expected_l2(first, second, painted.targets)
-    name, fast_l2 = f"repainted_{renderer.value}", max(painted.l2, 1e-12)
+    name, own_l2 = f"repainted_{renderer.value}", max(painted.l2, 1e-12)  # the agent's own renderer's L2
     return {
         f"{name}_l2": l2,
-        f"{name}_relative": l2 / fast_l2,
+        f"{name}_relative": l2 / own_l2,
         f"{name}_speckle_l2": speckle,
         f"{name}_expected_l2": expected,
-        f"{name}_expected_relative": expected / fast_l2,
+        f"{name}_expected_relative": expected / own_l2,
     }
-
-
-def speckle_and_expected_l2(first: torch.Tensor, second: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
-    """From two independent renders of the same programs: the per-render noise's L2 (its variance
-    under the reward's metric) and an unbiased estimate of the expected canvas's L2 to ``targets``.
-
-    With ``r = μ + ε``: ``L2(r₁, r₂) = 2·var`` and ``L2((r₁ + r₂)/2, t) = L2(μ, t) + var/2``.
-    """
-    from spiral.learning.evaluate import mean_l2
-
-    variance = mean_l2(first, second) / 2
-    return variance, max(mean_l2((first + second) / 2, targets) - variance / 2, 0.0)
 
 
 def _render_with(cfg: Any, actions: torch.Tensor, renderer: Renderer, seed: int) -> torch.Tensor:

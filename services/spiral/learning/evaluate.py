@@ -45,6 +45,16 @@ def mean_l2(canvases: torch.Tensor, targets: torch.Tensor) -> float:
     return float(-l2_scores(canvases, targets).mean())
 
 
+def speckle_and_expected_l2(first: torch.Tensor, second: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
+    """From two independent renders of the same programs: the per-render noise's L2 (its variance
+    under :func:`mean_l2`) and an unbiased estimate of the expected canvas's L2 to ``targets``.
+
+    With ``r = μ + ε``: ``L2(r₁, r₂) = 2·var`` and ``L2((r₁ + r₂)/2, t) = L2(μ, t) + var/2``.
+    """
+    variance = mean_l2(first, second) / 2
+    return variance, max(mean_l2((first + second) / 2, targets) - variance / 2, 0.0)
+
+
 @torch.no_grad()
 def reconstruct(
     env: BatchedEnv,
