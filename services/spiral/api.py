@@ -26,6 +26,7 @@ from spiral.envs.base import BatchedEnv
 from spiral.envs.factory import make_env as _make_env
 from spiral.learning.checkpoint import load_checkpoint
 from spiral.learning.rollout import Rollout, collect_rollout
+from spiral.learning.search import paint_time_lookahead
 
 Program = list[dict[str, int]]
 
@@ -91,7 +92,9 @@ class Agent:
                 sample from the policy (default for unconditional ones).
             search: K > 0 paints each stroke as the best of K policy candidates by the L2 to the
                 target (search at paint time, :mod:`spiral.learning.search`; conditional agents on
-                a renderer that previews strokes: ``fast`` or ``mujoco``). 0: the policy alone.
+                a renderer that previews strokes: ``fast`` or ``mujoco``), on ``fast`` each move
+                scored by the best of K candidates after it (:func:`~spiral.learning.search.paint_time_lookahead`).
+                0: the policy alone.
 
         Raises:
             ValueError: targets missing for a conditional agent, or of the wrong shape.
@@ -135,7 +138,9 @@ class Agent:
         if not greedy:
             torch.manual_seed(seed)
         self.policy.eval()
-        return collect_rollout(self.env, self.policy, targets, noise, num, greedy=greedy, search_candidates=search)
+        return collect_rollout(
+            self.env, self.policy, targets, noise, num, greedy=greedy, search_candidates=search, search_lookahead=paint_time_lookahead(self.env, search)
+        )
 
     def programs_document(self, programs: list[Program] | torch.Tensor) -> dict[str, Any]:
         """``{"config": env config, "programs": [...]}``: the file ``spiral paint --program`` reads."""

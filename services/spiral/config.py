@@ -434,6 +434,16 @@ class SearchConfig(_Frozen):
         le=256,
         description="Also evaluate with search at paint time (`eval/held_out_l2_search`); 0 = greedy and sampled only.",
     )
+    lookahead: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description=(
+            "Candidates that could follow a move when the actors' and the single-process trainer's search scores it: a move is "
+            "worth the best paint it leads to (0 = a move scores 'no change'). Paint-time search looks ahead as wide as it searches "
+            "(`spiral eval --lookahead` overrides). Needs env.renderer 'fast'."
+        ),
+    )
 
 
 class ProgramPriorConfig(_Frozen):
@@ -805,6 +815,11 @@ class TrainConfig(_Frozen):
                 f"services.max_message_bytes ({self.services.max_message_bytes}) is below one trajectory: num_envs ({self.num_envs}) × "
                 f"env.episode_length ({self.env.episode_length}) canvases of {self.canvas_bytes} bytes need at least {needed} bytes; "
                 f"raise services.max_message_bytes to at least {needed} or lower num_envs"
+            )
+        if self.search.lookahead > 0 and self.env.renderer != Renderer.FAST:
+            raise ValueError(
+                f"search.lookahead {self.search.lookahead} branches episodes one action ahead, which only env.renderer 'fast' can; "
+                f"got {self.env.renderer.value!r}: set search.lookahead 0 or env.renderer 'fast'"
             )
         self._check_population_metric()
         return self

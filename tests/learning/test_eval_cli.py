@@ -45,11 +45,14 @@ def test_eval_reports_greedy_sampled_search_and_baselines_as_json(tmp_path: Path
     checkpoint = _pretrain(tmp_path)
     report_path = tmp_path / "report.json"
     result = CliRunner().invoke(
-        app, ["eval", "--checkpoint", str(checkpoint), "--search", "4", "--limit", "8", "--json", str(report_path), "-o", str(tmp_path / "eval.png")]
+        app,
+        ["eval", "--checkpoint", str(checkpoint), "--search", "4", "--lookahead", "2", "--limit", "8", "--json", str(report_path), "-o", str(tmp_path / "eval.png")],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
-    assert report["num_images"] == 8 and report["search_candidates"] == 4
+    assert report["num_images"] == 8 and report["search_candidates"] == 4 and report["search_lookahead"] == 2
+    for key in ("greedy_first_action_moves", "greedy_paint_fraction", "search_first_action_moves", "search_paint_fraction"):
+        assert 0.0 <= report[key] <= 1.0, key
     for key in ("l2", "l2_sampled", "l2_search", "blank_l2", "random_l2", "ratio", "ratio_search"):
         assert key in report and report[key] >= 0, key
     assert abs(report["ratio"] - report["l2"] / report["blank_l2"]) < 1e-9

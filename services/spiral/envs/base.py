@@ -70,3 +70,19 @@ class PreviewableEnv(BatchedEnv, Protocol):
 def supports_preview(env: object) -> bool:
     """True when ``env`` implements :meth:`PreviewableEnv.preview`."""
     return callable(getattr(env, "preview", None))
+
+
+class BranchableEnv(PreviewableEnv, Protocol):
+    """A previewable environment that can also hand out a copy of some episodes one action ahead:
+    what search's lookahead (:mod:`spiral.learning.search`) needs to judge an action by what can
+    follow it. The ``fast`` renderer is (its whole state is two tensors)."""
+
+    def branch(self, rows: torch.Tensor, actions: torch.Tensor) -> tuple[BranchableEnv, Observation]:
+        """A new environment holding episodes ``rows`` (``LongTensor[N]``, repeats allowed) after
+        ``actions`` (``LongTensor[N, A]``), and its observation; this environment does not change."""
+        ...
+
+
+def supports_branch(env: object) -> bool:
+    """True when ``env`` implements :meth:`BranchableEnv.branch` (and can preview)."""
+    return supports_preview(env) and callable(getattr(env, "branch", None))

@@ -31,6 +31,7 @@ zero length paints nothing (libmypaint may leave one dab).
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from typing import NamedTuple
@@ -390,6 +391,31 @@ class FastPaintEnv:
         canvas = self._canvas.repeat_interleave(k, 0)
         painted = self._composite(canvas, state, strokes, self._preview_buffers)
         return painted.view(batch, k, *painted.shape[1:])
+
+    def branch(self, rows: torch.Tensor, actions: torch.Tensor) -> tuple[FastPaintEnv, Observation]:
+        """A new environment holding episodes ``rows`` (``LongTensor[N]``, repeats allowed) of this
+        one after ``actions`` (``LongTensor[N, A]``), and its observation; this one does not change.
+
+        Search's lookahead (:mod:`spiral.learning.search`) previews what could follow an action on
+        the branch. The branch shares this environment's configuration, not its scratch buffers.
+
+        Raises:
+            ValueError: ``rows`` out of range or not matching ``actions``, or a bad action.
+            RuntimeError: before ``reset``, or past the episode's last step.
+        """
+        if self._brush_state is None or self._canvas is None:
+            raise RuntimeError("branch() called before reset(batch_size)")
+        batch = self._canvas.shape[0]
+        rows = torch.as_tensor(rows, dtype=torch.long, device=self.device)
+        if rows.dim() != 1 or (rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= batch)):
+            raise ValueError(f"rows must be a 1-d index into the {batch} episodes, got shape {list(rows.shape)}")
+        if actions.dim() != 2 or actions.shape[0] != rows.shape[0]:
+            raise ValueError(f"actions must be [N={rows.shape[0]}, A] (one per branched row), got {list(actions.shape)}")
+        child = copy.copy(self)
+        child._canvas = self._canvas.index_select(0, rows)
+        child._brush_state = BrushState(*(t.index_select(0, rows) for t in self._brush_state))
+        child._buffers, child._preview_buffers = RenderBuffers(), RenderBuffers()
+        return child, child.step(actions)
 
     def _paint(self, strokes: StrokeBatch) -> None:
         assert self._canvas is not None and self._brush_state is not None

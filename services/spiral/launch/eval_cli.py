@@ -30,6 +30,7 @@ def evaluate_checkpoint(
     *,
     data_path: Path | None = None,
     search: int = 0,
+    lookahead: int | None = None,
     renderer: Renderer | None = None,
     limit: int | None = None,
     num_samples: int = 1000,
@@ -43,14 +44,17 @@ def evaluate_checkpoint(
     """
     from spiral.api import load_agent
     from spiral.learning.evaluate import EVAL_BATCH, baselines, held_out_record
+    from spiral.learning.search import paint_time_lookahead
 
     agent = load_agent(checkpoint, data_path=data_path)
     cfg, env, policy = agent.config, agent.env, agent.policy
+    lookahead = paint_time_lookahead(env, search, lookahead)
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "dataset": cfg.data.name.value,
         "renderer": cfg.env.renderer.value,
         "search_candidates": search,
+        "search_lookahead": lookahead if search else 0,
     }
     if cfg.mode == Mode.UNCONDITIONAL:
         return {**report, **_unconditional(agent, num_samples, seed, out)}
@@ -60,7 +64,7 @@ def evaluate_checkpoint(
         targets = targets[:limit]
     report["num_images"] = int(targets.shape[0])
     reference = baselines(env, targets, EVAL_BATCH, seed=seed)
-    scored = held_out_record(env, policy, targets, reference, search_candidates=search, seed=seed)
+    scored = held_out_record(env, policy, targets, reference, search_candidates=search, search_lookahead=lookahead, seed=seed)
     report.update({key.removeprefix("eval/").replace("held_out_", ""): value for key, value in scored.record.items()})
     greedy, searched = scored.greedy, scored.searched
     best = searched if searched is not None else greedy
@@ -162,6 +166,15 @@ def eval_command(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Checkpoint file or a run's checkpoints/ folder.")],
     data: Annotated[Path | None, typer.Option("--data", help="Where the dataset is now, if not where the checkpoint's config says.")] = None,
     search: Annotated[int, typer.Option("--search", min=0, max=256, help="Also paint with search: the best of K policy candidates per step.")] = 0,
+    lookahead: Annotated[
+        int | None,
+        typer.Option(
+            "--lookahead",
+            min=0,
+            max=256,
+            help="With --search: score each move by the best of J candidates after it (default: K on the fast renderer, else 0).",
+        ),
+    ] = None,
     renderer: Annotated[Renderer | None, typer.Option("--renderer", help="Re-paint the chosen programs with this renderer and compare.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N held-out images (default: all of them).")] = None,
     num: Annotated[int, typer.Option("--num", min=1, max=100_000, help="Samples painted by an unconditional agent.")] = 1000,
@@ -176,7 +189,9 @@ def eval_command(
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     try:
-        report = evaluate_checkpoint(checkpoint, data_path=data, search=search, renderer=renderer, limit=limit, num_samples=num, seed=seed, out=out)
+        report = evaluate_checkpoint(
+            checkpoint, data_path=data, search=search, lookahead=lookahead, renderer=renderer, limit=limit, num_samples=num, seed=seed, out=out
+        )
     except (FileNotFoundError, ValueError, ConfigError, DatasetError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

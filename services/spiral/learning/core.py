@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover - the digit classifier loads lazily
 from spiral.learning.pretrain import PretrainStats, pretrain_update, program_source
 from spiral.learning.rollout import Rollout
 from spiral.learning.run_log import RunLog
+from spiral.learning.search import paint_time_lookahead
 from spiral.learning.state import TrainingState
 from spiral.learning.tensorboard import TensorBoardWriter
 from spiral.learning.updates import PolicyUpdateStats, policy_update
@@ -114,6 +115,7 @@ class PolicyLearnerCore:
             cfg.seed,
             self.out / "images",
             search_candidates=cfg.search.eval_candidates,
+            search_lookahead=paint_time_lookahead(env, cfg.search.eval_candidates),
             sample_score=_digit_record(cfg) if cfg.mode == Mode.UNCONDITIONAL and cfg.data.name == DatasetName.MNIST else None,
         )
         self.last_evaluation: dict[str, float] = {}

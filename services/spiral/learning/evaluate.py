@@ -14,6 +14,8 @@ import torch
 
 from spiral.agents.policy import SpiralPolicy
 from spiral.envs.base import BatchedEnv
+from spiral.envs.painting_spec import FLAG_PAINT
+from spiral.envs.spec import ActionSpec, Component
 from spiral.images import make_grid, pairs_picture, picture_tensor, save_grid, save_picture, sequence_picture
 from spiral.learning.rewards import l2_scores
 from spiral.learning.rollout import collect_rollout, random_rollout
@@ -55,6 +57,18 @@ def speckle_and_expected_l2(first: torch.Tensor, second: torch.Tensor, targets: 
     return variance, max(mean_l2((first + second) / 2, targets) - variance / 2, 0.0)
 
 
+def stroke_statistics(actions: torch.Tensor, spec: ActionSpec) -> dict[str, float]:
+    """How programs ``[T, N, K]`` use the brush: the share of episodes whose first action moves
+    (lifts the brush off its start corner) and the share of actions that paint. Empty for action
+    spaces without a move/paint flag (MuJoCo). A policy that never lifts the brush (first-move
+    share 0, paint share 1) paints every picture as one line from the corner: a failure mode
+    worth seeing during training, not only in the pictures."""
+    if not spec.has(Component.FLAG):
+        return {}
+    paint = (actions[..., spec.index(Component.FLAG)] == FLAG_PAINT).float()
+    return {"first_action_moves": float(1.0 - paint[0].mean()), "paint_fraction": float(paint.mean())}
+
+
 @torch.no_grad()
 def reconstruct(
     env: BatchedEnv,
@@ -64,10 +78,12 @@ def reconstruct(
     greedy: bool = True,
     seed: int = 0,
     search_candidates: int = 0,
+    search_lookahead: int = 0,
 ) -> Reconstruction:
     """Paint every target, ``batch_size`` at a time: greedily (argmax per component), by sampling,
     or — ``search_candidates`` K > 0 — with search at paint time (the best of K policy candidates
-    per step by L2, :mod:`spiral.learning.search`).
+    per step by L2, :mod:`spiral.learning.search`; each move scored by the best of
+    ``search_lookahead`` candidates that could follow it, when > 0).
 
     Greedy and sampled are both reported: an agent whose paint probability stays under ½ never
     paints greedily, yet its sampled programs may already reconstruct well.
@@ -83,7 +99,9 @@ def reconstruct(
     try:
         for start in range(0, targets.shape[0], batch_size):
             chunk = targets[start : start + batch_size]
-            rollout = collect_rollout(env, policy, chunk, None, chunk.shape[0], greedy=greedy, search_candidates=search_candidates)
+            rollout = collect_rollout(
+                env, policy, chunk, None, chunk.shape[0], greedy=greedy, search_candidates=search_candidates, search_lookahead=search_lookahead
+            )
             canvases.append(rollout.final_canvas)
             actions.append(rollout.actions)
     finally:
@@ -119,6 +137,7 @@ def held_out_record(
     reference: Baselines,
     *,
     search_candidates: int = 0,
+    search_lookahead: int = 0,
     seed: int = 0,
 ) -> HeldOutScores:
     """The held-out scores of ``policy`` on ``targets`` — the one code path of the training loop's
@@ -135,8 +154,11 @@ def held_out_record(
     }
     searched = None
     if search_candidates > 0:
-        searched = reconstruct(env, policy, targets, EVAL_BATCH, search_candidates=search_candidates)
+        searched = reconstruct(env, policy, targets, EVAL_BATCH, search_candidates=search_candidates, search_lookahead=search_lookahead)
         record["eval/held_out_l2_search"] = searched.l2
+    record.update({f"eval/greedy_{key}": value for key, value in stroke_statistics(greedy.actions, env.action_spec).items()})
+    if searched is not None:
+        record.update({f"eval/search_{key}": value for key, value in stroke_statistics(searched.actions, env.action_spec).items()})
     for key in [k for k in record if k.startswith("eval/held_out_l2")]:
         record[key.replace("eval/held_out_l2", "eval/held_out_ratio")] = record[key] / max(reference.blank_l2, 1e-12)
     return HeldOutScores(record, greedy, searched)
@@ -161,10 +183,12 @@ in :attr:`last_images` for TensorBoard. Not thread-safe.
         images_dir: Path,
         *,
         search_candidates: int = 0,
+        search_lookahead: int = 0,
         sample_score: Callable[[torch.Tensor], dict[str, float]] | None = None,
     ) -> None:
         self.env = env
         self.search_candidates = search_candidates
+        self.search_lookahead = search_lookahead
         #: Scores of unconditional samples ``[N, C, H, W]`` (e.g. the MNIST digit score); None: ink only.
         self.sample_score = sample_score
         self.targets = held_out[:EVAL_SIZE] if held_out is not None else None
@@ -179,7 +203,15 @@ in :attr:`last_images` for TensorBoard. Not thread-safe.
         if self.targets is not None:
             if self.baselines is None:
                 self.baselines = baselines(self.env, self.targets, EVAL_BATCH, seed=self.seed)
-            scored = held_out_record(self.env, policy, self.targets, self.baselines, search_candidates=self.search_candidates, seed=self.seed)
+            scored = held_out_record(
+                self.env,
+                policy,
+                self.targets,
+                self.baselines,
+                search_candidates=self.search_candidates,
+                search_lookahead=self.search_lookahead,
+                seed=self.seed,
+            )
             record, greedy = scored.record, scored.greedy
             if write_images:
                 self._write_pictures("reconstructions", step, greedy.targets[:32], greedy.canvases[:32], policy)

@@ -13,7 +13,7 @@ import torch
 
 from spiral.agents.policy import SpiralPolicy
 from spiral.envs.base import BatchedEnv, Observation
-from spiral.learning.search import StepScore, check_searchable, l2_step_score, search_step
+from spiral.learning.search import StepScore, check_lookahead, check_searchable, l2_step_score, search_step
 
 
 class Rollout(NamedTuple):
@@ -72,6 +72,7 @@ def collect_rollout(
     greedy: bool = False,
     search_candidates: int = 0,
     search_score: StepScore = l2_step_score,
+    search_lookahead: int = 0,
 ) -> Rollout:
     """Play one episode in each of ``batch_size`` environments with ``policy``.
 
@@ -82,17 +83,25 @@ def collect_rollout(
         search_candidates: K > 0 → every action is the best of K policy candidates by
             ``search_score`` (:func:`spiral.learning.search.search_step`); the rollout is marked
             ``searched``. ``greedy`` is then ignored (the greedy action is one of the candidates).
+        search_lookahead: J > 0 → a search scores each move by the best of J candidates that
+            could follow it (:func:`~spiral.learning.search.search_step`).
 
     Raises:
-        ValueError: search asked of an environment that cannot preview candidates.
+        ValueError: search asked of an environment that cannot preview candidates, or
+            lookahead of one that cannot branch episodes.
     """
     searchable = check_searchable(env) if search_candidates > 0 else None
+    if searchable is not None and search_lookahead > 0:
+        check_lookahead(env)
     obs = env.reset(batch_size)
     state = policy.initial_state(batch_size)
     canvases, steps, lengths, masks, actions, log_probs = [obs.canvas], [], [], [], [], []
+    plan = None  # the follow-ups a lookahead search kept a move for, offered again at the next step
     while True:
         if searchable is not None:
-            chosen, log_prob, state = search_step(searchable, policy, obs, targets, noise, state, search_candidates, search_score)
+            chosen, log_prob, state, plan = search_step(
+                searchable, policy, obs, targets, noise, state, search_candidates, search_score, lookahead=search_lookahead, plan=plan
+            )
         else:
             out, state = policy(obs, targets, noise, state, sample=not greedy)
             chosen, log_prob = out.actions, out.log_prob

@@ -99,7 +99,9 @@ class SingleProcessTrainer:
         else:
             noise = torch.randn(batch, self.cfg.agent.noise_size, generator=generator)
         return collect_rollout(
-            self.env, self.policy, targets, noise, batch, policy_version=self.state.version, search_candidates=search_candidates(self.cfg, generator)
+            self.env, self.policy, targets, noise, batch, policy_version=self.state.version,
+            search_candidates=search_candidates(self.cfg, generator),
+            search_lookahead=self.cfg.search.lookahead,
         )
 
     def train_step(self) -> dict[str, float]:

@@ -262,7 +262,9 @@ class Actor:
         else:
             noise = torch.randn(batch, self.cfg.agent.noise_size, generator=self.generator)
         rollout = collect_rollout(
-            self.env, self.policy, targets, noise, batch, policy_version=self.loaded_version, search_candidates=search_candidates(self.cfg, self.generator)
+            self.env, self.policy, targets, noise, batch, policy_version=self.loaded_version,
+            search_candidates=search_candidates(self.cfg, self.generator),
+            search_lookahead=self.cfg.search.lookahead,
         )
         traj = rollout_to_trajectory(rollout, tuple(self.env.action_spec.names), actor_id=self.actor_id, target_indices=indices)
         message = trajectory_to_proto(traj)
