@@ -66,11 +66,16 @@ def test_decoded_tensor_is_writable_and_independent() -> None:
         (tensor_pb2.Tensor(dtype=0, shape=[1], data=b"\0"), {}, r"x\.dtype is DTYPE_UNSPECIFIED; valid dtypes: DTYPE_FLOAT32"),
         (tensor_pb2.Tensor(dtype=77, shape=[1], data=b"\0"), {}, r"x\.dtype is unknown DType 77"),
         (tensor_pb2.Tensor(dtype=tensor_pb2.DTYPE_UINT8, shape=[-1], data=b""), {}, r"x\.shape \[-1\] has a negative dimension"),
+        (
+            tensor_pb2.Tensor(dtype=tensor_pb2.DTYPE_FLOAT32, shape=[243587832, 102776655817, 0, 102776655817], data=b""),
+            {},
+            r"x\.shape \[243587832, 102776655817, 0, 102776655817\] spans more than 2147483648 elements \(zero dimensions aside\)",
+        ),
         (tensor_pb2.Tensor(dtype=tensor_pb2.DTYPE_BOOL, shape=[2], data=b"\x01\x02"), {}, r"x: DTYPE_BOOL bytes must be 0 or 1"),
         (tensor_to_proto(torch.zeros(2, 3)), {"shape": [2, None, 4]}, r"x\.shape is \[2, 3\], expected \[2, \*, 4\]"),
         (tensor_to_proto(torch.zeros(2)), {"dtypes": [torch.int64]}, r"x\.dtype is DTYPE_FLOAT32; this field accepts DTYPE_INT64"),
     ],
-    ids=["bytes_vs_shape", "unspecified_dtype", "unknown_dtype", "negative_dim", "bool_not_01", "shape", "dtype_not_accepted"],
+    ids=["bytes_vs_shape", "unspecified_dtype", "unknown_dtype", "negative_dim", "huge_empty_shape", "bool_not_01", "shape", "dtype_not_accepted"],
 )
 def test_malformed_tensors_are_rejected_with_the_field_and_values(msg, kwargs, want) -> None:  # noqa: ANN001
     with pytest.raises(InvalidArgumentError, match=want):

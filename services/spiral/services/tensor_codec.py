@@ -68,6 +68,10 @@ def tensor_to_proto(tensor: torch.Tensor) -> tensor_pb2.Tensor:
     return tensor_pb2.Tensor(dtype=code, shape=list(t.shape), data=t.numpy().tobytes())
 
 
+#: Elements a decoded shape may span, counting only its non-zero dimensions (2³¹: far above any message).
+MAX_ELEMENTS = 2**31
+
+
 def tensor_from_proto(
     message: tensor_pb2.Tensor,
     *,
@@ -99,6 +103,11 @@ def tensor_from_proto(
     dims = tuple(int(d) for d in message.shape)
     if any(d < 0 for d in dims):
         raise InvalidArgumentError(f"{field}.shape {list(dims)} has a negative dimension")
+    # A zero anywhere makes the byte count 0 whatever the other dimensions, but numpy still refuses
+    # a shape whose non-zero dimensions multiply past what it can index (fuzzing found
+    # [243587832, 102776655817, 0, …]): bound them, so such a shape is a clear INVALID_ARGUMENT.
+    if math.prod(d for d in dims if d) > MAX_ELEMENTS:
+        raise InvalidArgumentError(f"{field}.shape {list(dims)} spans more than {MAX_ELEMENTS} elements (zero dimensions aside)")
     np_dtype = _PROTO_TO_NUMPY[code]
     expected = math.prod(dims) * np_dtype.itemsize
     if len(message.data) != expected:
