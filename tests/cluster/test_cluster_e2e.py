@@ -267,7 +267,7 @@ def test_autoscaler_adds_an_actor_for_a_starving_learner_and_removes_one_when_ac
 
     # Unthrottled, two actors produce faster than the learner takes: they wait on it, one goes.
     cluster.patch_job(job, {"actor": {"resources": {"limits": {"cpu": "2", "memory": "1Gi"}}}})
-    down = wait_for(lambda: [m for m in scaling_events(cluster, job) if "the actors waited" in m], 90,
+    down = wait_for(lambda: [m for m in scaling_events(cluster, job) if "the actors waited" in m], 180,
                     "the autoscaler to remove an actor", explain=lambda: cluster.debug_dump(job))  # fmt: skip
     assert down[0].startswith("actors 2 → 1: the actors waited") and "s/s for the policy learner" in down[0], down
     wait_for(lambda: cluster.status(job)["actors"]["desired"] == 1, 20, "the Deployment at one actor")
