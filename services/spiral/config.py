@@ -486,6 +486,15 @@ class PretrainConfig(_Frozen):
     )
     batch_size: int = Field(64, ge=1, le=4096, description="Synthetic programs per pretraining update.")
     learning_rate: float | None = Field(None, gt=0.0, le=1.0, description="Adam lr while pretraining; None = learner.learning_rate.")
+    fresh_optimizer_for_rl: bool = Field(
+        True,
+        description=(
+            "Start RL with fresh Adam moments instead of pretraining's. Pretraining's gradients (a mean cross-entropy, norm ~1.5 "
+            "on the default preset) are ~25x smaller than RL's (summed losses, clipped at learner.max_grad_norm 40), so carried "
+            "second moments made the first RL steps up to ~25x the learning rate, and the greedy policy could flip to never "
+            "lifting the brush."
+        ),
+    )
     prior: ProgramPriorConfig = Field(default_factory=ProgramPriorConfig)
     teacher: Path | None = Field(
         None,

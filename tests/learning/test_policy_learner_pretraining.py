@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from spiral.config import load_config_dict
+from spiral.learning.rollout import collect_rollout
 from spiral.services.policy_learner import PolicyLearner
 from test_trainer import tiny_config
 
@@ -39,3 +40,29 @@ def test_weights_are_published_only_once_pretraining_is_done(tmp_path: Path) -> 
 
 def test_a_learner_without_pretraining_publishes_at_once(tmp_path: Path) -> None:
     assert _learner(tmp_path, pretrain_updates=0).publisher.latest() is not None
+
+
+def _first_rl_step(learner: PolicyLearner) -> float:
+    """Pretrain, then one RL update: the largest parameter change divided by the learning rate."""
+    core = learner.core
+    core.pretrain()
+    policy = core.state.policy
+    assert policy is not None
+    before = [p.detach().clone() for p in policy.parameters()]
+    targets = core.dataset.train[:4]
+    core.update(collect_rollout(core.env, policy, targets, None, 4), None)
+    lr = core.hyperparameters.learner.learning_rate
+    return max(float((p.detach() - b).abs().max()) for p, b in zip(policy.parameters(), before, strict=True)) / lr
+
+
+def test_rl_starts_with_fresh_optimizer_moments(tmp_path: Path) -> None:
+    """Pretraining's gradients are far smaller than RL's; its Adam moments carried into RL make the
+    first RL steps many times the learning rate (the default preset's greedy policy then flipped to
+    never lifting the brush). Fresh moments bound Adam's first step by the learning rate."""
+    def learner(name: str, fresh_moments: bool) -> PolicyLearner:
+        pretrain = {"updates": 30, "batch_size": 4, "fresh_optimizer_for_rl": fresh_moments}
+        raw = tiny_config(tmp_path / name, data={"num_shapes": 40}, num_envs=4, total_updates=2, pretrain=pretrain)
+        return PolicyLearner(load_config_dict(raw), resume=False)
+
+    assert _first_rl_step(learner("fresh", True)) <= 1.01
+    assert _first_rl_step(learner("carried", False)) > 1.5

@@ -174,8 +174,11 @@ class PolicyLearnerCore:
         then once more at the end: the curve shows where RL starts from, and a restart never
         pretrains twice. Stops early when ``stopped()`` or the wall-clock budget says so.
 
-        The policy's own optimiser does the updates (at ``pretrain.learning_rate`` when set), so
-        its moments carry into RL and a checkpoint taken mid-way resumes exactly.
+        The policy's own optimiser does the updates (at ``pretrain.learning_rate`` when set), so a
+        checkpoint taken mid-way resumes exactly. Its moments are dropped once pretraining is done
+        (``pretrain.fresh_optimizer_for_rl``): RL's gradients are ~25× pretraining's, and Adam's
+        second moments carried over would make RL's first hundred steps many times the learning
+        rate (README: the ablation where the greedy policy then stopped lifting the brush).
         """
         if not self.pretraining_due:
             return
@@ -210,6 +213,8 @@ class PolicyLearnerCore:
             torch.set_num_threads(threads)
             for group in s.policy_optimizer.param_groups:
                 group["lr"] = self.hyperparameters.learner.learning_rate
+        if self.cfg.pretrain.fresh_optimizer_for_rl and not self.pretraining_due:
+            s.policy_optimizer.state.clear()  # Adam's moments and step counts: RL starts as from --init-from
         self.checkpoint()
         self.evaluate()
 
