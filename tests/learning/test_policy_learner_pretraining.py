@@ -14,8 +14,9 @@ from spiral.services.policy_learner import PolicyLearner
 from test_trainer import tiny_config
 
 
-def _learner(tmp_path: Path, pretrain_updates: int) -> PolicyLearner:
-    raw = tiny_config(tmp_path, data={"num_shapes": 40}, num_envs=4, total_updates=2, pretrain={"updates": pretrain_updates, "batch_size": 4})
+def _learner(tmp_path: Path, pretrain_updates: int, **pretrain: object) -> PolicyLearner:
+    pretrain = {"updates": pretrain_updates, "batch_size": 4, **pretrain}
+    raw = tiny_config(tmp_path, data={"num_shapes": 40}, num_envs=4, total_updates=2, pretrain=pretrain)
     return PolicyLearner(load_config_dict(raw), resume=False)
 
 
@@ -59,10 +60,5 @@ def test_rl_starts_with_fresh_optimizer_moments(tmp_path: Path) -> None:
     """Pretraining's gradients are far smaller than RL's; its Adam moments carried into RL make the
     first RL steps many times the learning rate (the default preset's greedy policy then flipped to
     never lifting the brush). Fresh moments bound Adam's first step by the learning rate."""
-    def learner(name: str, fresh_moments: bool) -> PolicyLearner:
-        pretrain = {"updates": 30, "batch_size": 4, "fresh_optimizer_for_rl": fresh_moments}
-        raw = tiny_config(tmp_path / name, data={"num_shapes": 40}, num_envs=4, total_updates=2, pretrain=pretrain)
-        return PolicyLearner(load_config_dict(raw), resume=False)
-
-    assert _first_rl_step(learner("fresh", True)) <= 1.01
-    assert _first_rl_step(learner("carried", False)) > 1.5
+    assert _first_rl_step(_learner(tmp_path / "fresh", 30, fresh_optimizer_for_rl=True)) <= 1.01
+    assert _first_rl_step(_learner(tmp_path / "carried", 30, fresh_optimizer_for_rl=False)) > 1.5
